@@ -1,0 +1,42 @@
+# Conveyor's everyday commands. `make help` lists them.
+GO      ?= go
+BIN     := bin/conveyor
+# Tests need only git and a POSIX shell for now; scripts/test-deps installs what is missing.
+FUZZTIME ?= 10s
+
+.PHONY: help build run test test-short fuzz bench vet fmt clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
+
+build: ## build bin/conveyor
+	$(GO) build -o $(BIN) ./cmd/conveyor
+
+run: build ## run the example pipeline (Source → Build → Test → Approve → Deploy) on this machine
+	$(BIN) run examples/webapp/pipeline.yaml --source Checkout=examples/webapp --approve all
+
+test: ## install what the tests need, then vet, race-test everything and fuzz the parsers briefly
+	./scripts/test-deps
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 20m ./...
+	$(MAKE) fuzz
+
+test-short: ## the unit tests only, fast
+	$(GO) test -short ./...
+
+fuzz: ## run each fuzz target for FUZZTIME (default 10s)
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/pipeline/
+	$(GO) test -run '^$$' -fuzz '^FuzzUnpack$$' -fuzztime $(FUZZTIME) ./internal/artifact/
+
+bench: ## run the benchmarks B1-B3 and print their figures with their baselines
+	$(GO) test -run '^$$' -bench 'B1|B2|B3' -benchtime 1x -count 5 -timeout 60m ./bench/ ./internal/artifact/
+
+vet: ## go vet and gofmt check
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'run: gofmt -w .'; exit 1; }
+
+fmt: ## gofmt every file
+	gofmt -w $$(git ls-files '*.go')
+
+clean: ## remove build output
+	rm -rf bin

@@ -1,0 +1,159 @@
+package engine
+
+import (
+	"time"
+
+	"github.com/conveyorci/conveyor/internal/artifact"
+)
+
+// EventType names what happened to an execution.
+type EventType string
+
+const (
+	// EvStart creates the execution (Start carries what it needs) and asks for its first stage.
+	EvStart EventType = "Start"
+	// EvActionSucceeded / EvActionFailed: a job finished (Stage, Action, Attempt).
+	EvActionSucceeded EventType = "ActionSucceeded"
+	EvActionFailed    EventType = "ActionFailed"
+	// EvApproval: a person decided on an approval action (Approved, By, Comment).
+	EvApproval EventType = "Approval"
+	// EvStop: stop the execution (Stop).
+	EvStop EventType = "Stop"
+	// EvTimeout: the action's timer fired (Stage, Action, Attempt).
+	EvTimeout EventType = "Timeout"
+	// EvLost: the action's job was lost (crash, expired lease) (Stage, Action, Attempt).
+	EvLost EventType = "Lost"
+	// EvGrant: the stage lock of Stage was handed to this execution by another one.
+	EvGrant EventType = "Grant"
+	// EvSupersede: a newer execution replaced this one while it waited before Stage.
+	EvSupersede EventType = "Supersede"
+	// EvRetry: retry the failed or stopped stage (Stage; Retry says which actions).
+	EvRetry EventType = "Retry"
+	// EvTransition: enable or disable the transition into Stage (Enable, Reason, By).
+	// It addresses the pipeline's stage lock, not an execution.
+	EvTransition EventType = "Transition"
+	// EvCancel: the execution waits before a stage that the current pipeline version removed.
+	EvCancel EventType = "Cancel"
+)
+
+// RetryMode says which actions of a stage a retry runs again.
+type RetryMode string
+
+const (
+	RetryFailed RetryMode = "FAILED_ACTIONS"
+	RetryAll    RetryMode = "ALL_ACTIONS"
+)
+
+// Event is one thing that happened, addressed to one execution (or, for EvTransition, to a
+// pipeline's stage). Fields that do not apply to the type are left empty.
+type Event struct {
+	Type        EventType `json:"type"`
+	ExecutionID string    `json:"executionId,omitempty"`
+	Pipeline    string    `json:"pipeline,omitempty"`
+	Stage       string    `json:"stage,omitempty"`
+	Action      string    `json:"action,omitempty"`
+	Attempt     int       `json:"attempt,omitempty"`
+	At          time.Time `json:"at"`
+
+	Start *StartRequest `json:"start,omitempty"`
+
+	// Result of an action (EvActionSucceeded).
+	Outputs     map[string]string       `json:"outputs,omitempty"`
+	Artifacts   map[string]artifact.Ref `json:"artifacts,omitempty"`
+	Summary     string                  `json:"summary,omitempty"`
+	ExternalURL string                  `json:"externalUrl,omitempty"`
+	// Failure and Message of an action (EvActionFailed).
+	Failure string `json:"failure,omitempty"`
+	Message string `json:"message,omitempty"`
+
+	// Approval decision (EvApproval).
+	Approved bool   `json:"approved,omitempty"`
+	By       string `json:"by,omitempty"`
+	Comment  string `json:"comment,omitempty"`
+
+	Stop   *StopRequest `json:"stopRequest,omitempty"`
+	Retry  RetryMode    `json:"retry,omitempty"`
+	Enable bool         `json:"enable,omitempty"`
+	Reason string       `json:"reason,omitempty"`
+}
+
+// StartRequest is what an execution starts with.
+type StartRequest struct {
+	PipelineVersion int                       `json:"pipelineVersion"`
+	Trigger         Trigger                   `json:"trigger"`
+	Variables       map[string]string         `json:"variables,omitempty"`
+	Sources         map[string]SourceOverride `json:"sources,omitempty"`
+}
+
+// CommandType names an effect that follows from a step.
+type CommandType string
+
+const (
+	// CmdStartJob: queue a job for an action attempt (Job).
+	CmdStartJob CommandType = "StartJob"
+	// CmdCancelJob: kill the running job JobID (the action was abandoned).
+	CmdCancelJob CommandType = "CancelJob"
+	// CmdAwaitApproval: an approval action now waits for a decision (Stage, Action, Attempt).
+	CmdAwaitApproval CommandType = "AwaitApproval"
+	// CmdStartTimer: deliver Timer.Event at Timer.Due (a stale timer does nothing).
+	CmdStartTimer CommandType = "StartTimer"
+	// CmdEmit: deliver Event to another execution, through its inbox.
+	CmdEmit CommandType = "Emit"
+	// CmdFinished: the execution reached a terminal status (for status reporting and watchers).
+	CmdFinished CommandType = "Finished"
+)
+
+// Command is an effect Step asks for; the loop persists it in the same transaction as the
+// state change (as a job, timer, inbox or outbox row).
+type Command struct {
+	Type  CommandType `json:"type"`
+	Job   *JobSpec    `json:"job,omitempty"`
+	JobID string      `json:"jobId,omitempty"`
+	Timer *Timer      `json:"timer,omitempty"`
+	Event *Event      `json:"event,omitempty"`
+	// ExecutionID, Stage, Action, Attempt identify what the command is about.
+	ExecutionID string          `json:"executionId,omitempty"`
+	Stage       string          `json:"stage,omitempty"`
+	Action      string          `json:"action,omitempty"`
+	Attempt     int             `json:"attempt,omitempty"`
+	Status      ExecutionStatus `json:"status,omitempty"`
+}
+
+// JobSpec is everything a worker needs to run one action attempt.
+type JobSpec struct {
+	ID            string            `json:"id"`
+	ExecutionID   string            `json:"executionId"`
+	Pipeline      string            `json:"pipeline"`
+	Stage         string            `json:"stage"`
+	Action        string            `json:"action"`
+	Attempt       int               `json:"attempt"`
+	Category      string            `json:"category"`
+	Provider      string            `json:"provider"`
+	Configuration map[string]any    `json:"configuration,omitempty"`
+	Environment   map[string]string `json:"environment,omitempty"`
+	Inputs        []NamedArtifact   `json:"inputs,omitempty"`
+	Outputs       []OutputSpec      `json:"outputs,omitempty"`
+	Timeout       time.Duration     `json:"timeout"`
+	Source        *SourceOverride   `json:"source,omitempty"`
+}
+
+// NamedArtifact is an input artifact of a job.
+type NamedArtifact struct {
+	Name string       `json:"name"`
+	Ref  artifact.Ref `json:"ref"`
+}
+
+// OutputSpec is an output artifact a job must produce.
+type OutputSpec struct {
+	Name  string   `json:"name"`
+	Files []string `json:"files,omitempty"`
+}
+
+// Timer is a future event.
+type Timer struct {
+	// ID identifies the timer (and deduplicates its event): it names the execution, stage,
+	// action, attempt and kind, so a timer of an earlier attempt is stale.
+	ID    string    `json:"id"`
+	Due   time.Time `json:"due"`
+	Event Event     `json:"event"`
+}

@@ -1,0 +1,296 @@
+// Package loop is the durable loop around engine.Step: it applies each event in one store
+// transaction (load the execution and its stage locks, Step, save the new state together
+// with the job, timer, inbox and outbox rows that follow), delivers events between
+// executions through the inbox, fires timers, fails jobs whose lease expired, and delivers
+// outbox messages. Nothing is polled on a fixed tick in the hot path: a committed change
+// wakes the loop at once.
+package loop
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/conveyorci/conveyor/internal/engine"
+	"github.com/conveyorci/conveyor/internal/pipeline"
+	"github.com/conveyorci/conveyor/internal/store"
+)
+
+// Outbox message kinds.
+const (
+	// KindCancelJob asks whoever runs the job (payload: the job id) to kill it now.
+	KindCancelJob = "job.cancel"
+)
+
+// Options configure a Loop.
+type Options struct {
+	Logger *slog.Logger
+	// Now is the clock (time.Now by default); tests inject their own.
+	Now func() time.Time
+	// LeaseCheck is how often expired job leases are looked for (default 5 s).
+	LeaseCheck time.Duration
+	// Deliver delivers one outbox message; an error leaves it for a later attempt.
+	Deliver func(ctx context.Context, m *store.OutboxMessage) error
+}
+
+// Loop applies events to executions durably. Its methods are safe for concurrent use.
+type Loop struct {
+	st   store.Store
+	log  *slog.Logger
+	now  func() time.Time
+	opts Options
+
+	mu        sync.Mutex
+	pipelines map[pipelineKey]*pipeline.Pipeline
+	subs      map[chan *engine.Execution]struct{}
+}
+
+type pipelineKey struct {
+	name    string
+	version int
+}
+
+// New returns a loop over st. Call Run to start its background work.
+func New(st store.Store, opts Options) *Loop {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.LeaseCheck == 0 {
+		opts.LeaseCheck = 5 * time.Second
+	}
+	return &Loop{st: st, log: opts.Logger, now: opts.Now, opts: opts,
+		pipelines: map[pipelineKey]*pipeline.Pipeline{}, subs: map[chan *engine.Execution]struct{}{}}
+}
+
+// Register stores p as the pipeline's newest version (unless the newest is identical) and
+// returns its version number.
+func (l *Loop) Register(ctx context.Context, p *pipeline.Pipeline) (int, error) {
+	def, err := json.Marshal(p)
+	if err != nil {
+		return 0, fmt.Errorf("encode pipeline %s: %w", p.Name, err)
+	}
+	var version int
+	err = l.st.Update(ctx, func(tx store.Tx) error {
+		version, err = tx.PutPipelineVersion(ctx, p.Name, def, l.now())
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("register pipeline %s: %w", p.Name, err)
+	}
+	return version, nil
+}
+
+// Start creates an execution of the pipeline's version and asks for its first stage. The
+// key deduplicates requests (as CodePipeline's clientRequestToken): a second Start with the
+// same key returns the execution the first one created.
+func (l *Loop) Start(ctx context.Context, key, pipelineName, executionID string, req engine.StartRequest) (*engine.Execution, error) {
+	ev := engine.Event{Type: engine.EvStart, ExecutionID: executionID, Pipeline: pipelineName, Start: &req}
+	return l.Apply(ctx, key, ev)
+}
+
+// Apply records ev in the inbox under key and applies it, in one transaction. A key seen
+// before changes nothing and returns the current state. An event the rules refuse returns
+// an error wrapping engine.ErrRefused and leaves no trace.
+func (l *Loop) Apply(ctx context.Context, key string, ev engine.Event) (*engine.Execution, error) {
+	var exec *engine.Execution
+	err := l.update(ctx, func(tx store.Tx) ([]*engine.Result, error) {
+		res, err := l.applyRow(ctx, tx, key, ev)
+		switch {
+		case err != nil:
+			return nil, err
+		case res == nil: // seen before
+			if ev.ExecutionID != "" {
+				exec, err = tx.Execution(ctx, ev.ExecutionID)
+			}
+			return nil, err
+		}
+		exec = res.Execution
+		return []*engine.Result{res}, nil
+	})
+	return exec, err
+}
+
+// step applies one inbox event inside tx.
+func (l *Loop) step(ctx context.Context, tx store.Tx, row *store.Event) (*engine.Result, error) {
+	ev := row.Event
+	var exec *engine.Execution
+	name, version := ev.Pipeline, 0
+	switch ev.Type {
+	case engine.EvStart:
+		if ev.Start != nil {
+			version = ev.Start.PipelineVersion
+		}
+		if e, err := tx.Execution(ctx, ev.ExecutionID); err == nil {
+			exec = e // a start under another key for an existing id
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return nil, err
+		}
+	case engine.EvTransition:
+	default:
+		e, err := tx.Execution(ctx, ev.ExecutionID)
+		if err != nil {
+			return nil, fmt.Errorf("load execution %s: %w", ev.ExecutionID, err)
+		}
+		exec, name, version = e, e.Pipeline, e.PipelineVersion
+	}
+	p, err := l.pipeline(ctx, tx, name, version)
+	if err != nil {
+		return nil, err
+	}
+	locks, err := tx.StageLocks(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("load stage locks of %s: %w", name, err)
+	}
+	if ev.Type == engine.EvStart && ev.Start != nil && ev.Start.PipelineVersion == 0 {
+		pv, err := tx.PipelineVersion(ctx, name, 0)
+		if err != nil {
+			return nil, err
+		}
+		ev.Start.PipelineVersion = pv.Version
+	}
+	res, err := engine.Step(engine.State{Pipeline: p, Execution: exec, Locks: locks, Now: l.now()}, ev)
+	if err != nil {
+		return nil, err
+	}
+	if err := l.save(ctx, tx, row, exec, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+// save persists a step's result and turns its commands into rows, all inside tx.
+func (l *Loop) save(ctx context.Context, tx store.Tx, row *store.Event, before *engine.Execution, res *engine.Result) error {
+	if res.Execution != nil {
+		var err error
+		if before == nil {
+			err = tx.CreateExecution(ctx, res.Execution)
+		} else {
+			err = tx.PutExecution(ctx, res.Execution)
+		}
+		if err != nil {
+			return fmt.Errorf("save execution %s: %w", res.Execution.ID, err)
+		}
+	}
+	for _, lk := range res.Locks {
+		if err := tx.PutStageLock(ctx, lk); err != nil {
+			return fmt.Errorf("save stage lock %s/%s: %w", lk.Pipeline, lk.Stage, err)
+		}
+	}
+	now := l.now()
+	for i, c := range res.Commands {
+		var err error
+		switch c.Type {
+		case engine.CmdStartJob:
+			_, err = tx.AddJob(ctx, &store.Job{
+				ID: c.Job.ID, ExecutionID: c.Job.ExecutionID, Pipeline: c.Job.Pipeline,
+				Provider: c.Job.Category + "/" + c.Job.Provider, Spec: *c.Job, State: store.JobQueued,
+				CreatedAt: now, UpdatedAt: now,
+			})
+		case engine.CmdCancelJob:
+			if err = tx.CancelJob(ctx, c.JobID, now); err == nil {
+				err = tx.AddOutbox(ctx, &store.OutboxMessage{Key: "cancel:" + c.JobID, Kind: KindCancelJob, Payload: []byte(c.JobID), CreatedAt: now})
+			}
+		case engine.CmdStartTimer:
+			err = tx.AddTimer(ctx, c.Timer)
+		case engine.CmdEmit:
+			key := fmt.Sprintf("%s:%s:%s:after:%d:%d", c.Event.Type, c.Event.ExecutionID, c.Event.Stage, row.Seq, i)
+			_, err = tx.AddEvent(ctx, &store.Event{Key: key, Event: *c.Event, CreatedAt: now})
+		case engine.CmdAwaitApproval, engine.CmdFinished:
+			// Watchers see these through Subscribe; status reporting will add outbox rows here.
+		}
+		if err != nil {
+			return fmt.Errorf("%s for execution %s: %w", c.Type, c.ExecutionID, err)
+		}
+	}
+	return nil
+}
+
+// pipeline returns a stored pipeline version (version 0: the latest), cached.
+func (l *Loop) pipeline(ctx context.Context, r store.Reader, name string, version int) (*pipeline.Pipeline, error) {
+	if version != 0 {
+		l.mu.Lock()
+		p := l.pipelines[pipelineKey{name, version}]
+		l.mu.Unlock()
+		if p != nil {
+			return p, nil
+		}
+	}
+	pv, err := r.PipelineVersion(ctx, name, version)
+	if err != nil {
+		return nil, fmt.Errorf("load pipeline %s version %d: %w", name, version, err)
+	}
+	p := new(pipeline.Pipeline)
+	if err := json.Unmarshal(pv.Definition, p); err != nil {
+		return nil, fmt.Errorf("decode pipeline %s version %d: %w", name, pv.Version, err)
+	}
+	l.mu.Lock()
+	l.pipelines[pipelineKey{name, pv.Version}] = p
+	l.mu.Unlock()
+	return p, nil
+}
+
+// Pipeline returns the pipeline version an execution runs.
+func (l *Loop) Pipeline(ctx context.Context, name string, version int) (*pipeline.Pipeline, error) {
+	var p *pipeline.Pipeline
+	err := l.st.View(ctx, func(r store.Reader) error {
+		var err error
+		p, err = l.pipeline(ctx, r, name, version)
+		return err
+	})
+	return p, err
+}
+
+// Execution reads an execution.
+func (l *Loop) Execution(ctx context.Context, id string) (*engine.Execution, error) {
+	var e *engine.Execution
+	err := l.st.View(ctx, func(r store.Reader) error {
+		var err error
+		e, err = r.Execution(ctx, id)
+		return err
+	})
+	return e, err
+}
+
+// Subscribe returns a channel receiving every execution state committed from now on (a
+// snapshot per change; a slow reader misses intermediate states, never the latest: when
+// its buffer is full the oldest is dropped). Call the returned function to unsubscribe.
+func (l *Loop) Subscribe() (<-chan *engine.Execution, func()) {
+	ch := make(chan *engine.Execution, 256)
+	l.mu.Lock()
+	l.subs[ch] = struct{}{}
+	l.mu.Unlock()
+	return ch, func() {
+		l.mu.Lock()
+		delete(l.subs, ch)
+		l.mu.Unlock()
+	}
+}
+
+func (l *Loop) publish(res *engine.Result) {
+	if res.Execution == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for ch := range l.subs {
+		for {
+			select {
+			case ch <- res.Execution:
+			default:
+				select {
+				case <-ch: // drop the oldest, keep the newest
+				default:
+				}
+				continue
+			}
+			break
+		}
+	}
+}

@@ -1,0 +1,287 @@
+package loop
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/conveyorci/conveyor/internal/engine"
+	"github.com/conveyorci/conveyor/internal/store"
+)
+
+// Run does the loop's background work until ctx is done: it applies inbox events sent
+// between executions, fires due timers, fails jobs whose lease expired and delivers outbox
+// messages. Each is woken by the store's change notifications, not by polling.
+func (l *Loop) Run(ctx context.Context) error {
+	errc := make(chan error, 4)
+	for _, f := range []func(context.Context) error{l.dispatch, l.timers, l.leases, l.outbox} {
+		go func() { errc <- f(ctx) }()
+	}
+	var first error
+	for range 4 {
+		if err := <-errc; err != nil && first == nil && !errors.Is(err, context.Canceled) {
+			first = err
+		}
+	}
+	return first
+}
+
+// applyRow records ev in the inbox under key and, when new, applies it inside tx.
+func (l *Loop) applyRow(ctx context.Context, tx store.Tx, key string, ev engine.Event) (*engine.Result, error) {
+	if ev.At.IsZero() {
+		ev.At = l.now()
+	}
+	row := &store.Event{Key: key, Event: ev, CreatedAt: ev.At}
+	added, err := tx.AddEvent(ctx, row)
+	if err != nil || !added {
+		return nil, err
+	}
+	res, err := l.step(ctx, tx, row)
+	if err != nil {
+		return nil, err
+	}
+	return res, tx.MarkEventProcessed(ctx, row.Seq, ev.At)
+}
+
+// update runs fn in a transaction and publishes the executions it changed.
+func (l *Loop) update(ctx context.Context, fn func(tx store.Tx) ([]*engine.Result, error)) error {
+	var results []*engine.Result
+	err := l.st.Update(ctx, func(tx store.Tx) error {
+		var err error
+		results, err = fn(tx)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	for _, r := range results {
+		if r != nil {
+			l.publish(r)
+		}
+	}
+	return nil
+}
+
+// Complete records the result of a job attempt: the job is finished under its lease epoch
+// (a worker whose lease was lost is refused with store.ErrConflict) and the result event is
+// applied, in one transaction.
+func (l *Loop) Complete(ctx context.Context, jobID string, epoch int64, ev engine.Event) error {
+	return l.update(ctx, func(tx store.Tx) ([]*engine.Result, error) {
+		if err := tx.FinishJob(ctx, jobID, epoch, l.now()); err != nil {
+			return nil, fmt.Errorf("finish job %s: %w", jobID, err)
+		}
+		res, err := l.applyRow(ctx, tx, "result:"+jobID, ev)
+		return []*engine.Result{res}, err
+	})
+}
+
+// Recover fails every leased job as lost, after kill has stopped whatever it left running.
+// It is for a process that owns its store alone (conveyor run, a single server on SQLite)
+// at start: any lease then belongs to a previous incarnation that crashed.
+func (l *Loop) Recover(ctx context.Context, kill func(*store.Job) error) error {
+	var jobs []*store.Job
+	if err := l.st.View(ctx, func(r store.Reader) error {
+		var err error
+		jobs, err = r.Jobs(ctx, store.JobLeased)
+		return err
+	}); err != nil {
+		return fmt.Errorf("list leased jobs: %w", err)
+	}
+	for _, j := range jobs {
+		if err := kill(j); err != nil {
+			return fmt.Errorf("kill what job %s left running: %w", j.ID, err)
+		}
+		if err := l.lose(ctx, j, "the process running it was gone when Conveyor restarted"); err != nil {
+			return err
+		}
+		l.log.Warn("job lost", "job", j.ID, "reason", "crash")
+	}
+	return nil
+}
+
+// lose cancels a job and sends its action the Lost event.
+func (l *Loop) lose(ctx context.Context, j *store.Job, why string) error {
+	return l.update(ctx, func(tx store.Tx) ([]*engine.Result, error) {
+		if err := tx.CancelJob(ctx, j.ID, l.now()); err != nil {
+			return nil, err
+		}
+		ev := engine.Event{Type: engine.EvLost, ExecutionID: j.ExecutionID, Pipeline: j.Pipeline,
+			Stage: j.Spec.Stage, Action: j.Spec.Action, Attempt: j.Spec.Attempt, Message: why}
+		res, err := l.applyRow(ctx, tx, "lost:"+j.ID+":"+strconv.FormatInt(j.Epoch, 10), ev)
+		return []*engine.Result{res}, err
+	})
+}
+
+// dispatch applies inbox events that one execution sent another (grants, supersedes).
+func (l *Loop) dispatch(ctx context.Context) error {
+	wake := l.st.Notify()
+	for {
+		var batch []*store.Event
+		err := l.st.Update(ctx, func(tx store.Tx) error {
+			var err error
+			batch, err = tx.PendingEvents(ctx, 64)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("read inbox: %w", err)
+		}
+		for _, row := range batch {
+			err := l.update(ctx, func(tx store.Tx) ([]*engine.Result, error) {
+				res, err := l.step(ctx, tx, row)
+				if err != nil {
+					return nil, err
+				}
+				return []*engine.Result{res}, tx.MarkEventProcessed(ctx, row.Seq, l.now())
+			})
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				// An event that cannot apply must not block the inbox behind it.
+				l.log.Error("inbox event dropped", "key", row.Key, "type", row.Event.Type, "execution", row.Event.ExecutionID, "err", err)
+				if err := l.st.Update(ctx, func(tx store.Tx) error { return tx.MarkEventProcessed(ctx, row.Seq, l.now()) }); err != nil {
+					return fmt.Errorf("mark inbox event %d: %w", row.Seq, err)
+				}
+			}
+		}
+		if len(batch) > 0 {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-wake:
+		}
+	}
+}
+
+// timers turns due timers into events. It sleeps until the earliest timer, and wakes early
+// when the store reports new rows (an earlier timer may have been added).
+func (l *Loop) timers(ctx context.Context) error {
+	wake := l.st.Notify()
+	for {
+		var due []*engine.Timer
+		var next time.Time
+		var pending bool
+		err := l.st.Update(ctx, func(tx store.Tx) error {
+			var err error
+			if due, err = tx.DueTimers(ctx, l.now(), 64); err != nil {
+				return err
+			}
+			next, pending, err = tx.NextTimer(ctx)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("read timers: %w", err)
+		}
+		for _, t := range due {
+			err := l.update(ctx, func(tx store.Tx) ([]*engine.Result, error) {
+				if err := tx.DeleteTimer(ctx, t.ID); err != nil {
+					return nil, err
+				}
+				res, err := l.applyRow(ctx, tx, "timer:"+t.ID, t.Event)
+				return []*engine.Result{res}, err
+			})
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				l.log.Error("timer dropped", "timer", t.ID, "err", err)
+				if err := l.st.Update(ctx, func(tx store.Tx) error { return tx.DeleteTimer(ctx, t.ID) }); err != nil {
+					return fmt.Errorf("delete timer %s: %w", t.ID, err)
+				}
+			}
+		}
+		if len(due) > 0 {
+			continue
+		}
+		wait := time.Hour
+		if pending {
+			wait = max(next.Sub(l.now()), time.Millisecond)
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return ctx.Err()
+		case <-wake:
+		case <-timer.C:
+		}
+		timer.Stop()
+	}
+}
+
+// leases fails or retries the jobs whose lease expired: their worker went silent.
+func (l *Loop) leases(ctx context.Context) error {
+	tick := time.NewTicker(l.opts.LeaseCheck)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+		var expired []*store.Job
+		if err := l.st.Update(ctx, func(tx store.Tx) error {
+			var err error
+			expired, err = tx.ExpiredJobs(ctx, l.now())
+			return err
+		}); err != nil {
+			return fmt.Errorf("read expired leases: %w", err)
+		}
+		for _, j := range expired {
+			if err := l.lose(ctx, j, "its worker stopped renewing the lease"); err != nil {
+				return fmt.Errorf("expire job %s: %w", j.ID, err)
+			}
+			l.log.Warn("job lost", "job", j.ID, "reason", "lease expired", "worker", j.Worker)
+		}
+	}
+}
+
+// outbox delivers outbox messages, at least once, backing off when delivery fails.
+func (l *Loop) outbox(ctx context.Context) error {
+	if l.opts.Deliver == nil {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	wake := l.st.Notify()
+	backoff := time.Duration(0)
+	for {
+		var msgs []*store.OutboxMessage
+		if err := l.st.Update(ctx, func(tx store.Tx) error {
+			var err error
+			msgs, err = tx.PendingOutbox(ctx, 64)
+			return err
+		}); err != nil {
+			return fmt.Errorf("read outbox: %w", err)
+		}
+		failed := false
+		for _, m := range msgs {
+			if err := l.opts.Deliver(ctx, m); err != nil {
+				l.log.Warn("outbox delivery failed", "kind", m.Kind, "key", m.Key, "err", err)
+				failed = true
+				continue
+			}
+			if err := l.st.Update(ctx, func(tx store.Tx) error { return tx.DeleteOutbox(ctx, m.Seq) }); err != nil {
+				return fmt.Errorf("delete outbox message %d: %w", m.Seq, err)
+			}
+		}
+		var retry <-chan time.Time
+		switch {
+		case failed:
+			backoff = min(max(2*backoff, 100*time.Millisecond), time.Minute)
+			retry = time.After(backoff)
+		case len(msgs) > 0:
+			backoff = 0
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-wake:
+		case <-retry:
+		}
+	}
+}

@@ -1,0 +1,186 @@
+package engine
+
+import (
+	"time"
+
+	"github.com/conveyorci/conveyor/internal/artifact"
+	"github.com/conveyorci/conveyor/internal/pipeline"
+)
+
+// ExecutionStatus is where an execution stands. Step is the only thing that moves an
+// execution between statuses; see docs/semantics.md for the whole table.
+type ExecutionStatus string
+
+const (
+	// InProgress: created and not finished; it may be running actions or waiting before a stage.
+	ExecInProgress ExecutionStatus = "InProgress"
+	// Stopping: a stop was asked for; in-progress actions finish (or are abandoned), nothing new starts.
+	ExecStopping ExecutionStatus = "Stopping"
+	// Stopped: terminal after a stop. Its last stage can be retried while no newer execution entered it.
+	ExecStopped ExecutionStatus = "Stopped"
+	// Succeeded: terminal, every stage succeeded.
+	ExecSucceeded ExecutionStatus = "Succeeded"
+	// Failed: terminal, a stage failed. The failed stage can be retried while no newer execution entered it.
+	ExecFailed ExecutionStatus = "Failed"
+	// Superseded: terminal, a newer execution replaced it while it waited before a stage (SUPERSEDED mode).
+	ExecSuperseded ExecutionStatus = "Superseded"
+	// Cancelled: terminal, it waited before a stage that the pipeline's current version removed.
+	ExecCancelled ExecutionStatus = "Cancelled"
+)
+
+// Terminal reports whether nothing more will happen to an execution in this status
+// (unless an operator retries a stage of a Failed or Stopped one).
+func (s ExecutionStatus) Terminal() bool {
+	switch s {
+	case ExecStopped, ExecSucceeded, ExecFailed, ExecSuperseded, ExecCancelled:
+		return true
+	}
+	return false
+}
+
+// StageStatus is where one stage of one execution stands.
+type StageStatus string
+
+const (
+	// StageNotStarted: the execution has not reached this stage.
+	StageNotStarted StageStatus = ""
+	// StageWaiting: the execution finished the previous stage and waits to enter this one
+	// (the stage is busy with another execution, or its inbound transition is disabled).
+	StageWaiting    StageStatus = "Waiting"
+	StageInProgress StageStatus = "InProgress"
+	StageStopping   StageStatus = "Stopping"
+	StageSucceeded  StageStatus = "Succeeded"
+	StageFailed     StageStatus = "Failed"
+	StageStopped    StageStatus = "Stopped"
+	// StageSuperseded / StageCancelled: the execution ended while waiting to enter this stage.
+	StageSuperseded StageStatus = "Superseded"
+	StageCancelled  StageStatus = "Cancelled"
+)
+
+// ActionStatus is where one action of one execution stands.
+type ActionStatus string
+
+const (
+	// ActionNotStarted: its runOrder group has not been reached (or the stage never started).
+	ActionNotStarted ActionStatus = ""
+	// ActionInProgress: a job for the current attempt is queued or running, or an approval waits.
+	ActionInProgress ActionStatus = "InProgress"
+	ActionSucceeded  ActionStatus = "Succeeded"
+	// ActionFailed: the attempt failed; Failure says how (failed, error, timeout, lost).
+	ActionFailed ActionStatus = "Failed"
+	// ActionAbandoned: the execution was stopped with abandon while this action ran; its
+	// processes were killed and its result, if one still comes, is ignored.
+	ActionAbandoned ActionStatus = "Abandoned"
+)
+
+// Execution is the whole state of one run of one pipeline version. It is what Step reads
+// and writes, and what the store keeps (as a document, with a few columns indexed).
+type Execution struct {
+	ID              string                 `json:"id"`
+	Pipeline        string                 `json:"pipeline"`
+	PipelineVersion int                    `json:"pipelineVersion"`
+	Mode            pipeline.ExecutionMode `json:"mode"`
+	Status          ExecutionStatus        `json:"status"`
+	// Seq orders the executions of one pipeline by arrival (assigned by the store).
+	Seq int64 `json:"seq"`
+	// Type is "Standard", or "Rollback" for an execution that redeploys an earlier one.
+	Type    string  `json:"type,omitempty"`
+	Trigger Trigger `json:"trigger"`
+	// Variables are the pipeline variables, defaults merged with the overrides at start.
+	Variables map[string]string `json:"variables,omitempty"`
+	// Sources overrides, per source action ("Stage.Action"), what it fetches.
+	Sources map[string]SourceOverride `json:"sources,omitempty"`
+	Stages  []Stage                   `json:"stages"`
+	// Outputs are the output variables published so far, by namespace.
+	Outputs map[string]map[string]string `json:"outputs,omitempty"`
+	// Artifacts produced so far, by artifact name.
+	Artifacts map[string]artifact.Ref `json:"artifacts,omitempty"`
+	// Stop records a requested stop.
+	Stop       *StopRequest `json:"stop,omitempty"`
+	Message    string       `json:"message,omitempty"` // why it ended, when it did not succeed
+	CreatedAt  time.Time    `json:"createdAt"`
+	UpdatedAt  time.Time    `json:"updatedAt"`
+	FinishedAt time.Time    `json:"finishedAt,omitzero"`
+}
+
+// Trigger says what started an execution.
+type Trigger struct {
+	Type   string `json:"type"`             // "Manual", "CLI", "API", "Webhook", "Poll", "Schedule", ...
+	Detail string `json:"detail,omitempty"` // who or what
+}
+
+// SourceOverride pins what a source action fetches for one execution.
+type SourceOverride struct {
+	Revision string `json:"revision,omitempty"`
+	Dir      string `json:"dir,omitempty"` // a local working tree, used as is
+}
+
+// StopMode is how a stop treats in-progress actions.
+type StopMode string
+
+const (
+	// StopAndWait lets in-progress actions finish; nothing new starts.
+	StopAndWait StopMode = "StopAndWait"
+	// Abandon kills in-progress actions and marks them Abandoned.
+	Abandon StopMode = "Abandon"
+)
+
+// StopRequest is a stop asked for by someone.
+type StopRequest struct {
+	Mode   StopMode `json:"mode"`
+	Reason string   `json:"reason,omitempty"`
+}
+
+// Stage is one stage of one execution.
+type Stage struct {
+	Name    string      `json:"name"`
+	Status  StageStatus `json:"status"`
+	Attempt int         `json:"attempt,omitempty"` // 1 on first entry, +1 per retry
+	Actions []Action    `json:"actions"`
+	// EnteredAt is when the execution entered the stage (or started waiting for it).
+	EnteredAt  time.Time `json:"enteredAt,omitzero"`
+	FinishedAt time.Time `json:"finishedAt,omitzero"`
+}
+
+// Action is one action of one execution.
+type Action struct {
+	Name     string       `json:"name"`
+	RunOrder int          `json:"runOrder"`
+	Status   ActionStatus `json:"status"`
+	Attempt  int          `json:"attempt,omitempty"`
+	// LostRetries counts the attempts started again after one was lost, in this stage entry.
+	LostRetries int `json:"lostRetries,omitempty"`
+	// JobID of the current attempt; empty for approvals, which wait for a decision instead.
+	JobID string `json:"jobId,omitempty"`
+	// Configuration is the resolved configuration of the current attempt, as recorded when it started.
+	Configuration map[string]any    `json:"configuration,omitempty"`
+	Environment   map[string]string `json:"environment,omitempty"`
+	Outputs       map[string]string `json:"outputs,omitempty"`
+	Summary       string            `json:"summary,omitempty"`
+	ExternalURL   string            `json:"externalUrl,omitempty"`
+	// Failure classifies a failed attempt: "failed", "error", "timeout", "lost", "stopped".
+	Failure    string    `json:"failure,omitempty"`
+	Message    string    `json:"message,omitempty"`
+	StartedAt  time.Time `json:"startedAt,omitzero"`
+	FinishedAt time.Time `json:"finishedAt,omitzero"`
+}
+
+// StageLock is the per-pipeline, per-stage row that serialises executions through a stage
+// in SUPERSEDED and QUEUED modes, and holds the stage's inbound transition state in every
+// mode. Step moves it together with the executions that touch it.
+type StageLock struct {
+	Pipeline string `json:"pipeline"`
+	Stage    string `json:"stage"`
+	// Holder is the execution inside the stage (or granted entry and about to enter); empty when free.
+	Holder string `json:"holder,omitempty"`
+	// Waiting are the executions waiting to enter, oldest first: at most one in SUPERSEDED
+	// mode while the transition is enabled, a queue in QUEUED mode.
+	Waiting []string `json:"waiting,omitempty"`
+	// LastEntered is the newest execution that entered the stage; a failed stage may be
+	// retried only by that execution.
+	LastEntered string `json:"lastEntered,omitempty"`
+	// Disabled holds executions before the stage (the inbound transition is disabled).
+	Disabled       bool   `json:"disabled,omitempty"`
+	DisabledReason string `json:"disabledReason,omitempty"`
+	DisabledBy     string `json:"disabledBy,omitempty"`
+}

@@ -1,0 +1,686 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"reflect"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/conveyorci/conveyor/internal/artifact"
+	"github.com/conveyorci/conveyor/internal/pipeline"
+)
+
+// State is what Step needs to decide: the pipeline version the execution runs, the
+// execution itself (nil for EvStart and EvTransition) and the pipeline's stage locks (by
+// stage name; a missing entry is a free, enabled stage).
+type State struct {
+	Pipeline  *pipeline.Pipeline
+	Execution *Execution
+	Locks     map[string]*StageLock
+	Now       time.Time
+}
+
+// Result is what follows from one event: the new execution (nil when the event addressed
+// none), the stage locks that changed, and the commands to carry out.
+type Result struct {
+	Execution *Execution
+	Locks     []*StageLock
+	Commands  []Command
+}
+
+// ErrRefused classifies an event that an operator asked for and the rules refuse (a retry
+// after a newer execution entered the stage, a stop of a finished execution). The message
+// says why.
+var ErrRefused = errors.New("refused")
+
+// MaxLostRetries is how many times an action lost to a crash or an expired lease is started
+// again before it fails with the reason "lost". Deploy, Invoke and Approval actions are
+// never retried: they may have had effects.
+const MaxLostRetries = 1
+
+// timeoutGrace is added to an action's timeout for the engine's own timer: the worker
+// enforces the exact timeout and reports it; the timer catches a worker that went silent.
+const timeoutGrace = 15 * time.Second
+
+// Step applies one event to the state and returns the result. It is pure: it does no I/O
+// and does not modify its input. An event that no longer applies (the result of an earlier
+// attempt, a grant to an execution that stopped meanwhile) changes nothing and is not an
+// error; an operator request that the rules refuse returns an error wrapping ErrRefused.
+func Step(st State, ev Event) (Result, error) {
+	s := &stepper{p: st.Pipeline, now: st.Now, ev: ev, locks: map[string]*StageLock{}, orig: st.Locks}
+	if s.now.IsZero() {
+		s.now = ev.At
+	}
+	if st.Execution != nil {
+		s.e = st.Execution.Clone()
+	}
+	var err error
+	switch ev.Type {
+	case EvStart:
+		err = s.start()
+	case EvTransition:
+		err = s.transition()
+	default:
+		if s.e == nil {
+			return Result{}, fmt.Errorf("%s event without an execution", ev.Type)
+		}
+		switch ev.Type {
+		case EvActionSucceeded, EvActionFailed, EvTimeout, EvLost, EvApproval:
+			s.actionResult()
+		case EvStop:
+			err = s.stop()
+		case EvGrant:
+			s.grant()
+		case EvSupersede:
+			s.supersede()
+		case EvRetry:
+			err = s.retry()
+		case EvCancel:
+			s.cancel()
+		default:
+			return Result{}, fmt.Errorf("unknown event type %q", ev.Type)
+		}
+	}
+	if err != nil {
+		return Result{}, err
+	}
+	// An event that changed nothing (a stale result, a redelivery) leaves UpdatedAt alone too.
+	if s.e != nil && (st.Execution == nil || !reflect.DeepEqual(s.e, st.Execution)) {
+		s.e.UpdatedAt = s.now
+	}
+	res := Result{Execution: s.e, Commands: s.cmds}
+	for _, name := range slices.Sorted(maps.Keys(s.locks)) {
+		res.Locks = append(res.Locks, s.locks[name])
+	}
+	return res, nil
+}
+
+type stepper struct {
+	p     *pipeline.Pipeline
+	e     *Execution
+	ev    Event
+	now   time.Time
+	orig  map[string]*StageLock
+	locks map[string]*StageLock // the locks this step changed (copies)
+	cmds  []Command
+}
+
+func (s *stepper) locked() bool { return s.p.Mode() != pipeline.Parallel }
+
+// lock returns a writable copy of the named stage's lock, recorded as changed.
+func (s *stepper) lock(stage string) *StageLock {
+	if l, ok := s.locks[stage]; ok {
+		return l
+	}
+	l := &StageLock{Pipeline: s.p.Name, Stage: stage}
+	if o := s.orig[stage]; o != nil {
+		c := *o
+		c.Waiting = slices.Clone(o.Waiting)
+		l = &c
+	}
+	s.locks[stage] = l
+	return l
+}
+
+// peek returns the stage's lock without marking it changed (nil when absent).
+func (s *stepper) peek(stage string) *StageLock {
+	if l, ok := s.locks[stage]; ok {
+		return l
+	}
+	return s.orig[stage]
+}
+
+func (s *stepper) emit(typ EventType, exec, stage string) {
+	s.cmds = append(s.cmds, Command{Type: CmdEmit, ExecutionID: exec, Stage: stage,
+		Event: &Event{Type: typ, ExecutionID: exec, Pipeline: s.p.Name, Stage: stage, At: s.now}})
+}
+
+func (s *stepper) start() error {
+	if s.e != nil {
+		return nil // a redelivered start: the execution exists already
+	}
+	req := s.ev.Start
+	if req == nil {
+		req = &StartRequest{}
+	}
+	vars := map[string]string{}
+	for _, v := range s.p.Variables {
+		vars[v.Name] = v.Default
+	}
+	for name, val := range req.Variables {
+		if _, ok := vars[name]; !ok {
+			return fmt.Errorf("%w: pipeline %s has no variable %q", ErrRefused, s.p.Name, name)
+		}
+		vars[name] = val
+	}
+	e := &Execution{
+		ID: s.ev.ExecutionID, Pipeline: s.p.Name, PipelineVersion: req.PipelineVersion,
+		Mode: s.p.Mode(), Status: ExecInProgress, Type: "Standard", Trigger: req.Trigger,
+		Variables: vars, Sources: req.Sources, CreatedAt: s.now,
+	}
+	for _, ps := range s.p.Stages {
+		st := Stage{Name: ps.Name}
+		for _, pa := range ps.Actions {
+			st.Actions = append(st.Actions, Action{Name: pa.Name, RunOrder: pa.EffectiveRunOrder()})
+		}
+		e.Stages = append(e.Stages, st)
+	}
+	s.e = e
+	s.request(0)
+	return nil
+}
+
+// request makes the execution enter stage i, or wait before it.
+func (s *stepper) request(i int) {
+	st := &s.e.Stages[i]
+	l := s.peek(st.Name)
+	free := l == nil || (!l.Disabled && (!s.locked() || l.Holder == "") && len(l.Waiting) == 0)
+	if free {
+		if s.locked() {
+			w := s.lock(st.Name)
+			w.Holder, w.LastEntered = s.e.ID, s.e.ID
+		}
+		s.enter(i)
+		return
+	}
+	w := s.lock(st.Name)
+	if s.p.Mode() == pipeline.Superseded {
+		for _, older := range w.Waiting {
+			s.emit(EvSupersede, older, st.Name)
+		}
+		w.Waiting = w.Waiting[:0]
+	}
+	w.Waiting = append(w.Waiting, s.e.ID)
+	st.Status, st.EnteredAt = StageWaiting, s.now
+}
+
+// enter starts stage i (its lock, where there is one, is already the execution's).
+func (s *stepper) enter(i int) {
+	st := &s.e.Stages[i]
+	st.Status, st.Attempt, st.EnteredAt, st.FinishedAt = StageInProgress, st.Attempt+1, s.now, time.Time{}
+	for j := range st.Actions {
+		st.Actions[j] = Action{Name: st.Actions[j].Name, RunOrder: st.Actions[j].RunOrder, Attempt: st.Actions[j].Attempt}
+	}
+	s.advance(i)
+}
+
+// advance moves stage i on after a change: it waits while actions run, then fails, stops,
+// succeeds or starts the next runOrder group.
+func (s *stepper) advance(i int) {
+	st := &s.e.Stages[i]
+	next, failed := 0, false
+	for _, a := range st.Actions {
+		switch a.Status {
+		case ActionInProgress:
+			return
+		case ActionFailed, ActionAbandoned:
+			failed = true
+		case ActionNotStarted:
+			if next == 0 || a.RunOrder < next {
+				next = a.RunOrder
+			}
+		}
+	}
+	switch {
+	case s.e.Status == ExecStopping:
+		st.Status, st.FinishedAt = StageStopped, s.now
+		if !failed && next == 0 {
+			st.Status = StageSucceeded
+		}
+		s.release(i)
+		if st.Status == StageSucceeded && i == len(s.e.Stages)-1 {
+			s.finish(ExecSucceeded, "")
+			return
+		}
+		s.finish(ExecStopped, "stopped: "+s.e.Stop.Reason)
+	case failed:
+		st.Status, st.FinishedAt = StageFailed, s.now
+		s.release(i)
+		s.finish(ExecFailed, s.failureMessage(i))
+	case next == 0:
+		st.Status, st.FinishedAt = StageSucceeded, s.now
+		if i == len(s.e.Stages)-1 {
+			s.release(i)
+			s.finish(ExecSucceeded, "")
+			return
+		}
+		s.request(i + 1)
+		s.release(i)
+	default:
+		for j := range st.Actions {
+			if st.Actions[j].Status == ActionNotStarted && st.Actions[j].RunOrder == next {
+				s.startAction(i, j)
+			}
+		}
+		// Every action of the group may have failed at once (an unresolvable reference).
+		s.advance(i)
+	}
+}
+
+func (s *stepper) failureMessage(i int) string {
+	st := &s.e.Stages[i]
+	for _, a := range st.Actions {
+		if a.Status == ActionFailed || a.Status == ActionAbandoned {
+			return fmt.Sprintf("stage %s failed: action %s %s: %s", st.Name, a.Name, a.Failure, a.Message)
+		}
+	}
+	return "stage " + st.Name + " failed"
+}
+
+// release gives up stage i's lock and hands it to the next waiting execution.
+func (s *stepper) release(i int) {
+	if !s.locked() {
+		return
+	}
+	name := s.e.Stages[i].Name
+	if l := s.peek(name); l == nil || l.Holder != s.e.ID {
+		return
+	}
+	l := s.lock(name)
+	l.Holder = ""
+	s.grantNext(l)
+}
+
+// grantNext hands a free, enabled stage to whoever waits for it: the oldest waiter in the
+// locked modes, every waiter in PARALLEL mode.
+func (s *stepper) grantNext(l *StageLock) {
+	if l.Disabled || len(l.Waiting) == 0 {
+		return
+	}
+	if !s.locked() {
+		for _, w := range l.Waiting {
+			s.emit(EvGrant, w, l.Stage)
+		}
+		l.Waiting = nil
+		return
+	}
+	if l.Holder != "" {
+		return
+	}
+	// The grantee becomes LastEntered when it enters (see grant): it may stop before.
+	w := l.Waiting[0]
+	l.Waiting = slices.Delete(l.Waiting, 0, 1)
+	l.Holder = w
+	s.emit(EvGrant, w, l.Stage)
+}
+
+func (s *stepper) finish(status ExecutionStatus, msg string) {
+	s.e.Status, s.e.Message, s.e.FinishedAt = status, msg, s.now
+	s.cmds = append(s.cmds, Command{Type: CmdFinished, ExecutionID: s.e.ID, Status: status})
+}
+
+func (s *stepper) startAction(i, j int) {
+	st := &s.e.Stages[i]
+	a := &st.Actions[j]
+	pa := &s.p.Stages[i].Actions[j]
+	a.Attempt++
+	a.Status, a.StartedAt, a.FinishedAt = ActionInProgress, s.now, time.Time{}
+	a.Outputs, a.Summary, a.ExternalURL, a.Failure, a.Message, a.JobID = nil, "", "", "", "", ""
+
+	cfg, err := pipeline.ResolveValue(map[string]any(pa.Configuration), s.lookup)
+	if err == nil {
+		a.Configuration, _ = cfg.(map[string]any)
+		a.Environment, err = s.resolveEnv(pa.Environment)
+	}
+	if err != nil {
+		a.Status, a.Failure, a.Message, a.FinishedAt = ActionFailed, "error", err.Error(), s.now
+		return
+	}
+	timeout := pa.EffectiveTimeout()
+	timerEvent := Event{Type: EvTimeout, ExecutionID: s.e.ID, Pipeline: s.e.Pipeline, Stage: st.Name, Action: a.Name, Attempt: a.Attempt}
+	if pa.Category == pipeline.Approval {
+		if sum, ok := a.Configuration["summary"].(string); ok {
+			a.Summary = sum
+		}
+		s.cmds = append(s.cmds,
+			Command{Type: CmdAwaitApproval, ExecutionID: s.e.ID, Stage: st.Name, Action: a.Name, Attempt: a.Attempt},
+			Command{Type: CmdStartTimer, Timer: &Timer{ID: TimerID(timerEvent), Due: s.now.Add(timeout), Event: timerEvent}})
+		return
+	}
+	spec := &JobSpec{
+		ID: JobID(s.e.ID, st.Name, a.Name, a.Attempt), ExecutionID: s.e.ID, Pipeline: s.e.Pipeline,
+		Stage: st.Name, Action: a.Name, Attempt: a.Attempt,
+		Category: string(pa.Category), Provider: pa.Provider,
+		Configuration: a.Configuration, Environment: a.Environment, Timeout: timeout,
+	}
+	for _, name := range pa.InputArtifacts {
+		spec.Inputs = append(spec.Inputs, NamedArtifact{Name: name, Ref: s.e.Artifacts[name]})
+	}
+	for _, o := range pa.OutputArtifacts {
+		spec.Outputs = append(spec.Outputs, OutputSpec{Name: o.Name, Files: o.Files})
+	}
+	if src, ok := s.e.Sources[st.Name+"."+a.Name]; ok {
+		spec.Source = &src
+	}
+	a.JobID = spec.ID
+	s.cmds = append(s.cmds,
+		Command{Type: CmdStartJob, Job: spec, ExecutionID: s.e.ID, Stage: st.Name, Action: a.Name, Attempt: a.Attempt},
+		Command{Type: CmdStartTimer, Timer: &Timer{ID: TimerID(timerEvent), Due: s.now.Add(timeout + timeoutGrace), Event: timerEvent}})
+}
+
+// JobID names the job of one action attempt; it derives from execution, stage, action and
+// attempt so that a redelivered step queues nothing twice.
+func JobID(exec, stage, action string, attempt int) string {
+	return exec + "/" + stage + "/" + action + "/" + strconv.Itoa(attempt)
+}
+
+// TimerID names a timer by the event it will deliver, so a timer of an earlier attempt is
+// distinct (and stale once the attempt is over).
+func TimerID(ev Event) string {
+	return string(ev.Type) + ":" + JobID(ev.ExecutionID, ev.Stage, ev.Action, ev.Attempt)
+}
+
+func (s *stepper) lookup(ns, name string) (string, bool) {
+	switch ns {
+	case "variables":
+		v, ok := s.e.Variables[name]
+		return v, ok
+	case "pipeline", "codepipeline":
+		switch name {
+		case "ExecutionId", "PipelineExecutionId":
+			return s.e.ID, true
+		case "Name", "PipelineName":
+			return s.e.Pipeline, true
+		}
+		return "", false
+	}
+	v, ok := s.e.Outputs[ns][name]
+	return v, ok
+}
+
+func (s *stepper) resolveEnv(env map[string]string) (map[string]string, error) {
+	if len(env) == 0 {
+		return nil, nil
+	}
+	out := make(map[string]string, len(env))
+	for k, v := range env {
+		r, err := pipeline.Resolve(v, s.lookup)
+		if err != nil {
+			return nil, fmt.Errorf("environment %s: %w", k, err)
+		}
+		out[k] = r
+	}
+	return out, nil
+}
+
+// find returns the stage and action an event names, or -1s.
+func (s *stepper) find(stage, action string) (int, int) {
+	for i := range s.e.Stages {
+		if s.e.Stages[i].Name != stage {
+			continue
+		}
+		for j := range s.e.Stages[i].Actions {
+			if s.e.Stages[i].Actions[j].Name == action {
+				return i, j
+			}
+		}
+	}
+	return -1, -1
+}
+
+// actionResult applies a job result, a timeout, a lost job or an approval decision to the
+// attempt it names; anything about another attempt, or an action no longer running, is stale.
+func (s *stepper) actionResult() {
+	i, j := s.find(s.ev.Stage, s.ev.Action)
+	if i < 0 {
+		return
+	}
+	a := &s.e.Stages[i].Actions[j]
+	pa := &s.p.Stages[i].Actions[j]
+	if a.Status != ActionInProgress || (s.ev.Attempt != 0 && s.ev.Attempt != a.Attempt) {
+		return
+	}
+	isApproval := pa.Category == pipeline.Approval
+	switch s.ev.Type {
+	case EvActionSucceeded:
+		if isApproval {
+			return
+		}
+		a.Status, a.Outputs, a.Summary, a.ExternalURL = ActionSucceeded, s.ev.Outputs, s.ev.Summary, s.ev.ExternalURL
+		if pa.Namespace != "" && len(s.ev.Outputs) > 0 {
+			if s.e.Outputs == nil {
+				s.e.Outputs = map[string]map[string]string{}
+			}
+			s.e.Outputs[pa.Namespace] = maps.Clone(s.ev.Outputs)
+		}
+		for name, ref := range s.ev.Artifacts {
+			if s.e.Artifacts == nil {
+				s.e.Artifacts = map[string]artifact.Ref{}
+			}
+			s.e.Artifacts[name] = ref
+		}
+	case EvActionFailed:
+		if isApproval {
+			return
+		}
+		a.Status, a.Failure, a.Message = ActionFailed, s.ev.Failure, s.ev.Message
+		if a.Failure == "" {
+			a.Failure = "failed"
+		}
+	case EvApproval:
+		if !isApproval {
+			return
+		}
+		who := s.ev.By
+		if who == "" {
+			who = "someone"
+		}
+		if s.ev.Approved {
+			a.Status, a.Summary = ActionSucceeded, "approved by "+who
+		} else {
+			a.Status, a.Failure, a.Message = ActionFailed, "rejected", "rejected by "+who
+		}
+		if s.ev.Comment != "" {
+			a.Summary += ": " + s.ev.Comment
+			if !s.ev.Approved {
+				a.Message += ": " + s.ev.Comment
+			}
+		}
+	case EvTimeout:
+		a.Status, a.Failure = ActionFailed, "timeout"
+		a.Message = "timed out after " + pipeline.Duration(pa.EffectiveTimeout()).String()
+		if isApproval {
+			a.Message = "approval expired after " + pipeline.Duration(pa.EffectiveTimeout()).String()
+		}
+		s.cancelJob(a)
+	case EvLost:
+		s.cancelJob(a)
+		retryable := pa.Category != pipeline.Deploy && pa.Category != pipeline.Invoke && !isApproval
+		if retryable && a.LostRetries < MaxLostRetries && s.e.Status == ExecInProgress {
+			a.LostRetries++
+			s.startAction(i, j)
+			s.advance(i)
+			return
+		}
+		a.Status, a.Failure = ActionFailed, "lost"
+		a.Message = "lost: the process running it went away (crash or expired lease)"
+		if s.ev.Message != "" {
+			a.Message = "lost: " + s.ev.Message
+		}
+	}
+	a.FinishedAt = s.now
+	s.advance(i)
+}
+
+func (s *stepper) cancelJob(a *Action) {
+	if a.JobID != "" {
+		s.cmds = append(s.cmds, Command{Type: CmdCancelJob, JobID: a.JobID, ExecutionID: s.e.ID})
+	}
+}
+
+func (s *stepper) stop() error {
+	req := s.ev.Stop
+	if req == nil {
+		req = &StopRequest{Mode: StopAndWait}
+	}
+	switch {
+	case s.e.Status.Terminal():
+		return fmt.Errorf("%w: execution %s is already %s", ErrRefused, s.e.ID, s.e.Status)
+	case s.e.Status == ExecStopping && (s.e.Stop.Mode == Abandon || req.Mode != Abandon):
+		return nil // already stopping at least as hard
+	}
+	s.e.Status, s.e.Stop = ExecStopping, req
+	for i := range s.e.Stages {
+		st := &s.e.Stages[i]
+		switch st.Status {
+		case StageWaiting:
+			l := s.lock(st.Name)
+			l.Waiting = slices.DeleteFunc(l.Waiting, func(id string) bool { return id == s.e.ID })
+			st.Status, st.FinishedAt = StageStopped, s.now
+			s.finish(ExecStopped, "stopped while waiting to enter stage "+st.Name+": "+req.Reason)
+			s.release(i) // granted but not entered yet: the next waiter need not wait for the grant to bounce
+			return nil
+		case StageInProgress:
+			for j := range st.Actions {
+				a := &st.Actions[j]
+				if a.Status != ActionInProgress {
+					continue
+				}
+				// A pending approval has nothing to finish: stopping abandons it in either mode.
+				if req.Mode == Abandon || a.JobID == "" {
+					a.Status, a.Failure, a.Message, a.FinishedAt = ActionAbandoned, "stopped", "abandoned: "+req.Reason, s.now
+					s.cancelJob(a)
+				}
+			}
+			s.advance(i)
+			return nil
+		}
+	}
+	return nil
+}
+
+// grant lets a waiting execution into the stage another execution handed it.
+func (s *stepper) grant() {
+	i := slices.IndexFunc(s.e.Stages, func(st Stage) bool { return st.Name == s.ev.Stage })
+	if i < 0 {
+		return
+	}
+	switch st := &s.e.Stages[i]; {
+	case s.e.Status == ExecInProgress && st.Status == StageWaiting:
+		if s.locked() {
+			s.lock(st.Name).LastEntered = s.e.ID
+		}
+		s.enter(i)
+	case st.Status == StageInProgress:
+		// The same grant again: the execution is inside the stage already and keeps it.
+	default:
+		// The execution cannot use the stage any more: pass the lock on so nobody waits forever.
+		s.release(i)
+	}
+}
+
+func (s *stepper) supersede() {
+	i := slices.IndexFunc(s.e.Stages, func(st Stage) bool { return st.Name == s.ev.Stage })
+	if i < 0 || s.e.Status != ExecInProgress || s.e.Stages[i].Status != StageWaiting {
+		return
+	}
+	if l := s.peek(s.ev.Stage); l != nil && slices.Contains(l.Waiting, s.e.ID) {
+		return // still in the queue: this supersede is stale
+	}
+	s.e.Stages[i].Status, s.e.Stages[i].FinishedAt = StageSuperseded, s.now
+	s.finish(ExecSuperseded, "superseded by a newer execution before stage "+s.ev.Stage)
+}
+
+func (s *stepper) cancel() {
+	for i := range s.e.Stages {
+		st := &s.e.Stages[i]
+		if st.Status != StageWaiting || s.e.Status != ExecInProgress {
+			continue
+		}
+		l := s.lock(st.Name)
+		l.Waiting = slices.DeleteFunc(l.Waiting, func(id string) bool { return id == s.e.ID })
+		st.Status, st.FinishedAt = StageCancelled, s.now
+		s.finish(ExecCancelled, "cancelled: stage "+st.Name+" is not in the pipeline's current version")
+		s.release(i) // granted but not entered yet
+	}
+}
+
+func (s *stepper) retry() error {
+	i := slices.IndexFunc(s.e.Stages, func(st Stage) bool { return st.Name == s.ev.Stage })
+	if i < 0 {
+		return fmt.Errorf("%w: execution %s has no stage %q", ErrRefused, s.e.ID, s.ev.Stage)
+	}
+	st := &s.e.Stages[i]
+	if (s.e.Status != ExecFailed && s.e.Status != ExecStopped) || (st.Status != StageFailed && st.Status != StageStopped) || st.Attempt == 0 {
+		if st.Attempt == 0 && st.Status != StageNotStarted {
+			return fmt.Errorf("%w: execution %s never entered stage %s (it was %s while waiting before it): only a stage that failed or was stopped can be retried",
+				ErrRefused, s.e.ID, st.Name, st.Status)
+		}
+		return fmt.Errorf("%w: stage %s of execution %s is %s, not a failed or stopped stage: only those can be retried",
+			ErrRefused, st.Name, s.e.ID, describe(st.Status))
+	}
+	if s.locked() {
+		if l := s.peek(st.Name); l != nil && l.LastEntered != "" && l.LastEntered != s.e.ID {
+			return fmt.Errorf("%w: a newer execution (%s) has entered stage %s since execution %s failed there; start a new execution instead",
+				ErrRefused, l.LastEntered, st.Name, s.e.ID)
+		}
+		if l := s.peek(st.Name); l != nil && l.Holder != "" && l.Holder != s.e.ID {
+			return fmt.Errorf("%w: stage %s is busy with execution %s", ErrRefused, st.Name, l.Holder)
+		}
+		l := s.lock(st.Name)
+		l.Holder, l.LastEntered = s.e.ID, s.e.ID
+	}
+	mode := s.ev.Retry
+	if mode == "" {
+		mode = RetryFailed
+	}
+	s.e.Status, s.e.Stop, s.e.Message, s.e.FinishedAt = ExecInProgress, nil, "", time.Time{}
+	st.Status, st.Attempt, st.FinishedAt = StageInProgress, st.Attempt+1, time.Time{}
+	for j := range st.Actions {
+		a := &st.Actions[j]
+		if mode == RetryAll || a.Status != ActionSucceeded {
+			*a = Action{Name: a.Name, RunOrder: a.RunOrder, Attempt: a.Attempt}
+		}
+	}
+	s.advance(i)
+	return nil
+}
+
+func describe(st StageStatus) string {
+	if st == StageNotStarted {
+		return "not started"
+	}
+	return string(st)
+}
+
+func (s *stepper) transition() error {
+	if s.p.StageIndex(s.ev.Stage) <= 0 {
+		return fmt.Errorf("%w: pipeline %s has no transition into stage %q (the first stage has none)", ErrRefused, s.p.Name, s.ev.Stage)
+	}
+	l := s.lock(s.ev.Stage)
+	if s.ev.Enable {
+		l.Disabled, l.DisabledReason, l.DisabledBy = false, "", ""
+		s.grantNext(l)
+		return nil
+	}
+	l.Disabled, l.DisabledReason, l.DisabledBy = true, s.ev.Reason, s.ev.By
+	return nil
+}
+
+// Clone returns a deep copy of the execution (configuration values are shared: they are
+// replaced, never changed in place).
+func (e *Execution) Clone() *Execution {
+	c := *e
+	c.Variables = maps.Clone(e.Variables)
+	c.Sources = maps.Clone(e.Sources)
+	c.Artifacts = maps.Clone(e.Artifacts)
+	if e.Outputs != nil {
+		c.Outputs = make(map[string]map[string]string, len(e.Outputs))
+		for k, v := range e.Outputs {
+			c.Outputs[k] = maps.Clone(v)
+		}
+	}
+	if e.Stop != nil {
+		stop := *e.Stop
+		c.Stop = &stop
+	}
+	c.Stages = make([]Stage, len(e.Stages))
+	for i, st := range e.Stages {
+		st.Actions = slices.Clone(st.Actions)
+		c.Stages[i] = st
+	}
+	return &c
+}

@@ -1,0 +1,312 @@
+// Package job runs jobs: a pool of workers that lease action attempts from the store,
+// hold each lease with heartbeats, prepare a fresh workspace with the input artifacts,
+// hand the job to its provider, store the output artifacts and report the result. It uses
+// the lease/heartbeat protocol of the store, the same one remote workers will use.
+package job
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/conveyorci/conveyor/internal/action"
+	"github.com/conveyorci/conveyor/internal/artifact"
+	"github.com/conveyorci/conveyor/internal/engine"
+	"github.com/conveyorci/conveyor/internal/pipeline"
+	"github.com/conveyorci/conveyor/internal/store"
+	"github.com/google/uuid"
+)
+
+// Reporter takes the result of a job attempt. Complete must refuse (with an error wrapping
+// store.ErrConflict) a result whose lease epoch is stale.
+type Reporter interface {
+	Complete(ctx context.Context, jobID string, epoch int64, ev engine.Event) error
+}
+
+// LogSink gives each job attempt somewhere to write its output. The writer is closed when
+// the attempt ends.
+type LogSink interface {
+	Open(j *store.Job) (io.WriteCloser, error)
+}
+
+// Options configure a Pool.
+type Options struct {
+	// Workers is how many jobs run at once (default 4).
+	Workers int
+	// WorkDir holds one fresh workspace per attempt, removed when it ends.
+	WorkDir string
+	// Providers by "Category/Provider" (e.g. "Build/Commands").
+	Providers map[string]action.Provider
+	Artifacts *artifact.Store
+	Logs      LogSink
+	// Lease is how long a lease lasts without a heartbeat (default 30 s); heartbeats come
+	// every third of it.
+	Lease time.Duration
+	// PipelineDir returns the directory a pipeline's relative paths are relative to.
+	PipelineDir func(pipeline string) string
+	Logger      *slog.Logger
+	Now         func() time.Time
+}
+
+// Pool is a set of in-process workers.
+type Pool struct {
+	st   store.Store
+	rep  Reporter
+	opts Options
+	log  *slog.Logger
+	id   string
+	keys []string
+
+	mu      sync.Mutex
+	running map[string]context.CancelCauseFunc
+}
+
+// NewPool returns a pool taking jobs from st and reporting to rep.
+func NewPool(st store.Store, rep Reporter, opts Options) *Pool {
+	opts.Workers = max(opts.Workers, 1)
+	if opts.Lease == 0 {
+		opts.Lease = 30 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.PipelineDir == nil {
+		opts.PipelineDir = func(string) string { return "." }
+	}
+	p := &Pool{st: st, rep: rep, opts: opts, log: opts.Logger, id: "local-" + uuid.NewString()[:8], running: map[string]context.CancelCauseFunc{}}
+	for k := range opts.Providers {
+		p.keys = append(p.keys, k)
+	}
+	return p
+}
+
+// errCancelled is the cause of a job context cancelled because its action was abandoned or
+// its lease lost.
+var errCancelled = errors.New("job cancelled")
+
+// Cancel kills the job if this pool runs it (an abandoned action). It is idempotent.
+func (p *Pool) Cancel(jobID string) {
+	p.mu.Lock()
+	cancel := p.running[jobID]
+	p.mu.Unlock()
+	if cancel != nil {
+		cancel(errCancelled)
+	}
+}
+
+// Run runs the workers until ctx is done. Jobs in progress are then stopped (their
+// processes killed) and left leased: the next start recovers them as lost.
+func (p *Pool) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for i := range p.opts.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.work(ctx, p.id+"-"+strconv.Itoa(i))
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+func (p *Pool) work(ctx context.Context, worker string) {
+	wake := p.st.Notify()
+	for ctx.Err() == nil {
+		var j *store.Job
+		err := p.st.Update(ctx, func(tx store.Tx) error {
+			var err error
+			j, err = tx.LeaseJob(ctx, worker, p.keys, p.opts.Now(), p.opts.Lease)
+			return err
+		})
+		if err != nil {
+			if ctx.Err() == nil {
+				p.log.Error("lease job", "worker", worker, "err", err)
+				sleep(ctx, time.Second)
+			}
+			continue
+		}
+		if j == nil {
+			select {
+			case <-ctx.Done():
+			case <-wake:
+			}
+			continue
+		}
+		p.run(ctx, j)
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// run runs one leased job to its end and reports it.
+func (p *Pool) run(parent context.Context, j *store.Job) {
+	ctx, cancel := context.WithCancelCause(parent)
+	defer cancel(nil)
+	p.mu.Lock()
+	p.running[j.ID] = cancel
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		delete(p.running, j.ID)
+		p.mu.Unlock()
+	}()
+
+	hbDone := make(chan struct{})
+	go p.heartbeat(ctx, j, cancel, hbDone)
+	defer func() { cancel(nil); <-hbDone }()
+
+	ev := p.execute(ctx, j)
+	if parent.Err() != nil {
+		return // shutting down: the lease stays, recovery decides
+	}
+	ev.ExecutionID, ev.Pipeline, ev.Stage, ev.Action, ev.Attempt = j.ExecutionID, j.Pipeline, j.Spec.Stage, j.Spec.Action, j.Spec.Attempt
+	ev.At = p.opts.Now()
+	if err := p.rep.Complete(context.WithoutCancel(parent), j.ID, j.Epoch, ev); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			p.log.Info("result refused: lease lost or job cancelled", "job", j.ID)
+			return
+		}
+		p.log.Error("report job result", "job", j.ID, "err", err)
+	}
+}
+
+// heartbeat extends the lease until ctx ends; when the lease cannot be renewed (the job was
+// cancelled, or the lease was lost) it cancels the job before the lease runs out.
+func (p *Pool) heartbeat(ctx context.Context, j *store.Job, cancel context.CancelCauseFunc, done chan<- struct{}) {
+	defer close(done)
+	every := p.opts.Lease / 3
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		err := p.st.Update(ctx, func(tx store.Tx) error {
+			_, err := tx.Heartbeat(ctx, j.ID, j.Epoch, p.opts.Now(), p.opts.Lease)
+			return err
+		})
+		if errors.Is(err, store.ErrConflict) {
+			cancel(errCancelled)
+			return
+		}
+		if err != nil && ctx.Err() == nil {
+			p.log.Warn("heartbeat", "job", j.ID, "err", err)
+		}
+	}
+}
+
+// execute prepares the workspace, runs the provider and stores the outputs. It returns the
+// result event (without its addressing fields).
+func (p *Pool) execute(ctx context.Context, j *store.Job) engine.Event {
+	fail := func(kind action.Failure, err error) engine.Event {
+		return engine.Event{Type: engine.EvActionFailed, Failure: string(kind), Message: err.Error()}
+	}
+	prov := p.opts.Providers[j.Provider]
+	if prov == nil {
+		return fail(action.Errored, fmt.Errorf("no provider %s on this worker", j.Provider))
+	}
+	root := filepath.Join(p.opts.WorkDir, url.PathEscape(j.ID))
+	if err := os.RemoveAll(root); err != nil {
+		return fail(action.Errored, fmt.Errorf("clean workspace: %w", err))
+	}
+	defer os.RemoveAll(root)
+	ws := &action.Workspace{Dir: filepath.Join(root, "src"), Inputs: map[string]string{}}
+	if err := os.MkdirAll(ws.Dir, 0o755); err != nil {
+		return fail(action.Errored, fmt.Errorf("create workspace: %w", err))
+	}
+	for i, in := range j.Spec.Inputs {
+		dir := ws.Dir
+		if i > 0 {
+			dir = filepath.Join(root, "in", in.Name)
+		}
+		if err := p.opts.Artifacts.Restore(ctx, in.Ref, dir); err != nil {
+			return fail(action.Errored, fmt.Errorf("fetch input artifact %s: %w", in.Name, err))
+		}
+		ws.Inputs[in.Name] = dir
+	}
+	logw := io.Discard
+	if p.opts.Logs != nil {
+		w, err := p.opts.Logs.Open(j)
+		if err != nil {
+			return fail(action.Errored, fmt.Errorf("open log: %w", err))
+		}
+		defer w.Close()
+		logw = w
+	}
+	ws.Log = &lockedWriter{w: logw}
+	ws.Started = func(pgid int, start uint64) {
+		err := p.st.Update(context.WithoutCancel(ctx), func(tx store.Tx) error {
+			return tx.SetJobProcess(ctx, j.ID, j.Epoch, pgid, start)
+		})
+		if err != nil {
+			p.log.Warn("record job process", "job", j.ID, "err", err)
+		}
+	}
+	aj := &action.Job{
+		ID: j.ID, ExecutionID: j.ExecutionID, Pipeline: j.Pipeline, Stage: j.Spec.Stage, Action: j.Spec.Action,
+		Attempt: j.Spec.Attempt, Category: pipeline.Category(j.Spec.Category), Provider: j.Spec.Provider,
+		Configuration: j.Spec.Configuration, Environment: j.Spec.Environment, Timeout: j.Spec.Timeout,
+		PipelineDir: p.opts.PipelineDir(j.Pipeline),
+	}
+	if s := j.Spec.Source; s != nil {
+		aj.SourceDir, aj.SourceRevision = s.Dir, s.Revision
+	}
+	res, err := prov.Run(ctx, aj, ws)
+	if err != nil {
+		var ae *action.Error
+		switch {
+		case errors.As(err, &ae):
+			return fail(ae.Kind, err)
+		case context.Cause(ctx) != nil:
+			return fail(action.Stopped, err)
+		default:
+			return fail(action.Failed, err)
+		}
+	}
+	ev := engine.Event{Type: engine.EvActionSucceeded}
+	if res != nil {
+		ev.Outputs, ev.Summary, ev.ExternalURL = res.Variables, res.Summary, res.ExternalURL
+	}
+	for _, out := range j.Spec.Outputs {
+		ref, err := p.opts.Artifacts.Save(ctx, ws.Dir, out.Files)
+		if err != nil {
+			return fail(action.Errored, fmt.Errorf("store output artifact %s: %w", out.Name, err))
+		}
+		if ev.Artifacts == nil {
+			ev.Artifacts = map[string]artifact.Ref{}
+		}
+		ev.Artifacts[out.Name] = ref
+	}
+	return ev
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
+}

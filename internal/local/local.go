@@ -1,0 +1,167 @@
+// Package local runs a pipeline to its end in this process with zero infrastructure: an
+// embedded SQLite store and artifacts on disk under a data directory, the engine loop and
+// an in-process worker pool. It is what `conveyor run` is made of; `conveyor server` uses
+// the same parts for the long run.
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/conveyorci/conveyor/internal/action"
+	"github.com/conveyorci/conveyor/internal/action/commands"
+	"github.com/conveyorci/conveyor/internal/action/source/git"
+	"github.com/conveyorci/conveyor/internal/artifact"
+	"github.com/conveyorci/conveyor/internal/artifact/fs"
+	"github.com/conveyorci/conveyor/internal/engine/loop"
+	"github.com/conveyorci/conveyor/internal/job"
+	"github.com/conveyorci/conveyor/internal/pipeline"
+	"github.com/conveyorci/conveyor/internal/run"
+	"github.com/conveyorci/conveyor/internal/store"
+	"github.com/conveyorci/conveyor/internal/store/sqlite"
+)
+
+// Providers returns the built-in action providers by "Category/Provider".
+func Providers() map[string]action.Provider {
+	cmds := &commands.Provider{}
+	m := map[string]action.Provider{"Source/Git": &git.Provider{}}
+	for _, c := range []pipeline.Category{pipeline.Build, pipeline.Test, pipeline.Deploy, pipeline.Compute} {
+		m[string(c)+"/Commands"] = cmds
+	}
+	return m
+}
+
+// Engine is the set of parts that run pipelines on one machine.
+type Engine struct {
+	Store     store.Store
+	Loop      *loop.Loop
+	Pool      *job.Pool
+	Artifacts *artifact.Store
+	Logs      *LogDir
+	DataDir   string
+
+	lock *os.File
+}
+
+// Options configure Open.
+type Options struct {
+	DataDir string
+	Workers int
+	// PipelineDir is the directory relative paths of pipelines are relative to.
+	PipelineDir func(pipeline string) string
+	// Tee, when set, also receives every action's output, line by line.
+	Tee    func(jobID string, line []byte)
+	Logger *slog.Logger
+}
+
+// ErrBusy means another process is using the data directory.
+var ErrBusy = errors.New("data directory in use")
+
+// Open opens (creating when needed) the data directory, takes its lock, opens the store and
+// the artifact store, and kills what a crashed previous process left running. Call Run to
+// start the loop and the workers, and Close at the end.
+func Open(ctx context.Context, opts Options) (*Engine, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	dir := opts.DataDir
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open data directory lock: %w", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("%w: another conveyor process uses %s; wait for it or pick another --data-dir", ErrBusy, dir)
+	}
+	e := &Engine{DataDir: dir, lock: lock}
+	ok := false
+	defer func() {
+		if !ok {
+			e.Close()
+		}
+	}()
+	if e.Store, err = sqlite.Open(ctx, filepath.Join(dir, "conveyor.db"), sqlite.Options{Logger: opts.Logger}); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	blobs, err := fs.New(filepath.Join(dir, "artifacts"))
+	if err != nil {
+		return nil, fmt.Errorf("open artifact store: %w", err)
+	}
+	tmpDir := filepath.Join(dir, "tmp")
+	if err := os.MkdirAll(tmpDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create artifact temporary directory: %w", err)
+	}
+	e.Artifacts = artifact.New(blobs, artifact.Options{TempDir: tmpDir, Logger: opts.Logger})
+	e.Logs = &LogDir{Dir: filepath.Join(dir, "logs"), Tee: opts.Tee}
+	var pool *job.Pool
+	e.Loop = loop.New(e.Store, loop.Options{Logger: opts.Logger, Deliver: func(ctx context.Context, m *store.OutboxMessage) error {
+		if m.Kind == loop.KindCancelJob {
+			pool.Cancel(string(m.Payload))
+		}
+		return nil
+	}})
+	pool = job.NewPool(e.Store, e.Loop, job.Options{
+		Workers: max(opts.Workers, 4), WorkDir: filepath.Join(dir, "work"), Providers: Providers(),
+		Artifacts: e.Artifacts, Logs: e.Logs, PipelineDir: opts.PipelineDir, Logger: opts.Logger,
+	})
+	e.Pool = pool
+	// This process owns the data directory alone: any job still leased was running in a
+	// process that died. Kill what it left running, then let the engine decide its fate.
+	if err := e.Loop.Recover(ctx, func(j *store.Job) error {
+		if j.Pgid > 0 {
+			return run.KillGroup(j.Pgid, j.PStart)
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("recover interrupted jobs: %w", err)
+	}
+	ok = true
+	return e, nil
+}
+
+// Run runs the engine loop and the workers until ctx is done.
+func (e *Engine) Run(ctx context.Context) error {
+	errc := make(chan error, 2)
+	go func() { errc <- e.Loop.Run(ctx) }()
+	go func() { errc <- e.Pool.Run(ctx) }()
+	err := <-errc
+	if err2 := <-errc; err == nil {
+		err = err2
+	}
+	if ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled)) {
+		return nil
+	}
+	return err
+}
+
+// Close releases the store and the data directory lock.
+func (e *Engine) Close() error {
+	var err error
+	if e.Store != nil {
+		err = e.Store.Close()
+	}
+	if e.lock != nil {
+		e.lock.Close()
+	}
+	return err
+}
+
+// Durations are shown rounded to what a person reads.
+func roundDuration(d time.Duration) time.Duration {
+	switch {
+	case d < time.Second:
+		return d.Round(time.Millisecond)
+	case d < time.Minute:
+		return d.Round(10 * time.Millisecond)
+	}
+	return d.Round(time.Second)
+}

@@ -1,0 +1,140 @@
+package pipeline
+
+import "slices"
+
+// PropertyType is the type of one configuration property of a provider. After Parse, a
+// configuration value holds the Go type named in each constant's comment.
+type PropertyType string
+
+const (
+	TypeString     PropertyType = "string"   // string (numbers and booleans are taken as written)
+	TypeInt        PropertyType = "int"      // int
+	TypeBool       PropertyType = "bool"     // bool
+	TypeStringList PropertyType = "[]string" // []string
+	TypeMap        PropertyType = "map"      // map[string]string
+)
+
+// Property describes one key of an action's configuration.
+type Property struct {
+	Name        string
+	Type        PropertyType
+	Required    bool // for TypeStringList: present and not empty
+	Description string
+	Allowed     []string // TypeString: the only values accepted, when set
+	Pattern     string   // TypeString, TypeStringList: a regular expression every value matches
+	PatternHelp string   // what Pattern means, for error messages ("an environment variable name")
+	Min, Max    *int     // TypeInt bounds, when set
+}
+
+// Unlimited as ArtifactCount.Max allows any number of artifacts.
+const Unlimited = -1
+
+// ArtifactCount bounds the number of input or output artifacts of an action.
+type ArtifactCount struct{ Min, Max int }
+
+// ProviderSpec describes an action provider: what Parse accepts in an action using it and what
+// the action publishes.
+type ProviderSpec struct {
+	Categories  []Category
+	Provider    string
+	Description string
+	// Versions lists the versions accepted in an action's "version"; empty accepts any.
+	Versions   []string
+	Properties []Property
+	// AdditionalProperties accepts configuration keys not in Properties, of any type.
+	AdditionalProperties bool
+	InputArtifacts       ArtifactCount
+	OutputArtifacts      ArtifactCount
+	// OutputVariables are the variables every action of this provider publishes in its
+	// namespace. OutputVariablesProperty names a TypeStringList property whose values are
+	// published too (Commands: "outputVariables"). With DynamicOutputVariables the names are
+	// known only at run time, so references into the namespace are not checked by name.
+	OutputVariables         []string
+	OutputVariablesProperty string
+	DynamicOutputVariables  bool
+}
+
+// PublishesVariables reports whether an action of this provider can publish any variable, and
+// so whether a namespace makes sense for it.
+func (s *ProviderSpec) PublishesVariables() bool {
+	return len(s.OutputVariables) > 0 || s.OutputVariablesProperty != "" || s.DynamicOutputVariables
+}
+
+// Property returns the named property, or nil.
+func (s *ProviderSpec) Property(name string) *Property {
+	for i := range s.Properties {
+		if s.Properties[i].Name == name {
+			return &s.Properties[i]
+		}
+	}
+	return nil
+}
+
+// Serves reports whether the provider serves category c.
+func (s *ProviderSpec) Serves(c Category) bool { return slices.Contains(s.Categories, c) }
+
+// The built-in providers' names.
+const (
+	ProviderGit      = "Git"
+	ProviderCommands = "Commands"
+	ProviderManual   = "Manual"
+)
+
+const envNamePattern = `^[A-Za-z_][A-Za-z0-9_]*$`
+
+// BuiltinProviders returns the providers Conveyor ships with: Source/Git,
+// Build|Test|Deploy|Compute/Commands and Approval/Manual. Each call returns a new slice.
+func BuiltinProviders() []ProviderSpec {
+	ptr := func(i int) *int { return &i }
+	return []ProviderSpec{
+		{
+			Categories:  []Category{Source},
+			Provider:    ProviderGit,
+			Description: "Fetches a revision of a Git repository as the action's output artifact.",
+			Versions:    []string{"1"},
+			Properties: []Property{
+				{Name: "repository", Type: TypeString, Required: true,
+					Description: "URL or path of the Git repository; \".\" is the repository holding the pipeline file."},
+				{Name: "branch", Type: TypeString, Description: "Branch to fetch (default: the repository's default branch)."},
+				{Name: "revision", Type: TypeString, Description: "Commit or tag to fetch instead of the branch head."},
+				{Name: "depth", Type: TypeInt, Min: ptr(0), Description: "Clone depth; 0 fetches the full history."},
+				{Name: "keepGitMetadata", Type: TypeBool, Description: "Keep the .git directory in the output artifact."},
+			},
+			InputArtifacts:  ArtifactCount{0, 0},
+			OutputArtifacts: ArtifactCount{1, Unlimited},
+			OutputVariables: []string{
+				"CommitId", "CommitMessage", "BranchName", "AuthorName", "AuthorDate", "CommitterDate", "RepositoryName",
+			},
+		},
+		{
+			Categories:  []Category{Build, Test, Deploy, Compute},
+			Provider:    ProviderCommands,
+			Description: "Runs shell commands in a workspace holding the input artifacts.",
+			Versions:    []string{"1"},
+			Properties: []Property{
+				{Name: "commands", Type: TypeStringList, Required: true,
+					Description: "Commands to run in order; the action fails at the first that fails."},
+				{Name: "shell", Type: TypeString, Description: "Shell that runs each command (default: sh)."},
+				{Name: "outputVariables", Type: TypeStringList, Pattern: envNamePattern, PatternHelp: "an environment variable name",
+					Description: "Environment variables whose values, after the last command, are published in the action's namespace."},
+			},
+			InputArtifacts:          ArtifactCount{0, Unlimited},
+			OutputArtifacts:         ArtifactCount{0, Unlimited},
+			OutputVariablesProperty: "outputVariables",
+		},
+		{
+			Categories:  []Category{Approval},
+			Provider:    ProviderManual,
+			Description: "Waits for a person to approve or reject.",
+			Versions:    []string{"1"},
+			Properties: []Property{
+				{Name: "summary", Type: TypeString, Description: "What the approver is asked to decide."},
+				{Name: "externalEntityLink", Type: TypeString, Description: "Link the approver should review."},
+				{Name: "role", Type: TypeString, Description: "Role whose members may approve (default: approvers of the pipeline)."},
+				{Name: "approvals", Type: TypeInt, Min: ptr(1), Max: ptr(100), Description: "Number of approvals needed (default 1)."},
+			},
+			InputArtifacts:  ArtifactCount{0, 0},
+			OutputArtifacts: ArtifactCount{0, 0},
+		},
+	}
+}
