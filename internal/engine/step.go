@@ -226,16 +226,20 @@ func (s *stepper) advance(i int) {
 	}
 	switch {
 	case s.e.Status == ExecStopping:
+		// A middle stage whose actions all succeeded still shows Stopped: a retry of it then
+		// resumes the execution (its succeeded actions are kept, the next stage follows).
 		st.Status, st.FinishedAt = StageStopped, s.now
-		if !failed && next == 0 {
-			st.Status = StageSucceeded
-		}
 		s.release(i)
-		if st.Status == StageSucceeded && i == len(s.e.Stages)-1 {
+		if !failed && next == 0 && i == len(s.e.Stages)-1 {
+			st.Status = StageSucceeded
 			s.finish(ExecSucceeded, "")
 			return
 		}
-		s.finish(ExecStopped, "stopped: "+s.e.Stop.Reason)
+		msg := "stopped: " + s.e.Stop.Reason
+		if failed {
+			msg += "; " + s.failureMessage(i)
+		}
+		s.finish(ExecStopped, msg)
 	case failed:
 		st.Status, st.FinishedAt = StageFailed, s.now
 		s.release(i)
