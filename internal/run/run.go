@@ -55,7 +55,9 @@ func (e *StartError) Unwrap() error { return e.Err }
 //
 // The process gets stdin from /dev/null, and SIGKILL when the thread that started it dies
 // (Pdeathsig), so it does not outlive a supervisor that crashes; its own children do (they get
-// no such signal), which is what KillGroup is for.
+// no such signal), which is what KillGroup is for. Go keeps its threads for the life of the
+// process, except one locked by runtime.LockOSThread whose goroutine exits: do not call Run
+// from such a goroutine.
 //
 // When the process exits, whatever it left in its group (a backgrounded `sleep 1000 &`) is
 // killed. When ctx is done first, the group gets SIGTERM and, if anything of it is still there

@@ -154,6 +154,18 @@ func TestSeparateStdout(t *testing.T) {
 	}
 }
 
+func TestStdinIsDevNull(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	code, err := Run(t.Context(), Cmd{Args: []string{"sh", "-c", "cat; readlink /proc/self/fd/0"}, Env: BaseEnv(), Output: &out})
+	if err != nil || code != 0 {
+		t.Fatalf("Run = %d, %v", code, err)
+	}
+	if out.String() != "/dev/null\n" {
+		t.Errorf("output = %q", out.String())
+	}
+}
+
 func TestLargeOutput(t *testing.T) {
 	t.Parallel()
 	var out bytes.Buffer
@@ -542,4 +554,58 @@ func TestParseStat(t *testing.T) {
 			t.Errorf("parseStat(%q) accepted", bad)
 		}
 	}
+}
+
+// TestSupervisorHelper is the supervisor of TestSupervisorCrash, run in a process of its own.
+func TestSupervisorHelper(t *testing.T) {
+	if os.Getenv("CONVEYOR_TEST_SUPERVISOR") != "1" {
+		t.Skip("helper process for TestSupervisorCrash")
+	}
+	_, _ = Run(context.Background(), Cmd{
+		Args:   []string{"sh", "-c", "sleep 100 & echo member $!; exec sleep 100"},
+		Env:    BaseEnv(),
+		Output: os.Stdout,
+		Started: func(pgid int, start uint64) {
+			os.Stdout.WriteString("group " + strconv.Itoa(pgid) + " " + strconv.FormatUint(start, 10) + "\n")
+		},
+	})
+	os.Exit(0)
+}
+
+func TestSupervisorCrash(t *testing.T) {
+	t.Parallel()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestSupervisorHelper$")
+	cmd.Env = append(os.Environ(), "CONVEYOR_TEST_SUPERVISOR=1")
+	out := newSyncBuffer()
+	cmd.Stdout = out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := out.waitLines(t, 2)
+	var pgid, member int
+	var start uint64
+	for _, l := range lines {
+		f := strings.Fields(l)
+		switch f[0] {
+		case "group":
+			pgid = atoi(t, f[1])
+			start, _ = strconv.ParseUint(f[2], 10, 64)
+		case "member":
+			member = atoi(t, f[1])
+		}
+	}
+	t.Cleanup(func() { _ = syscall.Kill(-pgid, syscall.SIGKILL) })
+
+	// The supervisor crashes: the process it started dies with it (Pdeathsig), what that
+	// process started lives on, until KillGroup.
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	waitDead(t, pgid)
+	if !alive(member) {
+		t.Fatal("the member died with the supervisor: nothing left for KillGroup to test")
+	}
+	if err := KillGroup(pgid, start); err != nil {
+		t.Fatal(err)
+	}
+	waitDead(t, member)
 }

@@ -22,7 +22,7 @@
 //
 // Git runs with the allowlisted environment, never prompts (GIT_TERMINAL_PROMPT=0, no askpass,
 // ssh in BatchMode), reads neither the system nor the user's global configuration, runs no
-// hooks, and starts from no template. A repository, branch or revision that is not found fails
+// hooks, starts from no template, and does not fsync (the workspace is disposable). A repository, branch or revision that is not found fails
 // the action (action.Failed) with a message saying what to check.
 //
 // With job.SourceDir set ("--source Checkout=."), the provider takes that directory's working

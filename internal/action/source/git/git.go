@@ -483,9 +483,10 @@ func (g *gitRunner) env() []string {
 		"GIT_SSH_COMMAND=ssh -o BatchMode=yes",
 		"GIT_OPTIONAL_LOCKS=0", // status must not rewrite the index of a working tree it reads
 		"LC_ALL=C",             // messages are matched to tell what is missing
-		"GIT_CONFIG_COUNT=2",
+		"GIT_CONFIG_COUNT=3",
 		"GIT_CONFIG_KEY_0=core.hooksPath", "GIT_CONFIG_VALUE_0=/dev/null",
 		"GIT_CONFIG_KEY_1=advice.detachedHead", "GIT_CONFIG_VALUE_1=false",
+		"GIT_CONFIG_KEY_2=core.fsync", "GIT_CONFIG_VALUE_2=none",
 	)
 	if !g.userConfig {
 		env = append(env, "GIT_CONFIG_GLOBAL=/dev/null")

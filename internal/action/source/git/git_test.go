@@ -35,7 +35,7 @@ var gitEnv = []string{
 }
 
 // gitIn runs git in dir for a test and returns its trimmed standard output.
-func gitIn(t *testing.T, dir string, args ...string) string {
+func gitIn(t testing.TB, dir string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command("git", args...)
 	cmd.Dir = dir
@@ -49,7 +49,7 @@ func gitIn(t *testing.T, dir string, args ...string) string {
 	return strings.TrimSpace(string(out))
 }
 
-func writeFile(t *testing.T, path, content string, perm os.FileMode) {
+func writeFile(t testing.TB, path, content string, perm os.FileMode) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		t.Fatal(err)
@@ -78,7 +78,7 @@ var (
 )
 
 // newRepo returns a fresh copy of the test repository, built once per test binary.
-func newRepo(t *testing.T) testRepo {
+func newRepo(t testing.TB) testRepo {
 	t.Helper()
 	repoOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "conveyor-git-test-")
@@ -601,5 +601,32 @@ func TestTimeout(t *testing.T) {
 	}
 	if len(pgids) != 1 {
 		t.Errorf("Started called %d times", len(pgids))
+	}
+}
+
+// BenchmarkFetch measures a shallow fetch of a small local repository: a branch (git clone,
+// git log), a commit (git init, fetch, checkout, log) and a working tree (git status,
+// ls-files, log, then the copy).
+func BenchmarkFetch(b *testing.B) {
+	r := newRepo(b)
+	for _, bm := range []struct {
+		name string
+		cfg  map[string]any
+		dir  string
+	}{
+		{"branch", map[string]any{"repository": r.dir}, ""},
+		{"commit", map[string]any{"repository": r.dir, "revision": r.first}, ""},
+		{"worktree", map[string]any{"repository": "."}, r.dir},
+	} {
+		b.Run(bm.name, func(b *testing.B) {
+			p := &Provider{}
+			for b.Loop() {
+				ws := &action.Workspace{Dir: b.TempDir(), Log: io.Discard}
+				job := &action.Job{Configuration: bm.cfg, SourceDir: bm.dir}
+				if _, err := p.Run(b.Context(), job, ws); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
