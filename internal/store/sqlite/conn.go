@@ -47,7 +47,7 @@ func (c *conn) query(ctx context.Context, query string, args ...any) (*sql.Rows,
 	return st.QueryContext(ctx, args...)
 }
 
-// queryRow runs a query expected to return at most one row; scan receives it.
+// queryRow runs a query expected to return at most one row and scans it into dest.
 // It reports sql.ErrNoRows when there is none.
 func (c *conn) queryRow(ctx context.Context, query string, args []any, dest ...any) error {
 	st, err := c.stmt(ctx, query)

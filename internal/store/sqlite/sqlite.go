@@ -43,7 +43,7 @@ type Options struct {
 	// MaxReaders caps the read connections used by View (default: GOMAXPROCS, at least 4).
 	// Views beyond it wait for a free connection.
 	MaxReaders int
-	// Logger receives migration progress and writer failures (default: discarded).
+	// Logger receives a line per schema migration applied (default: discarded).
 	Logger *slog.Logger
 }
 
@@ -64,8 +64,6 @@ func (o *Options) validate() error {
 
 // Store is a store.Store on one SQLite file. See the package documentation.
 type Store struct {
-	log *slog.Logger
-
 	wdb      *sql.DB       // the writer's pool: one connection
 	requests chan *request // Update functions for the writer
 	// mu guards closed and orders Close after in-flight sends to requests.
@@ -124,6 +122,18 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		wdb.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
+	// SQLite keeps the old journal mode, without an error, where WAL is impossible (some
+	// network file systems); the single-writer design needs WAL's concurrent readers.
+	var mode string
+	err = wc.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode)
+	if err == nil && mode != "wal" {
+		err = fmt.Errorf("journal mode is %q, want wal", mode)
+	}
+	if err != nil {
+		wc.Close()
+		wdb.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
 
 	// Readers: query_only makes a write through them an error rather than a second writer.
 	rdb, err := sql.Open("sqlite", path+"?"+busy+"&_pragma=query_only(1)")
@@ -138,7 +148,6 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	rdb.SetConnMaxIdleTime(0)
 
 	s := &Store{
-		log:        opts.Logger,
 		wdb:        wdb,
 		requests:   make(chan *request, maxBatch),
 		writerDone: make(chan struct{}),
@@ -246,7 +255,8 @@ func (s *Store) view(ctx context.Context, rc *readConn, fn func(r store.Reader) 
 		rc.c = newConn(sc)
 	}
 	c := rc.c
-	if _, err := c.exec(ctx, "BEGIN"); err != nil {
+	// BEGIN (deferred) takes nothing yet: the snapshot starts with the first read.
+	if _, err := c.exec(context.Background(), "BEGIN"); err != nil {
 		c.close()
 		rc.c = nil
 		return fmt.Errorf("view: begin: %w", err)

@@ -414,3 +414,38 @@ func helperProcess(t *testing.T, path string) {
 		}
 	}
 }
+
+// TestEmptyValues: empty byte slices and zero times are stored and read back.
+func TestEmptyValues(t *testing.T) {
+	t.Parallel()
+	s := openTemp(t, Options{})
+	ctx := t.Context()
+	err := s.Update(ctx, func(tx store.Tx) error {
+		for range 2 {
+			if v, err := tx.PutPipelineVersion(ctx, "p", nil, time.Time{}); err != nil || v != 1 {
+				return fmt.Errorf("put empty definition: %d, %v", v, err)
+			}
+		}
+		if err := tx.AddOutbox(ctx, &store.OutboxMessage{Key: "k", Kind: "x"}); err != nil {
+			return err
+		}
+		msgs, err := tx.PendingOutbox(ctx, 1)
+		if err != nil {
+			return err
+		}
+		if len(msgs) != 1 || len(msgs[0].Payload) != 0 || !msgs[0].CreatedAt.IsZero() {
+			return fmt.Errorf("outbox: %+v", msgs)
+		}
+		pv, err := tx.PipelineVersion(ctx, "p", 0)
+		if err != nil {
+			return err
+		}
+		if len(pv.Definition) != 0 || !pv.CreatedAt.IsZero() {
+			return fmt.Errorf("pipeline version: %+v", pv)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -231,9 +231,10 @@ func testJobLeaseOldestFirst(t *testing.T, s store.Store) {
 	if j := lease(t, s, "w", nil, at(0), time.Minute); j != nil {
 		t.Fatalf("lease from an empty queue: %s", j.ID)
 	}
-	addJobs(t, s, newJob("j2", "Build/Commands", 2), newJob("j1", "Build/Commands", 1), newJob("j3", "Test/Commands", 3))
+	// Ids in another order than creation times: the times decide.
+	addJobs(t, s, newJob("b", "Build/Commands", 2), newJob("c", "Build/Commands", 1), newJob("a", "Test/Commands", 3))
 	now, ttl := at(10), 30*time.Second
-	for _, want := range []string{"j1", "j2", "j3"} {
+	for _, want := range []string{"c", "b", "a"} {
 		j := lease(t, s, "w1", nil, now, ttl)
 		if j == nil {
 			t.Fatalf("lease: none, want %s", want)

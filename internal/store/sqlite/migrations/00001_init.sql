@@ -23,8 +23,9 @@ CREATE TABLE executions (
 ) STRICT;
 -- History pages of one pipeline, newest first; MAX(seq) for the next execution.
 CREATE INDEX executions_pipeline_seq ON executions (pipeline, seq DESC);
--- Executions in a status (the engine reloads InProgress ones at start).
-CREATE INDEX executions_status ON executions (status);
+-- Executions in a status, newest first (the engine reloads InProgress ones at start; the API
+-- lists recent failures).
+CREATE INDEX executions_status ON executions (status, created_at);
 -- History across pipelines, newest first.
 CREATE INDEX executions_created ON executions (created_at DESC);
 
@@ -62,8 +63,9 @@ CREATE TABLE jobs (
     created_at   INTEGER NOT NULL,
     updated_at   INTEGER NOT NULL
 ) STRICT;
--- LeaseJob: the oldest queued job of some providers.
-CREATE INDEX jobs_queue ON jobs (state, provider, created_at);
+-- LeaseJob: the oldest queued job of some providers, or of any provider.
+CREATE INDEX jobs_queue ON jobs (state, provider, created_at, id);
+CREATE INDEX jobs_fifo ON jobs (state, created_at, id);
 -- ExpiredJobs: the sweep of leases that ended.
 CREATE INDEX jobs_lease ON jobs (state, lease_until);
 
