@@ -18,8 +18,8 @@ type Ref struct {
 
 // validate reports a Ref that no Pack could have produced.
 func (r Ref) validate() error {
-	hex, ok := strings.CutPrefix(r.Digest, "sha256:")
-	if !ok || len(hex) != 64 || strings.Trim(hex, "0123456789abcdef") != "" {
+	sum, ok := strings.CutPrefix(r.Digest, "sha256:")
+	if !ok || len(sum) != 64 || strings.Trim(sum, "0123456789abcdef") != "" {
 		return fmt.Errorf("invalid artifact ref: digest %q is not sha256:<64 lowercase hex>", r.Digest)
 	}
 	if r.Size < 2*blockSize || r.Size%blockSize != 0 || r.Files < 0 {
@@ -99,6 +99,7 @@ const (
 	// DefaultMaxFiles is the default limit on the number of entries in an archive.
 	DefaultMaxFiles = 1_000_000
 	// MaxWindow is the largest zstd window Unpack accepts, which bounds its memory use. Pack
-	// uses a much smaller one (4 MiB).
-	MaxWindow = 64 << 20
+	// uses 512 KiB, as `zstd -1` does; 8 MiB admits every level of the zstd CLI up to 19
+	// without --long.
+	MaxWindow = 8 << 20
 )

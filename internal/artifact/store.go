@@ -25,8 +25,8 @@ type Options struct {
 	// DedupKey is the HMAC key that turns digests into blob keys, so the blob index reveals
 	// nothing about content to someone without it. Nil means a fixed key, fine for local use.
 	DedupKey []byte
-	// TempDir holds artifacts being saved; "" means os.TempDir(). On the disk of the blobs, a
-	// save is a cheap in-kernel copy.
+	// TempDir holds artifacts being saved; "" means os.TempDir(). On the filesystem of a disk
+	// backend, storing the blob is a copy inside the kernel.
 	TempDir string
 	// Logger receives a debug line per save and restore; nil discards.
 	Logger *slog.Logger

@@ -51,7 +51,7 @@ func Unpack(ctx context.Context, r io.Reader, dest string, lim Limits) (Ref, err
 	dec, err := zstd.NewReader(src,
 		zstd.WithDecoderMaxWindow(MaxWindow),
 		zstd.WithDecoderMaxMemory(MaxWindow),
-		zstd.WithDecoderConcurrency(2))
+		zstd.WithDecoderConcurrency(2)) // decode the next block while this one is written
 	if err != nil {
 		return Ref{}, fmt.Errorf("unpack: %w", err)
 	}
@@ -65,6 +65,9 @@ func Unpack(ctx context.Context, r io.Reader, dest string, lim Limits) (Ref, err
 	}
 	io.WriteString(u.in.h, formatVersion)
 	ref, err := u.run(ctx)
+	if u.dirRoot != nil {
+		u.dirRoot.Close()
+	}
 	if err != nil {
 		if serr := src.error(); serr != nil {
 			err = serr // a failing source (a network error, say) is not a corrupt archive
@@ -91,6 +94,31 @@ type unpacker struct {
 	seen  map[string]kind
 	files int
 	buf   []byte
+
+	// The directory of the last file written, opened as a root of its own: files come sorted
+	// by directory, so each is then one openat instead of one per path component.
+	dir     string
+	dirRoot *os.Root
+}
+
+// rootFor returns a root and a name in it for creating the file at name.
+func (u *unpacker) rootFor(name string) (*os.Root, string, error) {
+	i := strings.LastIndexByte(name, '/')
+	if i < 0 {
+		return u.root, name, nil
+	}
+	if u.dirRoot == nil || u.dir != name[:i] {
+		if u.dirRoot != nil {
+			u.dirRoot.Close()
+			u.dirRoot = nil
+		}
+		r, err := u.root.OpenRoot(name[:i])
+		if err != nil {
+			return nil, "", err
+		}
+		u.dir, u.dirRoot = name[:i], r
+	}
+	return u.dirRoot, name[i+1:], nil
 }
 
 func (u *unpacker) run(ctx context.Context) (Ref, error) {
@@ -148,7 +176,10 @@ func (u *unpacker) entry(ctx context.Context, tr *tar.Reader, hdr *tar.Header) e
 			return refuse("its parent %q is a file", name[:i])
 		}
 	}
-	if k, ok := u.seen[name]; ok && !(k == implicitDir && hdr.Typeflag == tar.TypeDir) {
+	switch k, ok := u.seen[name]; {
+	case ok && k == implicitDir && hdr.Typeflag != tar.TypeDir:
+		return refuse("duplicate entry: earlier entries made it a directory")
+	case ok && k != implicitDir:
 		return refuse("duplicate entry")
 	}
 
@@ -204,7 +235,11 @@ func (u *unpacker) writeFile(ctx context.Context, tr *tar.Reader, name string, h
 	if hdr.Mode&0o111 != 0 {
 		perm = 0o755
 	}
-	f, err := u.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	r, base, err := u.rootFor(name)
+	if err != nil {
+		return err
+	}
+	f, err := r.OpenFile(base, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -291,6 +292,10 @@ func (p *Pool) execute(ctx context.Context, j *store.Job) engine.Event {
 		ref, err := p.opts.Artifacts.Save(ctx, ws.Dir, out.Files)
 		if err != nil {
 			return fail(action.Errored, fmt.Errorf("store output artifact %s: %w", out.Name, err))
+		}
+		if ref.Files == 0 && len(out.Files) > 0 {
+			// As CodeBuild: declared files that are not there are a mistake, not an empty artifact.
+			return fail(action.Failed, fmt.Errorf("output artifact %s: no file in the workspace matches %s", out.Name, strings.Join(out.Files, ", ")))
 		}
 		if ev.Artifacts == nil {
 			ev.Artifacts = map[string]artifact.Ref{}
