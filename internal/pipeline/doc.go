@@ -14,8 +14,9 @@
 //     are reserved;
 //   - unique stage names, action names within a stage, output artifact names and namespaces in
 //     the pipeline, variable names;
-//   - the first stage holds Source actions only (at least one) and no other stage holds any.
-//     Unlike CodePipeline, which needs two stages, one stage is enough;
+//   - Source actions only in the first stage, and a first stage with Source actions holds
+//     nothing else. Unlike CodePipeline, one stage is enough and a pipeline may have no Source
+//     action at all (its first stage starts from nothing);
 //   - every input artifact, and every #{Namespace.Name} reference in configuration and
 //     environment values, comes from an action sure to have finished before (an earlier stage,
 //     or a lower runOrder in the same stage), and names a variable the action publishes where

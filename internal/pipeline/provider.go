@@ -114,7 +114,7 @@ func BuiltinProviders() []ProviderSpec {
 			Properties: []Property{
 				{Name: "commands", Type: TypeStringList, Required: true,
 					Description: "Commands to run in order; the action fails at the first that fails."},
-				{Name: "shell", Type: TypeString, Description: "Shell that runs each command (default: sh)."},
+				{Name: "shell", Type: TypeString, Description: "Shell that runs the commands, in one session (default: bash where present, else sh)."},
 				{Name: "outputVariables", Type: TypeStringList, Pattern: envNamePattern, PatternHelp: "an environment variable name",
 					Description: "Environment variables whose values, after the last command, are published in the action's namespace."},
 			},
