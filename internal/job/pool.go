@@ -122,7 +122,7 @@ func (p *Pool) Run(ctx context.Context) error {
 }
 
 func (p *Pool) work(ctx context.Context, worker string) {
-	wake := p.st.Notify()
+	wake := p.st.Notify(store.TopicJobs)
 	for ctx.Err() == nil {
 		var j *store.Job
 		err := p.st.Update(ctx, func(tx store.Tx) error {

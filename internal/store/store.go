@@ -31,16 +31,31 @@ var ErrConflict = errors.New("conflict")
 // writer goroutine, batched with other callers' functions: group commit). fn may be run at
 // most once. View runs fn on a consistent read snapshot. Both are safe for concurrent use.
 //
-// Notify subscribes to changes: every call returns a new channel (buffer 1) that receives,
-// without blocking the sender and coalesced, after every committed Update that added inbox
-// events, jobs or timers or cancelled a job, so that loops waiting for work (the engine loop,
-// each worker) wake at once instead of polling. Channels live as long as the store.
+// Notify subscribes to changes of the given topics: every call returns a new channel
+// (buffer 1) that receives, without blocking the sender and coalesced, after every committed
+// Update that changed one of them, so that loops waiting for work (the engine loop's inbox,
+// timer and outbox loops, each worker) wake at once instead of polling, and only for their
+// own kind of work. Channels live as long as the store.
 type Store interface {
 	Update(ctx context.Context, fn func(tx Tx) error) error
 	View(ctx context.Context, fn func(r Reader) error) error
-	Notify() <-chan struct{}
+	Notify(topics Topic) <-chan struct{}
 	Close() error
 }
+
+// Topic is a kind of change that Notify subscribers wait for; topics combine with |.
+type Topic uint8
+
+const (
+	// TopicEvents: inbox events were added.
+	TopicEvents Topic = 1 << iota
+	// TopicJobs: jobs were added, requeued or cancelled.
+	TopicJobs
+	// TopicTimers: timers were added.
+	TopicTimers
+	// TopicOutbox: outbox messages were added.
+	TopicOutbox
+)
 
 // Reader reads state. Methods return an error wrapping ErrNotFound for a missing row.
 type Reader interface {

@@ -116,7 +116,7 @@ func (l *Loop) lose(ctx context.Context, j *store.Job, why string) error {
 
 // dispatch applies inbox events that one execution sent another (grants, supersedes).
 func (l *Loop) dispatch(ctx context.Context) error {
-	wake := l.st.Notify()
+	wake := l.st.Notify(store.TopicEvents)
 	for {
 		var batch []*store.Event
 		err := l.st.Update(ctx, func(tx store.Tx) error {
@@ -160,7 +160,7 @@ func (l *Loop) dispatch(ctx context.Context) error {
 // timers turns due timers into events. It sleeps until the earliest timer, and wakes early
 // when the store reports new rows (an earlier timer may have been added).
 func (l *Loop) timers(ctx context.Context) error {
-	wake := l.st.Notify()
+	wake := l.st.Notify(store.TopicTimers)
 	for {
 		var due []*engine.Timer
 		var next time.Time
@@ -246,7 +246,7 @@ func (l *Loop) outbox(ctx context.Context) error {
 		<-ctx.Done()
 		return ctx.Err()
 	}
-	wake := l.st.Notify()
+	wake := l.st.Notify(store.TopicOutbox)
 	backoff := time.Duration(0)
 	for {
 		var msgs []*store.OutboxMessage

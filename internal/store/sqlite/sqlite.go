@@ -75,7 +75,8 @@ type Store struct {
 	readers chan *readConn // free read connections
 	closing chan struct{}  // closed by Close: stops Views waiting for a connection
 
-	notify chan struct{}
+	subsMu sync.Mutex
+	subs   []subscriber
 }
 
 var _ store.Store = (*Store)(nil)
@@ -154,7 +155,6 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		rdb:        rdb,
 		readers:    make(chan *readConn, opts.MaxReaders),
 		closing:    make(chan struct{}),
-		notify:     make(chan struct{}, 1),
 	}
 	for range opts.MaxReaders {
 		s.readers <- new(readConn)
@@ -183,10 +183,36 @@ func migrate(ctx context.Context, db *sql.DB, log *slog.Logger) error {
 	return nil
 }
 
-// Notify returns a channel that receives after a commit that added inbox events, jobs or
-// timers (or requeued a job). Sends never block and coalesce: one receive may stand for
-// several commits.
-func (s *Store) Notify() <-chan struct{} { return s.notify }
+// Notify returns a new channel that receives, coalesced, after every commit that changed one
+// of the topics.
+func (s *Store) Notify(topics store.Topic) <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	s.subsMu.Lock()
+	s.subs = append(s.subs, subscriber{topics: topics, ch: ch})
+	s.subsMu.Unlock()
+	return ch
+}
+
+type subscriber struct {
+	topics store.Topic
+	ch     chan struct{}
+}
+
+// signal wakes the subscribers of the changed topics, never blocking.
+func (s *Store) signal(changed store.Topic) {
+	s.subsMu.Lock()
+	defer s.subsMu.Unlock()
+	for _, sub := range s.subs {
+		if sub.topics&changed == 0 {
+			continue
+		}
+		select {
+		case sub.ch <- struct{}{}:
+		default: // a signal is pending already
+		}
+	}
+}
+
 
 // Update runs fn in a write transaction; see store.Store. fn runs on the writer goroutine,
 // possibly in the same transaction as other callers' functions (each in its own savepoint),

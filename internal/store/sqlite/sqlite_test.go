@@ -333,6 +333,7 @@ func TestNotifyAfterRollback(t *testing.T) {
 	t.Parallel()
 	s := openTemp(t, Options{})
 	ctx := t.Context()
+	jobs := s.Notify(store.TopicJobs)
 	err := s.Update(ctx, func(tx store.Tx) error {
 		if _, err := tx.AddJob(ctx, &store.Job{ID: "j1", Provider: "Build/Commands"}); err != nil {
 			return err
@@ -343,7 +344,7 @@ func TestNotifyAfterRollback(t *testing.T) {
 		t.Fatal("no error")
 	}
 	select {
-	case <-s.Notify():
+	case <-jobs:
 		t.Fatal("notified of a rolled-back job")
 	default:
 	}

@@ -16,9 +16,9 @@ import (
 // caller's savepoint.
 type tx struct {
 	reader
-	// notify records that this function added work someone may be waiting for (inbox events,
-	// jobs, timers); the writer signals Notify once the batch holding it has committed.
-	notify bool
+	// notify records the topics this function changed (inbox events, jobs, timers, outbox);
+	// the writer signals their subscribers once the batch holding it has committed.
+	notify store.Topic
 }
 
 var _ store.Tx = (*tx)(nil)
@@ -151,7 +151,7 @@ func (t *tx) AddEvent(ctx context.Context, ev *store.Event) (bool, error) {
 		return false, fmt.Errorf("add event %s: %w", ev.Key, err)
 	}
 	ev.Seq = seq
-	t.notify = true
+	t.notify |= store.TopicEvents
 	return true, nil
 }
 
@@ -222,7 +222,7 @@ func (t *tx) AddJob(ctx context.Context, j *store.Job) (bool, error) {
 	if n == 0 {
 		return false, nil
 	}
-	t.notify = true
+	t.notify |= store.TopicJobs
 	return true, nil
 }
 
@@ -337,6 +337,7 @@ func (t *tx) CancelJob(ctx context.Context, id string, now time.Time) error {
 	if n, err := res.RowsAffected(); err != nil {
 		return fmt.Errorf("cancel job %s: %w", id, err)
 	} else if n == 1 {
+		t.notify |= store.TopicJobs
 		return nil
 	}
 	// Already done or cancelled is fine; a job that never existed is not.
@@ -376,7 +377,7 @@ func (t *tx) RequeueJob(ctx context.Context, id string, epoch int64) error {
 	if err != nil {
 		return err
 	}
-	t.notify = true
+	t.notify |= store.TopicJobs
 	return nil
 }
 
@@ -397,7 +398,7 @@ func (t *tx) AddTimer(ctx context.Context, tm *engine.Timer) error {
 	if n, err := res.RowsAffected(); err != nil {
 		return fmt.Errorf("add timer %s: %w", tm.ID, err)
 	} else if n == 1 {
-		t.notify = true
+		t.notify |= store.TopicTimers
 	}
 	return nil
 }
@@ -456,6 +457,7 @@ func (t *tx) AddOutbox(ctx context.Context, m *store.OutboxMessage) error {
 		return fmt.Errorf("add outbox %s %s: %w", m.Kind, m.Key, err)
 	}
 	m.Seq = seq
+	t.notify |= store.TopicOutbox
 	return nil
 }
 

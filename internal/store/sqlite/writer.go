@@ -80,7 +80,7 @@ func (w *writer) runTx(batch []*request, res []result) (rest []*request) {
 	}
 	single := len(batch) == 1
 	var pending []int // functions that succeeded, waiting for the commit
-	notify := false
+	var notify store.Topic
 	// abort gives up the transaction after a failed control statement at batch[i].
 	abort := func(i int, err error) []*request {
 		w.rollback()
@@ -124,7 +124,7 @@ func (w *writer) runTx(batch []*request, res []result) (rest []*request) {
 		}
 		if !failed {
 			pending = append(pending, i)
-			notify = notify || t.notify
+			notify |= t.notify
 		}
 	}
 
@@ -140,11 +140,8 @@ func (w *writer) runTx(batch []*request, res []result) (rest []*request) {
 		}
 		return nil
 	}
-	if notify {
-		select {
-		case w.s.notify <- struct{}{}:
-		default:
-		}
+	if notify != 0 {
+		w.s.signal(notify)
 	}
 	return nil
 }

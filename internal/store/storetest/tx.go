@@ -304,27 +304,54 @@ func testViewSnapshot(t *testing.T, s store.Store) {
 
 func testNotify(t *testing.T, s store.Store) {
 	c := t.Context()
-	ch := s.Notify()
+	all := store.TopicEvents | store.TopicJobs | store.TopicTimers | store.TopicOutbox
+	subs := map[store.Topic]<-chan struct{}{}
+	for _, topic := range []store.Topic{store.TopicEvents, store.TopicJobs, store.TopicTimers, store.TopicOutbox} {
+		subs[topic] = s.Notify(topic)
+	}
+	every, second := s.Notify(all), s.Notify(all)
 	steps := []struct {
-		what string
-		fn   func(tx store.Tx) error
+		what  string
+		topic store.Topic
+		fn    func(tx store.Tx) error
 	}{
-		{"adding a job", func(tx store.Tx) error {
+		{"adding a job", store.TopicJobs, func(tx store.Tx) error {
 			_, err := tx.AddJob(c, newJob("j1", "Build/Commands", 1))
 			return err
 		}},
-		{"adding an event", func(tx store.Tx) error {
+		{"adding an event", store.TopicEvents, func(tx store.Tx) error {
 			_, err := tx.AddEvent(c, newEvent("k1", 1))
 			return err
 		}},
-		{"adding a timer", func(tx store.Tx) error { return tx.AddTimer(c, newTimer("t1", 1)) }},
+		{"adding a timer", store.TopicTimers, func(tx store.Tx) error { return tx.AddTimer(c, newTimer("t1", 1)) }},
+		{"cancelling a job", store.TopicJobs, func(tx store.Tx) error { return tx.CancelJob(c, "j1", time.Unix(10, 0)) }},
+		{"adding an outbox message", store.TopicOutbox, func(tx store.Tx) error {
+			return tx.AddOutbox(c, &store.OutboxMessage{Key: "m1", Kind: "k", Payload: []byte("p"), CreatedAt: time.Unix(10, 0)})
+		}},
 	}
 	for _, st := range steps {
-		drain(ch)
+		for _, ch := range subs {
+			drain(ch)
+		}
+		drain(every)
+		drain(second)
 		update(t, s, st.fn)
-		waitNotify(t, ch, st.what)
+		waitNotify(t, subs[st.topic], st.what)
+		waitNotify(t, every, st.what)
+		waitNotify(t, second, st.what+" (a second subscriber)")
+		for topic, ch := range subs {
+			if topic == st.topic {
+				continue
+			}
+			select {
+			case <-ch:
+				t.Fatalf("%s woke a subscriber of topic %d", st.what, topic)
+			default:
+			}
+		}
 	}
 	// A receiver that waits before the commit is woken too.
+	ch := subs[store.TopicJobs]
 	drain(ch)
 	woken := make(chan struct{})
 	go func() {
