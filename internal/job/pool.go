@@ -256,8 +256,10 @@ func (p *Pool) execute(ctx context.Context, j *store.Job) engine.Event {
 	}
 	ws.Log = &lockedWriter{w: logw}
 	ws.Started = func(pgid int, start uint64) {
-		err := p.st.Update(context.WithoutCancel(ctx), func(tx store.Tx) error {
-			return tx.SetJobProcess(ctx, j.ID, j.Epoch, pgid, start)
+		// Recorded even when the job is being cancelled: the process may outlive a crash.
+		rctx := context.WithoutCancel(ctx)
+		err := p.st.Update(rctx, func(tx store.Tx) error {
+			return tx.SetJobProcess(rctx, j.ID, j.Epoch, pgid, start)
 		})
 		if err != nil {
 			p.log.Warn("record job process", "job", j.ID, "err", err)

@@ -31,6 +31,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock (time.Now by default); tests inject their own.
 	Now func() time.Time
+	// Until returns a channel that receives once the clock Now reads reaches t (by default a
+	// timer for t minus Now). The timer loop sleeps on it until the earliest timer is due, so
+	// a test that injects Now injects this too and moves both together.
+	Until func(t time.Time) <-chan time.Time
 	// LeaseCheck is how often expired job leases are looked for (default 5 s).
 	LeaseCheck time.Duration
 	// Deliver delivers one outbox message; an error leaves it for a later attempt.
@@ -47,6 +51,14 @@ type Loop struct {
 	mu        sync.Mutex
 	pipelines map[pipelineKey]*pipeline.Pipeline
 	subs      map[chan *engine.Execution]struct{}
+
+	// Subscribers see states in commit order: each transaction that changed something takes a
+	// ticket as it ends (once it holds what it touched, so one that must commit later takes a
+	// later ticket), and update publishes its states only in ticket order.
+	order     sync.Mutex
+	turn      *sync.Cond // signalled when published grows
+	tickets   uint64     // tickets taken
+	published uint64     // tickets done with (published, or rolled back)
 }
 
 type pipelineKey struct {
@@ -62,11 +74,17 @@ func New(st store.Store, opts Options) *Loop {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.Until == nil {
+		now := opts.Now
+		opts.Until = func(t time.Time) <-chan time.Time { return time.After(t.Sub(now())) }
+	}
 	if opts.LeaseCheck == 0 {
 		opts.LeaseCheck = 5 * time.Second
 	}
-	return &Loop{st: st, log: opts.Logger, now: opts.Now, opts: opts,
+	l := &Loop{st: st, log: opts.Logger, now: opts.Now, opts: opts,
 		pipelines: map[pipelineKey]*pipeline.Pipeline{}, subs: map[chan *engine.Execution]struct{}{}}
+	l.turn = sync.NewCond(&l.order)
+	return l
 }
 
 // Register stores p as the pipeline's newest version (unless the newest is identical) and

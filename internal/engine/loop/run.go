@@ -45,23 +45,44 @@ func (l *Loop) applyRow(ctx context.Context, tx store.Tx, key string, ev engine.
 	return res, tx.MarkEventProcessed(ctx, row.Seq, ev.At)
 }
 
-// update runs fn in a transaction and publishes the executions it changed.
+// update runs fn in a transaction and publishes the executions it changed, after those of
+// every transaction committed before it: concurrent callers return from Update in any order.
 func (l *Loop) update(ctx context.Context, fn func(tx store.Tx) ([]*engine.Result, error)) error {
 	var results []*engine.Result
+	var ticket uint64
+	ticketed := false
 	err := l.st.Update(ctx, func(tx store.Tx) error {
 		var err error
-		results, err = fn(tx)
+		if results, err = fn(tx); err == nil {
+			ticket, ticketed = l.takeTicket(), true
+		}
 		return err
 	})
-	if err != nil {
+	if !ticketed {
 		return err
 	}
-	for _, r := range results {
-		if r != nil {
-			l.publish(r)
+	l.order.Lock()
+	defer l.order.Unlock()
+	for l.published != ticket {
+		l.turn.Wait()
+	}
+	if err == nil { // a ticket whose commit failed is only given back
+		for _, r := range results {
+			if r != nil {
+				l.publish(r)
+			}
 		}
 	}
-	return nil
+	l.published++
+	l.turn.Broadcast()
+	return err
+}
+
+func (l *Loop) takeTicket() uint64 {
+	l.order.Lock()
+	defer l.order.Unlock()
+	l.tickets++
+	return l.tickets - 1
 }
 
 // Complete records the result of a job attempt: the job is finished under its lease epoch
@@ -197,19 +218,17 @@ func (l *Loop) timers(ctx context.Context) error {
 		if len(due) > 0 {
 			continue
 		}
-		wait := time.Hour
-		if pending {
-			wait = max(next.Sub(l.now()), time.Millisecond)
+		if !pending {
+			next = l.now().Add(time.Hour)
 		}
-		timer := time.NewTimer(wait)
+		// Sleep until a deadline, not for a duration: a deadline the clock has passed since
+		// the read above (an injected clock too) fires at once.
 		select {
 		case <-ctx.Done():
-			timer.Stop()
 			return ctx.Err()
 		case <-wake:
-		case <-timer.C:
+		case <-l.opts.Until(next):
 		}
-		timer.Stop()
 	}
 }
 

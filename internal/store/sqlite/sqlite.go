@@ -213,7 +213,6 @@ func (s *Store) signal(changed store.Topic) {
 	}
 }
 
-
 // Update runs fn in a write transaction; see store.Store. fn runs on the writer goroutine,
 // possibly in the same transaction as other callers' functions (each in its own savepoint),
 // so it must not block, and must not call Update (that would wait for itself). A panic in fn

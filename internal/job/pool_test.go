@@ -1,0 +1,458 @@
+package job_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"maps"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/conveyorci/conveyor/internal/action"
+	"github.com/conveyorci/conveyor/internal/action/commands"
+	"github.com/conveyorci/conveyor/internal/artifact"
+	"github.com/conveyorci/conveyor/internal/artifact/fs"
+	"github.com/conveyorci/conveyor/internal/engine"
+	"github.com/conveyorci/conveyor/internal/job"
+	"github.com/conveyorci/conveyor/internal/run"
+	"github.com/conveyorci/conveyor/internal/store"
+	"github.com/conveyorci/conveyor/internal/store/sqlite"
+)
+
+// report is one call of the reporter: a job attempt's result and what Complete answered.
+type report struct {
+	jobID string
+	epoch int64
+	ev    engine.Event
+	err   error
+}
+
+// reporter stands in for the engine loop: it finishes the job under its epoch in the store,
+// as loop.Complete does (refusing a stale or cancelled lease with ErrConflict), and records
+// the result.
+type reporter struct {
+	st      store.Store
+	reports chan report
+}
+
+func (r *reporter) Complete(ctx context.Context, jobID string, epoch int64, ev engine.Event) error {
+	err := r.st.Update(ctx, func(tx store.Tx) error { return tx.FinishJob(ctx, jobID, epoch, ev.At) })
+	r.reports <- report{jobID: jobID, epoch: epoch, ev: ev, err: err}
+	return err
+}
+
+// logSink keeps each job's output in memory.
+type logSink struct {
+	mu     sync.Mutex
+	logs   map[string]*bytes.Buffer
+	closed map[string]bool
+}
+
+func (s *logSink) Open(j *store.Job) (io.WriteCloser, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.logs[j.ID] = new(bytes.Buffer)
+	return &logWriter{s: s, id: j.ID}, nil
+}
+
+func (s *logSink) output(id string) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if b := s.logs[id]; b != nil {
+		return b.String(), s.closed[id]
+	}
+	return "", false
+}
+
+type logWriter struct {
+	s  *logSink
+	id string
+}
+
+func (w *logWriter) Write(b []byte) (int, error) {
+	w.s.mu.Lock()
+	defer w.s.mu.Unlock()
+	return w.s.logs[w.id].Write(b)
+}
+
+func (w *logWriter) Close() error {
+	w.s.mu.Lock()
+	defer w.s.mu.Unlock()
+	w.s.closed[w.id] = true
+	return nil
+}
+
+// bundle is what a pool test works with: a real SQLite store, a real artifact store on disk,
+// the pool, and what it reported and logged.
+type bundle struct {
+	st      *sqlite.Store
+	art     *artifact.Store
+	rep     *reporter
+	logs    *logSink
+	pool    *job.Pool
+	workDir string
+}
+
+func setup(t *testing.T, opts job.Options) *bundle {
+	t.Helper()
+	dir := t.TempDir()
+	st, err := sqlite.Open(t.Context(), filepath.Join(dir, "conveyor.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := st.Close(); err != nil {
+			t.Errorf("close store: %v", err)
+		}
+	})
+	blobs, err := fs.New(filepath.Join(dir, "artifacts"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &bundle{
+		st:      st,
+		art:     artifact.New(blobs, artifact.Options{TempDir: t.TempDir()}),
+		rep:     &reporter{st: st, reports: make(chan report, 16)},
+		logs:    &logSink{logs: map[string]*bytes.Buffer{}, closed: map[string]bool{}},
+		workDir: filepath.Join(dir, "work"),
+	}
+	if opts.Providers == nil {
+		cmds := &commands.Provider{}
+		opts.Providers = map[string]action.Provider{"Build/Commands": cmds, "Test/Commands": cmds, "Deploy/Commands": cmds}
+	}
+	opts.WorkDir, opts.Artifacts, opts.Logs = b.workDir, b.art, b.logs
+	opts.Workers = 2
+	b.pool = job.NewPool(st, b.rep, opts)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.pool.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("pool.Run: %v", err)
+		}
+	})
+	return b
+}
+
+// add queues a job for an action attempt of execution e1.
+func (b *bundle) add(t *testing.T, spec engine.JobSpec) *store.Job {
+	t.Helper()
+	spec.ExecutionID, spec.Pipeline, spec.Attempt = "e1", "webapp", 1
+	spec.ID = engine.JobID(spec.ExecutionID, spec.Stage, spec.Action, spec.Attempt)
+	j := &store.Job{ID: spec.ID, ExecutionID: spec.ExecutionID, Pipeline: spec.Pipeline,
+		Provider: spec.Category + "/" + spec.Provider, Spec: spec, State: store.JobQueued,
+		CreatedAt: time.Now(), UpdatedAt: time.Now()}
+	if err := b.st.Update(t.Context(), func(tx store.Tx) error {
+		_, err := tx.AddJob(t.Context(), j)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return j
+}
+
+func (b *bundle) job(t *testing.T, id string) *store.Job {
+	t.Helper()
+	var j *store.Job
+	if err := b.st.View(t.Context(), func(r store.Reader) (err error) {
+		j, err = r.Job(t.Context(), id)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return j
+}
+
+// result waits for the next reported result.
+func (b *bundle) result(t *testing.T) report {
+	t.Helper()
+	select {
+	case r := <-b.rep.reports:
+		return r
+	case <-time.After(30 * time.Second):
+		t.Fatal("timed out waiting for a job result")
+		return report{}
+	}
+}
+
+// running waits until the job's process group is recorded in the store, and returns it.
+func (b *bundle) running(t *testing.T, id string) int {
+	t.Helper()
+	var pgid int
+	eventually(t, "job "+id+" to record its process group", func() bool {
+		pgid = b.job(t, id).Pgid
+		return pgid > 0
+	})
+	return pgid
+}
+
+// save stores the files as an artifact.
+func (b *bundle) save(t *testing.T, files map[string]string) artifact.Ref {
+	t.Helper()
+	dir := t.TempDir()
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ref, err := b.art.Save(t.Context(), dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref
+}
+
+// restored returns the files of an artifact by path.
+func (b *bundle) restored(t *testing.T, ref artifact.Ref) map[string]string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "restored")
+	if err := b.art.Restore(t.Context(), ref, dir); err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		content, err := os.ReadFile(p)
+		rel, _ := filepath.Rel(dir, p)
+		files[filepath.ToSlash(rel)] = string(content)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		<-tick.C
+	}
+}
+
+// groupAlive reports whether a live (not zombie) process is in process group pgid.
+func groupAlive(t *testing.T, pgid int) bool {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue // gone meanwhile
+		}
+		s := string(b)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:]) // state, ppid, pgrp, ...
+		if len(f) > 2 && f[2] == strconv.Itoa(pgid) && f[0] != "Z" && f[0] != "X" {
+			return true
+		}
+	}
+	return false
+}
+
+func commandsSpec(stage, act string, cmds ...string) engine.JobSpec {
+	return engine.JobSpec{Stage: stage, Action: act, Category: "Build", Provider: "Commands",
+		Configuration: map[string]any{"commands": cmds}, Timeout: time.Hour}
+}
+
+func TestPoolRunsJobEndToEnd(t *testing.T) {
+	t.Parallel()
+	b := setup(t, job.Options{})
+	source := b.save(t, map[string]string{"main.go": "package main\n", "sub/a.txt": "a\n"})
+	config := b.save(t, map[string]string{"config.yaml": "env: staging\n"})
+
+	spec := commandsSpec("Build", "Compile",
+		"test -f main.go && test -f sub/a.txt",
+		"test ! -e config.yaml", // only the first input is at the root
+		`test "$(cd "$CONVEYOR_SRC_DIR_SourceOutput" && pwd -P)" = "$(pwd -P)"`,
+		`cat "$CONVEYOR_SRC_DIR_ConfigOutput/config.yaml"`,
+		`echo "workspace: $PWD"`,
+		"mkdir -p dist/bin && echo built > dist/bin/app && echo 'all good' > report.txt",
+		"VERSION=1.2.$((1 + 2))")
+	spec.Configuration["outputVariables"] = []string{"VERSION"}
+	spec.Inputs = []engine.NamedArtifact{{Name: "SourceOutput", Ref: source}, {Name: "ConfigOutput", Ref: config}}
+	spec.Outputs = []engine.OutputSpec{{Name: "BuildOutput", Files: []string{"dist/**"}}, {Name: "Report", Files: []string{"report.txt"}}}
+	j := b.add(t, spec)
+
+	r := b.result(t)
+	log, closed := b.logs.output(j.ID)
+	if r.ev.Type != engine.EvActionSucceeded {
+		t.Fatalf("result: %s %s %s\nlog:\n%s", r.ev.Type, r.ev.Failure, r.ev.Message, log)
+	}
+	if r.jobID != j.ID || r.epoch != 1 || r.err != nil {
+		t.Errorf("reported job %s epoch %d (Complete: %v), want %s epoch 1", r.jobID, r.epoch, r.err, j.ID)
+	}
+	if ev := r.ev; ev.ExecutionID != "e1" || ev.Pipeline != "webapp" || ev.Stage != "Build" || ev.Action != "Compile" || ev.Attempt != 1 || ev.At.IsZero() {
+		t.Errorf("result addressed to %s %s %s.%s attempt %d at %v", ev.ExecutionID, ev.Pipeline, ev.Stage, ev.Action, ev.Attempt, ev.At)
+	}
+	if want := map[string]string{"VERSION": "1.2.3"}; !maps.Equal(r.ev.Outputs, want) {
+		t.Errorf("output variables: %v, want %v", r.ev.Outputs, want)
+	}
+	if got, want := b.restored(t, r.ev.Artifacts["BuildOutput"]), map[string]string{"dist/bin/app": "built\n"}; !maps.Equal(got, want) {
+		t.Errorf("BuildOutput holds %v, want %v", got, want)
+	}
+	if got, want := b.restored(t, r.ev.Artifacts["Report"]), map[string]string{"report.txt": "all good\n"}; !maps.Equal(got, want) {
+		t.Errorf("Report holds %v, want %v", got, want)
+	}
+	if !strings.Contains(log, "env: staging\n") || !closed {
+		t.Errorf("log (closed: %v) lacks the commands' output:\n%s", closed, log)
+	}
+	var ws string
+	for line := range strings.Lines(log) {
+		if rest, ok := strings.CutPrefix(line, "workspace: "); ok {
+			ws = strings.TrimSuffix(rest, "\n")
+		}
+	}
+	if !strings.HasPrefix(ws, b.workDir+string(filepath.Separator)) {
+		t.Fatalf("workspace %q is not under the work directory %s", ws, b.workDir)
+	}
+	if _, err := os.Stat(ws); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("workspace %s left behind: %v", ws, err)
+	}
+	if entries, err := os.ReadDir(b.workDir); err != nil || len(entries) != 0 {
+		t.Errorf("work directory holds %v (%v), want nothing", entries, err)
+	}
+	if got := b.job(t, j.ID); got.State != store.JobDone || got.Pgid <= 0 {
+		t.Errorf("job row: %s, pgid %d; want done with its process group recorded", got.State, got.Pgid)
+	}
+}
+
+func TestPoolMissingProviderIsAnError(t *testing.T) {
+	t.Parallel()
+	b := setup(t, job.Options{Providers: map[string]action.Provider{}})
+	spec := commandsSpec("Deploy", "Ship", "true")
+	spec.Category, spec.Provider = "Deploy", "Nope"
+	j := b.add(t, spec)
+	r := b.result(t)
+	if r.jobID != j.ID || r.ev.Type != engine.EvActionFailed || r.ev.Failure != string(action.Errored) ||
+		!strings.Contains(r.ev.Message, "no provider Deploy/Nope") {
+		t.Errorf("result of %s: %s %q %q; want failed with \"error\" naming the provider", r.jobID, r.ev.Type, r.ev.Failure, r.ev.Message)
+	}
+}
+
+func TestPoolOutputGlobsMatchingNothingFail(t *testing.T) {
+	t.Parallel()
+	b := setup(t, job.Options{})
+	spec := commandsSpec("Build", "Compile", "echo hi > README")
+	spec.Outputs = []engine.OutputSpec{{Name: "BuildOutput", Files: []string{"dist/**", "*.bin"}}}
+	b.add(t, spec)
+	r := b.result(t)
+	want := "output artifact BuildOutput: no file in the workspace matches dist/**, *.bin"
+	if r.ev.Type != engine.EvActionFailed || r.ev.Failure != string(action.Failed) || r.ev.Message != want {
+		t.Errorf("result: %s %q %q; want failed %q %q", r.ev.Type, r.ev.Failure, r.ev.Message, action.Failed, want)
+	}
+}
+
+func TestPoolCancelKillsJob(t *testing.T) {
+	t.Parallel()
+	b := setup(t, job.Options{})
+	j := b.add(t, commandsSpec("Build", "Compile", "sleep 30"))
+	pgid := b.running(t, j.ID) // SetJobProcess recorded the group while the job runs
+	if !groupAlive(t, pgid) {
+		t.Fatalf("process group %d recorded but not running", pgid)
+	}
+	leaderStart, err := run.StartTime(pgid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := b.job(t, j.ID); got.State != store.JobLeased || got.PStart != leaderStart {
+		t.Errorf("running job row: %s, start time %d; want leased with the leader's start time %d", got.State, got.PStart, leaderStart)
+	}
+	b.pool.Cancel("e1/Build/Other/1") // not run here: nothing happens
+	start := time.Now()
+	b.pool.Cancel(j.ID)
+	b.pool.Cancel(j.ID) // idempotent
+	r := b.result(t)
+	if took := time.Since(start); took >= run.DefaultGrace {
+		t.Errorf("cancel took %v: the process did not stop on SIGTERM", took)
+	}
+	if r.ev.Type != engine.EvActionFailed || r.ev.Failure != string(action.Stopped) {
+		t.Errorf("result: %s %q %q; want failed %q", r.ev.Type, r.ev.Failure, r.ev.Message, action.Stopped)
+	}
+	// Killed members may take a moment to die; the group must be gone, not merely signalled.
+	eventually(t, "the job's process group to be gone", func() bool { return !groupAlive(t, pgid) })
+}
+
+func TestPoolHeartbeatNoticesCancelledJob(t *testing.T) {
+	t.Parallel()
+	b := setup(t, job.Options{Lease: 300 * time.Millisecond}) // a heartbeat every 100 ms
+	j := b.add(t, commandsSpec("Build", "Compile", "sleep 30"))
+	pgid := b.running(t, j.ID)
+	start := time.Now()
+	if err := b.st.Update(t.Context(), func(tx store.Tx) error { return tx.CancelJob(t.Context(), j.ID, time.Now()) }); err != nil {
+		t.Fatal(err)
+	}
+	r := b.result(t)
+	if took := time.Since(start); took >= run.DefaultGrace {
+		t.Errorf("the cancellation took %v to stop the job", took)
+	}
+	if r.ev.Type != engine.EvActionFailed || r.ev.Failure != string(action.Stopped) {
+		t.Errorf("result: %s %q %q; want failed %q", r.ev.Type, r.ev.Failure, r.ev.Message, action.Stopped)
+	}
+	if !errors.Is(r.err, store.ErrConflict) {
+		t.Errorf("the result of a cancelled job was accepted: %v", r.err)
+	}
+	// Killed members may take a moment to die; the group must be gone, not merely signalled.
+	eventually(t, "the job's process group to be gone", func() bool { return !groupAlive(t, pgid) })
+	if got := b.job(t, j.ID).State; got != store.JobCancelled {
+		t.Errorf("job: %s, want cancelled", got)
+	}
+}
+
+// startedLate is a provider whose process starts just as its job is cancelled: it reports the
+// process only once the context is done.
+type startedLate struct{ running chan struct{} }
+
+func (p startedLate) Run(ctx context.Context, _ *action.Job, ws *action.Workspace) (*action.Result, error) {
+	close(p.running)
+	<-ctx.Done()
+	ws.Started(4242, 7)
+	return nil, &action.Error{Kind: action.Stopped, Message: "stopped"}
+}
+
+// A process reported while the job is being cancelled is still recorded: it may outlive a
+// crash, and the next start must find it to kill it.
+func TestPoolRecordsProcessStartedWhileCancelled(t *testing.T) {
+	t.Parallel()
+	p := startedLate{running: make(chan struct{})}
+	b := setup(t, job.Options{Providers: map[string]action.Provider{"Build/Late": p}})
+	spec := commandsSpec("Build", "Compile", "true")
+	spec.Provider = "Late"
+	j := b.add(t, spec)
+	select {
+	case <-p.running:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the job did not start")
+	}
+	b.pool.Cancel(j.ID)
+	if r := b.result(t); r.ev.Failure != string(action.Stopped) {
+		t.Errorf("result: %q %q, want %q", r.ev.Failure, r.ev.Message, action.Stopped)
+	}
+	if got := b.job(t, j.ID); got.Pgid != 4242 || got.PStart != 7 {
+		t.Errorf("recorded process: pgid %d start %d, want 4242 7", got.Pgid, got.PStart)
+	}
+}
