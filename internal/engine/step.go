@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"reflect"
 	"slices"
 	"strconv"
 	"time"
@@ -24,9 +23,10 @@ type State struct {
 }
 
 // Result is what follows from one event: the new execution (nil when the event addressed
-// none), the stage locks that changed, and the commands to carry out.
+// none), whether it changed, the stage locks that changed, and the commands to carry out.
 type Result struct {
 	Execution *Execution
+	Changed   bool
 	Locks     []*StageLock
 	Commands  []Command
 }
@@ -87,11 +87,12 @@ func Step(st State, ev Event) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	// An event that changed nothing (a stale result, a redelivery) leaves UpdatedAt alone too.
-	if s.e != nil && (st.Execution == nil || !reflect.DeepEqual(s.e, st.Execution)) {
+	// An event that changed nothing (a stale result, a redelivery) leaves UpdatedAt alone too,
+	// and the loop then has no execution to save.
+	if s.e != nil && s.changed {
 		s.e.UpdatedAt = s.now
 	}
-	res := Result{Execution: s.e, Commands: s.cmds}
+	res := Result{Execution: s.e, Changed: s.changed, Commands: s.cmds}
 	for _, name := range slices.Sorted(maps.Keys(s.locks)) {
 		res.Locks = append(res.Locks, s.locks[name])
 	}
@@ -105,7 +106,10 @@ type stepper struct {
 	now   time.Time
 	orig  map[string]*StageLock
 	locks map[string]*StageLock // the locks this step changed (copies)
-	cmds  []Command
+	// changed is set by every step that changes the execution; every change goes through
+	// request, enter, startAction, finish, or a guarded handler that sets it itself.
+	changed bool
+	cmds    []Command
 }
 
 func (s *stepper) locked() bool { return s.p.Mode() != pipeline.Parallel }
@@ -169,12 +173,14 @@ func (s *stepper) start() error {
 		e.Stages = append(e.Stages, st)
 	}
 	s.e = e
+	s.changed = true
 	s.request(0)
 	return nil
 }
 
 // request makes the execution enter stage i, or wait before it.
 func (s *stepper) request(i int) {
+	s.changed = true
 	st := &s.e.Stages[i]
 	l := s.peek(st.Name)
 	free := l == nil || (!l.Disabled && (!s.locked() || l.Holder == "") && len(l.Waiting) == 0)
@@ -199,6 +205,7 @@ func (s *stepper) request(i int) {
 
 // enter starts stage i (its lock, where there is one, is already the execution's).
 func (s *stepper) enter(i int) {
+	s.changed = true
 	st := &s.e.Stages[i]
 	st.Status, st.Attempt, st.EnteredAt, st.FinishedAt = StageInProgress, st.Attempt+1, s.now, time.Time{}
 	for j := range st.Actions {
@@ -312,11 +319,13 @@ func (s *stepper) grantNext(l *StageLock) {
 }
 
 func (s *stepper) finish(status ExecutionStatus, msg string) {
+	s.changed = true
 	s.e.Status, s.e.Message, s.e.FinishedAt = status, msg, s.now
 	s.cmds = append(s.cmds, Command{Type: CmdFinished, ExecutionID: s.e.ID, Status: status})
 }
 
 func (s *stepper) startAction(i, j int) {
+	s.changed = true
 	st := &s.e.Stages[i]
 	a := &st.Actions[j]
 	pa := &s.p.Stages[i].Actions[j]
@@ -438,6 +447,10 @@ func (s *stepper) actionResult() {
 		return
 	}
 	isApproval := pa.Category == pipeline.Approval
+	if isApproval != (s.ev.Type == EvApproval) && (s.ev.Type == EvApproval || s.ev.Type == EvActionSucceeded || s.ev.Type == EvActionFailed) {
+		return // a job result for an approval, or a decision for a job: not for this action
+	}
+	s.changed = true
 	switch s.ev.Type {
 	case EvActionSucceeded:
 		if isApproval {
@@ -526,6 +539,7 @@ func (s *stepper) stop() error {
 	case s.e.Status == ExecStopping && (s.e.Stop.Mode == Abandon || req.Mode != Abandon):
 		return nil // already stopping at least as hard
 	}
+	s.changed = true
 	s.e.Status, s.e.Stop = ExecStopping, req
 	for i := range s.e.Stages {
 		st := &s.e.Stages[i]
@@ -627,6 +641,7 @@ func (s *stepper) retry() error {
 		l := s.lock(st.Name)
 		l.Holder, l.LastEntered = s.e.ID, s.e.ID
 	}
+	s.changed = true
 	mode := s.ev.Retry
 	if mode == "" {
 		mode = RetryFailed

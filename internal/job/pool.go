@@ -13,7 +13,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -26,16 +25,10 @@ import (
 	"github.com/google/uuid"
 )
 
-// Reporter takes the result of a job attempt. Complete must refuse (with an error wrapping
-// store.ErrConflict) a result whose lease epoch is stale.
+// Reporter takes the result of a job attempt, with the last chunk of its log. Complete must
+// refuse (with an error wrapping store.ErrConflict) a result whose lease epoch is stale.
 type Reporter interface {
-	Complete(ctx context.Context, jobID string, epoch int64, ev engine.Event) error
-}
-
-// LogSink gives each job attempt somewhere to write its output. The writer is closed when
-// the attempt ends.
-type LogSink interface {
-	Open(j *store.Job) (io.WriteCloser, error)
+	Complete(ctx context.Context, jobID string, epoch int64, ev engine.Event, log []byte) error
 }
 
 // Options configure a Pool.
@@ -47,7 +40,10 @@ type Options struct {
 	// Providers by "Category/Provider" (e.g. "Build/Commands").
 	Providers map[string]action.Provider
 	Artifacts *artifact.Store
-	Logs      LogSink
+	// Tee, when set, also receives every job's output, line by line, as it comes.
+	Tee func(jobID string, line []byte)
+	// MaxLog caps each job's log (default 16 MiB); what comes after is dropped, with a note.
+	MaxLog int64
 	// Lease is how long a lease lasts without a heartbeat (default 30 s); heartbeats come
 	// every third of it.
 	Lease time.Duration
@@ -82,6 +78,9 @@ func NewPool(st store.Store, rep Reporter, opts Options) *Pool {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.MaxLog == 0 {
+		opts.MaxLog = 16 << 20
+	}
 	if opts.PipelineDir == nil {
 		opts.PipelineDir = func(string) string { return "." }
 	}
@@ -106,45 +105,50 @@ func (p *Pool) Cancel(jobID string) {
 	}
 }
 
-// Run runs the workers until ctx is done. Jobs in progress are then stopped (their
+// Run runs jobs until ctx is done. One fetcher leases a job whenever a worker slot is free
+// and work was signalled (so idle workers do not all race for each new job), and each job
+// runs on a goroutine of its own. When ctx is done, jobs in progress are stopped (their
 // processes killed) and left leased: the next start recovers them as lost.
 func (p *Pool) Run(ctx context.Context) error {
-	var wg sync.WaitGroup
-	for i := range p.opts.Workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			p.work(ctx, p.id+"-"+strconv.Itoa(i))
-		}()
-	}
-	wg.Wait()
-	return nil
-}
-
-func (p *Pool) work(ctx context.Context, worker string) {
 	wake := p.st.Notify(store.TopicJobs)
-	for ctx.Err() == nil {
+	slots := make(chan struct{}, p.opts.Workers)
+	for range p.opts.Workers {
+		slots <- struct{}{}
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-slots:
+		}
 		var j *store.Job
 		err := p.st.Update(ctx, func(tx store.Tx) error {
 			var err error
-			j, err = tx.LeaseJob(ctx, worker, p.keys, p.opts.Now(), p.opts.Lease)
+			j, err = tx.LeaseJob(ctx, p.id, p.keys, p.opts.Now(), p.opts.Lease)
 			return err
 		})
-		if err != nil {
-			if ctx.Err() == nil {
-				p.log.Error("lease job", "worker", worker, "err", err)
+		if err != nil || j == nil {
+			slots <- struct{}{}
+			if err != nil && ctx.Err() == nil {
+				p.log.Error("lease job", "worker", p.id, "err", err)
 				sleep(ctx, time.Second)
+				continue
 			}
-			continue
-		}
-		if j == nil {
 			select {
 			case <-ctx.Done():
+				return nil
 			case <-wake:
 			}
 			continue
 		}
-		p.run(ctx, j)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.run(ctx, j)
+			slots <- struct{}{}
+		}()
 	}
 }
 
@@ -174,13 +178,15 @@ func (p *Pool) run(parent context.Context, j *store.Job) {
 	go p.heartbeat(ctx, j, cancel, hbDone)
 	defer func() { cancel(nil); <-hbDone }()
 
-	ev := p.execute(ctx, j)
+	log := newJobLog(p, j)
+	ev := p.execute(ctx, j, log)
+	rest := log.close()
 	if parent.Err() != nil {
 		return // shutting down: the lease stays, recovery decides
 	}
 	ev.ExecutionID, ev.Pipeline, ev.Stage, ev.Action, ev.Attempt = j.ExecutionID, j.Pipeline, j.Spec.Stage, j.Spec.Action, j.Spec.Attempt
 	ev.At = p.opts.Now()
-	if err := p.rep.Complete(context.WithoutCancel(parent), j.ID, j.Epoch, ev); err != nil {
+	if err := p.rep.Complete(context.WithoutCancel(parent), j.ID, j.Epoch, ev, rest); err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			p.log.Info("result refused: lease lost or job cancelled", "job", j.ID)
 			return
@@ -218,7 +224,7 @@ func (p *Pool) heartbeat(ctx context.Context, j *store.Job, cancel context.Cance
 
 // execute prepares the workspace, runs the provider and stores the outputs. It returns the
 // result event (without its addressing fields).
-func (p *Pool) execute(ctx context.Context, j *store.Job) engine.Event {
+func (p *Pool) execute(ctx context.Context, j *store.Job, log io.Writer) engine.Event {
 	fail := func(kind action.Failure, err error) engine.Event {
 		return engine.Event{Type: engine.EvActionFailed, Failure: string(kind), Message: err.Error()}
 	}
@@ -245,16 +251,7 @@ func (p *Pool) execute(ctx context.Context, j *store.Job) engine.Event {
 		}
 		ws.Inputs[in.Name] = dir
 	}
-	logw := io.Discard
-	if p.opts.Logs != nil {
-		w, err := p.opts.Logs.Open(j)
-		if err != nil {
-			return fail(action.Errored, fmt.Errorf("open log: %w", err))
-		}
-		defer w.Close()
-		logw = w
-	}
-	ws.Log = &lockedWriter{w: logw}
+	ws.Log = log
 	ws.Started = func(pgid int, start uint64) {
 		// Recorded even when the job is being cancelled: the process may outlive a crash.
 		rctx := context.WithoutCancel(ctx)
@@ -305,15 +302,4 @@ func (p *Pool) execute(ctx context.Context, j *store.Job) engine.Event {
 		ev.Artifacts[out.Name] = ref
 	}
 	return ev
-}
-
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(b []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(b)
 }

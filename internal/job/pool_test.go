@@ -1,10 +1,8 @@
 package job_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"io"
 	"maps"
 	"os"
 	"path/filepath"
@@ -30,6 +28,7 @@ type report struct {
 	jobID string
 	epoch int64
 	ev    engine.Event
+	log   []byte
 	err   error
 }
 
@@ -41,51 +40,32 @@ type reporter struct {
 	reports chan report
 }
 
-func (r *reporter) Complete(ctx context.Context, jobID string, epoch int64, ev engine.Event) error {
+func (r *reporter) Complete(ctx context.Context, jobID string, epoch int64, ev engine.Event, log []byte) error {
 	err := r.st.Update(ctx, func(tx store.Tx) error { return tx.FinishJob(ctx, jobID, epoch, ev.At) })
-	r.reports <- report{jobID: jobID, epoch: epoch, ev: ev, err: err}
+	r.reports <- report{jobID: jobID, epoch: epoch, ev: ev, log: log, err: err}
 	return err
 }
 
-// logSink keeps each job's output in memory.
-type logSink struct {
-	mu     sync.Mutex
-	logs   map[string]*bytes.Buffer
-	closed map[string]bool
-}
-
-func (s *logSink) Open(j *store.Job) (io.WriteCloser, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.logs[j.ID] = new(bytes.Buffer)
-	return &logWriter{s: s, id: j.ID}, nil
-}
-
-func (s *logSink) output(id string) (string, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if b := s.logs[id]; b != nil {
-		return b.String(), s.closed[id]
+// output is a job's whole log: the chunks the pool appended to the store while it ran and
+// the rest it handed over with the result. teed reports whether the Tee saw the same lines.
+func (b *bundle) output(t *testing.T, r report) (log string, teed bool) {
+	t.Helper()
+	var chunks []store.LogChunk
+	if err := b.st.View(t.Context(), func(rd store.Reader) error {
+		var err error
+		chunks, err = rd.Log(t.Context(), r.jobID, 0, 0)
+		return err
+	}); err != nil {
+		t.Fatal(err)
 	}
-	return "", false
-}
-
-type logWriter struct {
-	s  *logSink
-	id string
-}
-
-func (w *logWriter) Write(b []byte) (int, error) {
-	w.s.mu.Lock()
-	defer w.s.mu.Unlock()
-	return w.s.logs[w.id].Write(b)
-}
-
-func (w *logWriter) Close() error {
-	w.s.mu.Lock()
-	defer w.s.mu.Unlock()
-	w.s.closed[w.id] = true
-	return nil
+	var sb strings.Builder
+	for _, c := range chunks {
+		sb.Write(c.Data)
+	}
+	sb.Write(r.log)
+	b.teeMu.Lock()
+	defer b.teeMu.Unlock()
+	return sb.String(), strings.Join(b.tee[r.jobID], "\n") == strings.TrimSuffix(sb.String(), "\n")
 }
 
 // bundle is what a pool test works with: a real SQLite store, a real artifact store on disk,
@@ -94,7 +74,8 @@ type bundle struct {
 	st      *sqlite.Store
 	art     *artifact.Store
 	rep     *reporter
-	logs    *logSink
+	teeMu   sync.Mutex
+	tee     map[string][]string
 	pool    *job.Pool
 	workDir string
 }
@@ -119,14 +100,19 @@ func setup(t *testing.T, opts job.Options) *bundle {
 		st:      st,
 		art:     artifact.New(blobs, artifact.Options{TempDir: t.TempDir()}),
 		rep:     &reporter{st: st, reports: make(chan report, 16)},
-		logs:    &logSink{logs: map[string]*bytes.Buffer{}, closed: map[string]bool{}},
+		tee:     map[string][]string{},
 		workDir: filepath.Join(dir, "work"),
 	}
 	if opts.Providers == nil {
 		cmds := &commands.Provider{}
 		opts.Providers = map[string]action.Provider{"Build/Commands": cmds, "Test/Commands": cmds, "Deploy/Commands": cmds}
 	}
-	opts.WorkDir, opts.Artifacts, opts.Logs = b.workDir, b.art, b.logs
+	opts.WorkDir, opts.Artifacts = b.workDir, b.art
+	opts.Tee = func(id string, line []byte) {
+		b.teeMu.Lock()
+		defer b.teeMu.Unlock()
+		b.tee[id] = append(b.tee[id], string(line))
+	}
 	opts.Workers = 2
 	b.pool = job.NewPool(st, b.rep, opts)
 
@@ -299,7 +285,7 @@ func TestPoolRunsJobEndToEnd(t *testing.T) {
 	j := b.add(t, spec)
 
 	r := b.result(t)
-	log, closed := b.logs.output(j.ID)
+	log, teed := b.output(t, r)
 	if r.ev.Type != engine.EvActionSucceeded {
 		t.Fatalf("result: %s %s %s\nlog:\n%s", r.ev.Type, r.ev.Failure, r.ev.Message, log)
 	}
@@ -318,8 +304,8 @@ func TestPoolRunsJobEndToEnd(t *testing.T) {
 	if got, want := b.restored(t, r.ev.Artifacts["Report"]), map[string]string{"report.txt": "all good\n"}; !maps.Equal(got, want) {
 		t.Errorf("Report holds %v, want %v", got, want)
 	}
-	if !strings.Contains(log, "env: staging\n") || !closed {
-		t.Errorf("log (closed: %v) lacks the commands' output:\n%s", closed, log)
+	if !strings.Contains(log, "env: staging\n") || !teed {
+		t.Errorf("log (all teed line by line: %v) lacks the commands' output:\n%s", teed, log)
 	}
 	var ws string
 	for line := range strings.Lines(log) {

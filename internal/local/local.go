@@ -5,12 +5,14 @@
 package local
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
@@ -43,8 +45,11 @@ type Engine struct {
 	Loop      *loop.Loop
 	Pool      *job.Pool
 	Artifacts *artifact.Store
-	Logs      *LogDir
 	DataDir   string
+	// Recovered lists the executions whose jobs a crashed previous process left behind, in
+	// the order Open found them. Recovery may have finished them already (a lost Deploy
+	// fails its execution): `conveyor run` still reports them as the ones it resumes.
+	Recovered []string
 
 	lock *os.File
 }
@@ -56,8 +61,10 @@ type Options struct {
 	// PipelineDir is the directory relative paths of pipelines are relative to.
 	PipelineDir func(pipeline string) string
 	// Tee, when set, also receives every action's output, line by line.
-	Tee    func(jobID string, line []byte)
-	Logger *slog.Logger
+	Tee func(jobID string, line []byte)
+	// Providers by "Category/Provider"; nil means Providers(), the built-in ones.
+	Providers map[string]action.Provider
+	Logger    *slog.Logger
 }
 
 // ErrBusy means another process is using the data directory.
@@ -89,9 +96,12 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 			e.Close()
 		}
 	}()
-	if e.Store, err = sqlite.Open(ctx, filepath.Join(dir, "conveyor.db"), sqlite.Options{Logger: opts.Logger}); err != nil {
+	// Assigned only on success: a nil *sqlite.Store in the interface would make Close panic.
+	db, err := sqlite.Open(ctx, filepath.Join(dir, "conveyor.db"), sqlite.Options{Logger: opts.Logger})
+	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
+	e.Store = db
 	blobs, err := fs.New(filepath.Join(dir, "artifacts"))
 	if err != nil {
 		return nil, fmt.Errorf("open artifact store: %w", err)
@@ -101,7 +111,10 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 		return nil, fmt.Errorf("create artifact temporary directory: %w", err)
 	}
 	e.Artifacts = artifact.New(blobs, artifact.Options{TempDir: tmpDir, Logger: opts.Logger})
-	e.Logs = &LogDir{Dir: filepath.Join(dir, "logs"), Tee: opts.Tee}
+	providers := opts.Providers
+	if providers == nil {
+		providers = Providers()
+	}
 	var pool *job.Pool
 	e.Loop = loop.New(e.Store, loop.Options{Logger: opts.Logger, Deliver: func(ctx context.Context, m *store.OutboxMessage) error {
 		if m.Kind == loop.KindCancelJob {
@@ -110,13 +123,16 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 		return nil
 	}})
 	pool = job.NewPool(e.Store, e.Loop, job.Options{
-		Workers: max(opts.Workers, 4), WorkDir: filepath.Join(dir, "work"), Providers: Providers(),
-		Artifacts: e.Artifacts, Logs: e.Logs, PipelineDir: opts.PipelineDir, Logger: opts.Logger,
+		Workers: max(opts.Workers, 4), WorkDir: filepath.Join(dir, "work"), Providers: providers,
+		Artifacts: e.Artifacts, Tee: opts.Tee, PipelineDir: opts.PipelineDir, Logger: opts.Logger,
 	})
 	e.Pool = pool
 	// This process owns the data directory alone: any job still leased was running in a
 	// process that died. Kill what it left running, then let the engine decide its fate.
 	if err := e.Loop.Recover(ctx, func(j *store.Job) error {
+		if !slices.Contains(e.Recovered, j.ExecutionID) {
+			e.Recovered = append(e.Recovered, j.ExecutionID)
+		}
 		if j.Pgid > 0 {
 			return run.KillGroup(j.Pgid, j.PStart)
 		}
@@ -164,4 +180,30 @@ func roundDuration(d time.Duration) time.Duration {
 		return d.Round(10 * time.Millisecond)
 	}
 	return d.Round(time.Second)
+}
+
+// Tail returns at most the last n lines of a job's log.
+func (e *Engine) Tail(ctx context.Context, jobID string, n int) ([]byte, error) {
+	var chunks []store.LogChunk
+	err := e.Store.View(ctx, func(r store.Reader) error {
+		var err error
+		chunks, err = r.Log(ctx, jobID, 0, 0)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	var b []byte
+	for _, c := range chunks {
+		b = append(b, c.Data...)
+	}
+	b = bytes.TrimRight(b, "\n")
+	for i, lines := len(b)-1, 0; i >= 0; i-- {
+		if b[i] == '\n' {
+			if lines++; lines == n {
+				return b[i+1:], nil
+			}
+		}
+	}
+	return b, nil
 }

@@ -141,6 +141,17 @@ func (s *session) startOrResume(ctx context.Context) (*engine.Execution, error) 
 	if err != nil {
 		return nil, fmt.Errorf("look for interrupted executions: %w", err)
 	}
+	if len(unfinished) == 0 {
+		// The crash may have left nothing unfinished: recovering the lost jobs in Open can
+		// end their execution (a lost Deploy fails it). That execution is still the one
+		// interrupted, to report rather than silently starting a new one.
+		for _, id := range s.eng.Recovered {
+			if e, err := s.eng.Loop.Execution(ctx, id); err == nil && e.Pipeline == p.Name {
+				unfinished = append(unfinished, e)
+				break
+			}
+		}
+	}
 	if len(unfinished) > 0 {
 		e := unfinished[len(unfinished)-1] // the oldest first: later ones may wait behind it
 		fmt.Fprintf(s.out, "Resuming execution %s of %s, interrupted in %s (run again to start a new one)\n", e.ID, p.Name, s.eng.DataDir)
@@ -218,8 +229,8 @@ func (s *session) render(e *engine.Execution) {
 			default:
 				fmt.Fprintf(s.out, " ✗ %-28s %s in %s%s: %s\n", a.Name, strings.ToLower(string(a.Status)), roundDuration(a.FinishedAt.Sub(a.StartedAt)), attempt, a.Message)
 				if !s.o.Logs && a.JobID != "" {
-					if tail, err := s.eng.Logs.Tail(a.JobID, 40); err == nil && len(tail) > 0 {
-						fmt.Fprintf(s.out, "   ---- last lines of %s's output (%s) ----\n", a.Name, s.eng.Logs.Path(a.JobID))
+					if tail, err := s.eng.Tail(context.Background(), a.JobID, 40); err == nil && len(tail) > 0 {
+						fmt.Fprintf(s.out, "   ---- last lines of %s's output ----\n", a.Name)
 						for line := range strings.SplitSeq(string(tail), "\n") {
 							fmt.Fprintf(s.out, "   | %s\n", line)
 						}

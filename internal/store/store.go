@@ -55,6 +55,8 @@ const (
 	TopicTimers
 	// TopicOutbox: outbox messages were added.
 	TopicOutbox
+	// TopicLogs: log chunks were appended.
+	TopicLogs
 )
 
 // Reader reads state. Methods return an error wrapping ErrNotFound for a missing row.
@@ -73,6 +75,15 @@ type Reader interface {
 	Jobs(ctx context.Context, states ...JobState) ([]*Job, error)
 	// NextTimer returns the due time of the earliest pending timer, or ok=false when none.
 	NextTimer(ctx context.Context) (due time.Time, ok bool, err error)
+	// PendingEvents returns up to limit unprocessed inbox events, oldest first.
+	PendingEvents(ctx context.Context, limit int) ([]*Event, error)
+	// DueTimers returns up to limit timers due at or before now, earliest first.
+	DueTimers(ctx context.Context, now time.Time, limit int) ([]*engine.Timer, error)
+	// PendingOutbox returns up to limit undelivered outbox messages, oldest first.
+	PendingOutbox(ctx context.Context, limit int) ([]*OutboxMessage, error)
+	// Log returns the chunks of a job's log after afterSeq (0: from the start), in order, up
+	// to limit chunks (limit <= 0: all).
+	Log(ctx context.Context, jobID string, afterSeq int64, limit int) ([]LogChunk, error)
 }
 
 // Tx is a write transaction.
@@ -94,8 +105,6 @@ type Tx interface {
 	// AddEvent records an incoming event in the inbox unless an event with the same Key was
 	// ever recorded (processed or not); it reports whether it was added.
 	AddEvent(ctx context.Context, ev *Event) (added bool, err error)
-	// PendingEvents returns up to limit unprocessed inbox events, oldest first.
-	PendingEvents(ctx context.Context, limit int) ([]*Event, error)
 	// MarkEventProcessed marks an inbox event processed (it stays as a dedup record).
 	MarkEventProcessed(ctx context.Context, seq int64, now time.Time) error
 
@@ -121,15 +130,14 @@ type Tx interface {
 
 	// AddTimer inserts a timer unless one with the same ID exists.
 	AddTimer(ctx context.Context, t *engine.Timer) error
-	// DueTimers returns up to limit timers due at or before now, earliest first.
-	DueTimers(ctx context.Context, now time.Time, limit int) ([]*engine.Timer, error)
 	// DeleteTimer removes a timer (no error if absent).
 	DeleteTimer(ctx context.Context, id string) error
 
+	// AppendLog appends a chunk to a job's log and returns its sequence number (1, 2, ...).
+	AppendLog(ctx context.Context, jobID string, data []byte, now time.Time) (seq int64, err error)
+
 	// AddOutbox records an effect to deliver outside the store (at least once).
 	AddOutbox(ctx context.Context, m *OutboxMessage) error
-	// PendingOutbox returns up to limit undelivered outbox messages, oldest first.
-	PendingOutbox(ctx context.Context, limit int) ([]*OutboxMessage, error)
 	// DeleteOutbox removes a delivered message (no error if absent).
 	DeleteOutbox(ctx context.Context, seq int64) error
 }
@@ -186,6 +194,12 @@ type Job struct {
 	PStart      uint64
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
+}
+
+// LogChunk is a piece of a job's output, in the order it was written.
+type LogChunk struct {
+	Seq  int64
+	Data []byte
 }
 
 // OutboxMessage is an effect to deliver outside the store.

@@ -185,7 +185,7 @@ func (l *Loop) step(ctx context.Context, tx store.Tx, row *store.Event) (*engine
 
 // save persists a step's result and turns its commands into rows, all inside tx.
 func (l *Loop) save(ctx context.Context, tx store.Tx, row *store.Event, before *engine.Execution, res *engine.Result) error {
-	if res.Execution != nil {
+	if res.Execution != nil && (before == nil || res.Changed) {
 		var err error
 		if before == nil {
 			err = tx.CreateExecution(ctx, res.Execution)
@@ -292,7 +292,7 @@ func (l *Loop) Subscribe() (<-chan *engine.Execution, func()) {
 }
 
 func (l *Loop) publish(res *engine.Result) {
-	if res.Execution == nil {
+	if res.Execution == nil || !res.Changed {
 		return
 	}
 	l.mu.Lock()

@@ -86,13 +86,28 @@ func (l *Loop) takeTicket() uint64 {
 }
 
 // Complete records the result of a job attempt: the job is finished under its lease epoch
-// (a worker whose lease was lost is refused with store.ErrConflict) and the result event is
-// applied, in one transaction.
-func (l *Loop) Complete(ctx context.Context, jobID string, epoch int64, ev engine.Event) error {
+// (a worker whose lease was lost is refused with store.ErrConflict), the last chunk of its
+// log appended and the result event applied, in one transaction. What the event is about
+// (execution, stage, action, attempt) comes from the job, never from the worker; the worker
+// only says how it went.
+func (l *Loop) Complete(ctx context.Context, jobID string, epoch int64, ev engine.Event, log []byte) error {
+	if ev.Type != engine.EvActionSucceeded && ev.Type != engine.EvActionFailed {
+		return fmt.Errorf("complete job %s: %q is not a job result", jobID, ev.Type)
+	}
 	return l.update(ctx, func(tx store.Tx) ([]*engine.Result, error) {
+		j, err := tx.Job(ctx, jobID)
+		if err != nil {
+			return nil, fmt.Errorf("complete job %s: %w", jobID, err)
+		}
 		if err := tx.FinishJob(ctx, jobID, epoch, l.now()); err != nil {
 			return nil, fmt.Errorf("finish job %s: %w", jobID, err)
 		}
+		if len(log) > 0 {
+			if _, err := tx.AppendLog(ctx, jobID, log, l.now()); err != nil {
+				return nil, err
+			}
+		}
+		ev.ExecutionID, ev.Pipeline, ev.Stage, ev.Action, ev.Attempt = j.ExecutionID, j.Pipeline, j.Spec.Stage, j.Spec.Action, j.Spec.Attempt
 		res, err := l.applyRow(ctx, tx, "result:"+jobID, ev)
 		return []*engine.Result{res}, err
 	})
@@ -140,9 +155,9 @@ func (l *Loop) dispatch(ctx context.Context) error {
 	wake := l.st.Notify(store.TopicEvents)
 	for {
 		var batch []*store.Event
-		err := l.st.Update(ctx, func(tx store.Tx) error {
+		err := l.st.View(ctx, func(r store.Reader) error {
 			var err error
-			batch, err = tx.PendingEvents(ctx, 64)
+			batch, err = r.PendingEvents(ctx, 64)
 			return err
 		})
 		if err != nil {
@@ -186,12 +201,12 @@ func (l *Loop) timers(ctx context.Context) error {
 		var due []*engine.Timer
 		var next time.Time
 		var pending bool
-		err := l.st.Update(ctx, func(tx store.Tx) error {
+		err := l.st.View(ctx, func(r store.Reader) error {
 			var err error
-			if due, err = tx.DueTimers(ctx, l.now(), 64); err != nil {
+			if due, err = r.DueTimers(ctx, l.now(), 64); err != nil {
 				return err
 			}
-			next, pending, err = tx.NextTimer(ctx)
+			next, pending, err = r.NextTimer(ctx)
 			return err
 		})
 		if err != nil {
@@ -252,7 +267,13 @@ func (l *Loop) leases(ctx context.Context) error {
 		}
 		for _, j := range expired {
 			if err := l.lose(ctx, j, "its worker stopped renewing the lease"); err != nil {
-				return fmt.Errorf("expire job %s: %w", j.ID, err)
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				// Like a dropped inbox event: one job that cannot be expired must not stop
+				// the sweep for every other one.
+				l.log.Error("expire job", "job", j.ID, "err", err)
+				continue
 			}
 			l.log.Warn("job lost", "job", j.ID, "reason", "lease expired", "worker", j.Worker)
 		}
@@ -269,9 +290,9 @@ func (l *Loop) outbox(ctx context.Context) error {
 	backoff := time.Duration(0)
 	for {
 		var msgs []*store.OutboxMessage
-		if err := l.st.Update(ctx, func(tx store.Tx) error {
+		if err := l.st.View(ctx, func(r store.Reader) error {
 			var err error
-			msgs, err = tx.PendingOutbox(ctx, 64)
+			msgs, err = r.PendingOutbox(ctx, 64)
 			return err
 		}); err != nil {
 			return fmt.Errorf("read outbox: %w", err)

@@ -16,7 +16,8 @@ import (
 // reader implements store.Reader on a connection inside a transaction: the writer's (for a
 // Tx, which then sees its own writes) or a read connection's (for View).
 type reader struct {
-	c *conn
+	c     *conn
+	cache *execCache
 	// write: SQL runs under context.Background() once the caller's context has been checked.
 	// A statement interrupted by a cancelled context inside an explicit transaction can make
 	// SQLite roll back the whole transaction, which on the writer holds other callers' work.
@@ -71,16 +72,26 @@ func (r *reader) Execution(ctx context.Context, id string) (*engine.Execution, e
 	if err != nil {
 		return nil, err
 	}
-	var seq int64
-	var doc []byte
-	err = r.c.queryRow(qctx, `SELECT seq, doc FROM executions WHERE id = ?`, []any{id}, &seq, &doc)
+	var seq, rev int64
+	err = r.c.queryRow(qctx, `SELECT seq, rev FROM executions WHERE id = ?`, []any{id}, &seq, &rev)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("get execution %s: %w", id, store.ErrNotFound)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("get execution %s: %w", id, err)
 	}
-	return decodeExecution(seq, doc)
+	if e := r.cache.get(id, rev); e != nil {
+		return e, nil
+	}
+	var doc []byte
+	if err := r.c.queryRow(qctx, `SELECT doc FROM executions WHERE id = ?`, []any{id}, &doc); err != nil {
+		return nil, fmt.Errorf("get execution %s: %w", id, err)
+	}
+	e, err := decodeExecution(seq, doc)
+	if err == nil && !r.write {
+		r.cache.put(id, rev, e.Clone()) // a View reads committed state only
+	}
+	return e, err
 }
 
 func decodeExecution(seq int64, doc []byte) (*engine.Execution, error) {
@@ -286,4 +297,29 @@ func (r *reader) NextTimer(ctx context.Context) (time.Time, bool, error) {
 		return time.Time{}, false, fmt.Errorf("get next timer: %w", err)
 	}
 	return fromNanos(due), true, nil
+}
+
+func (r *reader) Log(ctx context.Context, jobID string, afterSeq int64, limit int) ([]store.LogChunk, error) {
+	qctx, err := r.ctx(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := r.c.query(qctx, `SELECT seq, data FROM logs WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?`,
+		jobID, afterSeq, limitArg(limit))
+	if err != nil {
+		return nil, fmt.Errorf("read log of job %s: %w", jobID, err)
+	}
+	defer rows.Close()
+	var out []store.LogChunk
+	for rows.Next() {
+		var c store.LogChunk
+		if err := rows.Scan(&c.Seq, &c.Data); err != nil {
+			return nil, fmt.Errorf("read log of job %s: %w", jobID, err)
+		}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read log of job %s: %w", jobID, err)
+	}
+	return out, nil
 }

@@ -75,6 +75,7 @@ type Store struct {
 	readers chan *readConn // free read connections
 	closing chan struct{}  // closed by Close: stops Views waiting for a connection
 
+	cache  execCache
 	subsMu sync.Mutex
 	subs   []subscriber
 }
@@ -286,7 +287,7 @@ func (s *Store) view(ctx context.Context, rc *readConn, fn func(r store.Reader) 
 		rc.c = nil
 		return fmt.Errorf("view: begin: %w", err)
 	}
-	r := &reader{c: c}
+	r := &reader{c: c, cache: &s.cache}
 	defer func() {
 		r.done.Store(true)
 		// A read transaction has nothing to commit; ROLLBACK ends it and releases its

@@ -16,6 +16,8 @@ import (
 // caller's savepoint.
 type tx struct {
 	reader
+	// written are the executions this function wrote, for the cache once the batch commits.
+	written []cachedWrite
 	// notify records the topics this function changed (inbox events, jobs, timers, outbox);
 	// the writer signals their subscribers once the batch holding it has committed.
 	notify store.Topic
@@ -79,7 +81,14 @@ func (t *tx) CreateExecution(ctx context.Context, e *engine.Execution) error {
 		return fmt.Errorf("create execution %s: id in use: %w", e.ID, store.ErrConflict)
 	}
 	e.Seq = seq
+	t.written = append(t.written, cachedWrite{rev: 1, exec: c.Clone()})
 	return nil
+}
+
+// cachedWrite is an execution written by a transaction, at the revision it wrote.
+type cachedWrite struct {
+	rev  int64
+	exec *engine.Execution
 }
 
 func (t *tx) PutExecution(ctx context.Context, e *engine.Execution) error {
@@ -91,12 +100,17 @@ func (t *tx) PutExecution(ctx context.Context, e *engine.Execution) error {
 	if err != nil {
 		return err
 	}
-	res, err := t.c.exec(qctx, `UPDATE executions SET status = ?, updated_at = ?, doc = ? WHERE id = ?`,
-		string(e.Status), nanos(e.UpdatedAt), doc, e.ID)
+	var rev int64
+	err = t.c.queryRow(qctx, `UPDATE executions SET status = ?, updated_at = ?, doc = ?, rev = rev + 1 WHERE id = ?
+		RETURNING rev`, []any{string(e.Status), nanos(e.UpdatedAt), doc, e.ID}, &rev)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("put execution %s: %w", e.ID, store.ErrNotFound)
+	}
 	if err != nil {
 		return fmt.Errorf("put execution %s: %w", e.ID, err)
 	}
-	return expectRow(res, "put execution "+e.ID)
+	t.written = append(t.written, cachedWrite{rev: rev, exec: e.Clone()})
+	return nil
 }
 
 // expectRow turns "no row changed" into ErrNotFound.
@@ -155,12 +169,12 @@ func (t *tx) AddEvent(ctx context.Context, ev *store.Event) (bool, error) {
 	return true, nil
 }
 
-func (t *tx) PendingEvents(ctx context.Context, limit int) ([]*store.Event, error) {
-	qctx, err := t.ctx(ctx)
+func (r *reader) PendingEvents(ctx context.Context, limit int) ([]*store.Event, error) {
+	qctx, err := r.ctx(ctx)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := t.c.query(qctx, `SELECT seq, key, doc, created_at FROM inbox
+	rows, err := r.c.query(qctx, `SELECT seq, key, doc, created_at FROM inbox
 		WHERE processed_at IS NULL ORDER BY seq LIMIT ?`, limitArg(limit))
 	if err != nil {
 		return nil, fmt.Errorf("list pending events: %w", err)
@@ -403,12 +417,12 @@ func (t *tx) AddTimer(ctx context.Context, tm *engine.Timer) error {
 	return nil
 }
 
-func (t *tx) DueTimers(ctx context.Context, now time.Time, limit int) ([]*engine.Timer, error) {
-	qctx, err := t.ctx(ctx)
+func (r *reader) DueTimers(ctx context.Context, now time.Time, limit int) ([]*engine.Timer, error) {
+	qctx, err := r.ctx(ctx)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := t.c.query(qctx, `SELECT due, doc FROM timers WHERE due <= ? ORDER BY due, id LIMIT ?`,
+	rows, err := r.c.query(qctx, `SELECT due, doc FROM timers WHERE due <= ? ORDER BY due, id LIMIT ?`,
 		nanos(now), limitArg(limit))
 	if err != nil {
 		return nil, fmt.Errorf("list due timers: %w", err)
@@ -461,12 +475,12 @@ func (t *tx) AddOutbox(ctx context.Context, m *store.OutboxMessage) error {
 	return nil
 }
 
-func (t *tx) PendingOutbox(ctx context.Context, limit int) ([]*store.OutboxMessage, error) {
-	qctx, err := t.ctx(ctx)
+func (r *reader) PendingOutbox(ctx context.Context, limit int) ([]*store.OutboxMessage, error) {
+	qctx, err := r.ctx(ctx)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := t.c.query(qctx, `SELECT seq, key, kind, payload, created_at FROM outbox
+	rows, err := r.c.query(qctx, `SELECT seq, key, kind, payload, created_at FROM outbox
 		ORDER BY seq LIMIT ?`, limitArg(limit))
 	if err != nil {
 		return nil, fmt.Errorf("list outbox: %w", err)
@@ -497,4 +511,20 @@ func (t *tx) DeleteOutbox(ctx context.Context, seq int64) error {
 		return fmt.Errorf("delete outbox %d: %w", seq, err)
 	}
 	return nil
+}
+
+func (t *tx) AppendLog(ctx context.Context, jobID string, data []byte, now time.Time) (int64, error) {
+	qctx, err := t.ctx(ctx)
+	if err != nil {
+		return 0, err
+	}
+	var seq int64
+	err = t.c.queryRow(qctx, `INSERT INTO logs (job_id, seq, data, created_at)
+		VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM logs WHERE job_id = ?1), ?2, ?3)
+		RETURNING seq`, []any{jobID, data, nanos(now)}, &seq)
+	if err != nil {
+		return 0, fmt.Errorf("append log of job %s: %w", jobID, err)
+	}
+	t.notify |= store.TopicLogs
+	return seq, nil
 }

@@ -81,6 +81,7 @@ func (w *writer) runTx(batch []*request, res []result) (rest []*request) {
 	single := len(batch) == 1
 	var pending []int // functions that succeeded, waiting for the commit
 	var notify store.Topic
+	var written []cachedWrite
 	// abort gives up the transaction after a failed control statement at batch[i].
 	abort := func(i int, err error) []*request {
 		w.rollback()
@@ -104,7 +105,7 @@ func (w *writer) runTx(batch []*request, res []result) (rest []*request) {
 				return abort(i, fmt.Errorf("savepoint: %w", err))
 			}
 		}
-		t := &tx{reader: reader{c: w.c, write: true}}
+		t := &tx{reader: reader{c: w.c, cache: &w.s.cache, write: true}}
 		res[i] = call(r.fn, t)
 		t.done.Store(true)
 		failed := res[i].err != nil || res[i].panicked
@@ -125,6 +126,7 @@ func (w *writer) runTx(batch []*request, res []result) (rest []*request) {
 		if !failed {
 			pending = append(pending, i)
 			notify |= t.notify
+			written = append(written, t.written...)
 		}
 	}
 
@@ -139,6 +141,9 @@ func (w *writer) runTx(batch []*request, res []result) (rest []*request) {
 			res[i] = result{err: err}
 		}
 		return nil
+	}
+	for _, wr := range written {
+		w.s.cache.put(wr.exec.ID, wr.rev, wr.exec)
 	}
 	if notify != 0 {
 		w.s.signal(notify)
