@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
 
 	"github.com/conveyorci/conveyor/internal/engine"
@@ -100,6 +101,9 @@ Actions are named as Stage.Action, or Action where that name is unique.`,
 			if err != nil {
 				return err
 			}
+			if err := refuseSecrets(p); err != nil {
+				return err
+			}
 			o := local.RunOptions{Pipeline: p, File: args[0], Logs: logs, DataDir: dataDir, Workers: workers, Out: c.OutOrStdout()}
 			if o.Variables, err = parseVars(p, vars); err != nil {
 				return err
@@ -110,7 +114,8 @@ Actions are named as Stage.Action, or Action where that name is unique.`,
 			if o.ApproveAll, o.Approve, err = parseApprovals(p, approve); err != nil {
 				return err
 			}
-			if fi, err := os.Stdin.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			// A terminal, not any character device: stdin from /dev/null (CI, cron) has nobody to ask.
+			if isatty.IsTerminal(os.Stdin.Fd()) {
 				o.Prompt = local.TerminalPrompt(os.Stdin, c.OutOrStdout())
 			}
 			interrupts := make(chan os.Signal, 2)
@@ -206,4 +211,18 @@ func parseApprovals(p *pipeline.Pipeline, args []string) (all bool, refs []strin
 		refs = append(refs, p.Stages[si].Name+"."+act.Name)
 	}
 	return all, refs, nil
+}
+
+// refuseSecrets stops a run whose actions take secrets: conveyor run has no secret store, and
+// an action must never run without a secret it declares.
+func refuseSecrets(p *pipeline.Pipeline) error {
+	for _, st := range p.Stages {
+		for _, a := range st.Actions {
+			for key, name := range a.SecretEnvironment {
+				return usageErr("%s.%s takes secret %s as %s, but conveyor run has no secret store: for a local test, pass the value in the action's environment or a pipeline variable instead",
+					st.Name, a.Name, name, key)
+			}
+		}
+	}
+	return nil
 }
