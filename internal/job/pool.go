@@ -64,6 +64,29 @@ type Pool struct {
 
 	mu      sync.Mutex
 	running map[string]context.CancelCauseFunc
+
+	trash chan string // workspaces to remove
+}
+
+// discard hands finished workspaces to the janitor (or removes them at once when it is busy).
+func (p *Pool) discard(dirs ...string) {
+	for _, d := range dirs {
+		select {
+		case p.trash <- d:
+		default:
+			os.RemoveAll(d)
+		}
+	}
+}
+
+// janitor removes finished workspaces until trash is closed.
+func (p *Pool) janitor(done chan<- struct{}) {
+	defer close(done)
+	for d := range p.trash {
+		if err := os.RemoveAll(d); err != nil {
+			p.log.Warn("remove workspace", "dir", d, "err", err)
+		}
+	}
 }
 
 // NewPool returns a pool taking jobs from st and reporting to rep.
@@ -110,6 +133,22 @@ func (p *Pool) Cancel(jobID string) {
 // runs on a goroutine of its own. When ctx is done, jobs in progress are stopped (their
 // processes killed) and left leased: the next start recovers them as lost.
 func (p *Pool) Run(ctx context.Context) error {
+	// The work directory is this pool's alone: whatever is in it was left by a crash.
+	if entries, err := os.ReadDir(p.opts.WorkDir); err == nil {
+		for _, e := range entries {
+			os.RemoveAll(filepath.Join(p.opts.WorkDir, e.Name()))
+		}
+	}
+	if err := os.MkdirAll(p.opts.WorkDir, 0o755); err != nil {
+		return fmt.Errorf("create work directory: %w", err)
+	}
+	p.trash = make(chan string, 256)
+	janitorDone := make(chan struct{})
+	go p.janitor(janitorDone)
+	defer func() {
+		close(p.trash)
+		<-janitorDone
+	}()
 	wake := p.st.Notify(store.TopicJobs)
 	slots := make(chan struct{}, p.opts.Workers)
 	for range p.opts.Workers {
@@ -232,19 +271,24 @@ func (p *Pool) execute(ctx context.Context, j *store.Job, log io.Writer) engine.
 	if prov == nil {
 		return fail(action.Errored, fmt.Errorf("no provider %s on this worker", j.Provider))
 	}
+	// The workspace is one directory; inputs other than the first go beside it, so a no-op
+	// action costs one mkdir. Removing it is left to the janitor, off the action's path.
 	root := filepath.Join(p.opts.WorkDir, url.PathEscape(j.ID))
-	if err := os.RemoveAll(root); err != nil {
-		return fail(action.Errored, fmt.Errorf("clean workspace: %w", err))
+	inputs := root + ".in"
+	if err := os.Mkdir(root, 0o755); err != nil {
+		// Left over by a crash, or the work directory is missing: start afresh.
+		os.RemoveAll(root)
+		os.RemoveAll(inputs)
+		if err := os.MkdirAll(root, 0o755); err != nil {
+			return fail(action.Errored, fmt.Errorf("create workspace: %w", err))
+		}
 	}
-	defer os.RemoveAll(root)
-	ws := &action.Workspace{Dir: filepath.Join(root, "src"), Inputs: map[string]string{}}
-	if err := os.MkdirAll(ws.Dir, 0o755); err != nil {
-		return fail(action.Errored, fmt.Errorf("create workspace: %w", err))
-	}
+	defer p.discard(root, inputs)
+	ws := &action.Workspace{Dir: root, Inputs: map[string]string{}}
 	for i, in := range j.Spec.Inputs {
 		dir := ws.Dir
 		if i > 0 {
-			dir = filepath.Join(root, "in", in.Name)
+			dir = filepath.Join(inputs, in.Name)
 		}
 		if err := p.opts.Artifacts.Restore(ctx, in.Ref, dir); err != nil {
 			return fail(action.Errored, fmt.Errorf("fetch input artifact %s: %w", in.Name, err))
