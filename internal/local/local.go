@@ -51,7 +51,8 @@ type Engine struct {
 	// fails its execution): `conveyor run` still reports them as the ones it resumes.
 	Recovered []string
 
-	lock *os.File
+	lock      *os.File
+	providers map[string]action.Provider
 }
 
 // Options configure Open.
@@ -115,6 +116,7 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 	if providers == nil {
 		providers = Providers()
 	}
+	e.providers = providers
 	var pool *job.Pool
 	e.Loop = loop.New(e.Store, loop.Options{Logger: opts.Logger, Deliver: func(ctx context.Context, m *store.OutboxMessage) error {
 		if m.Kind == loop.KindCancelJob {
@@ -161,6 +163,12 @@ func (e *Engine) Run(ctx context.Context) error {
 
 // Close releases the store and the data directory lock.
 func (e *Engine) Close() error {
+	// Providers that keep something ready between actions (a warm shell) let it go.
+	for _, p := range e.providers {
+		if c, ok := p.(interface{ Close() }); ok {
+			c.Close()
+		}
+	}
 	var err error
 	if e.Store != nil {
 		err = e.Store.Close()

@@ -129,15 +129,20 @@ func Run(ctx context.Context, c Cmd) (exitCode int, err error) {
 	if err != nil {
 		return -1, &StartError{Name: name, Err: err}
 	}
+	return finish(ctx, cmd, name, pipes, c.Started, c.Grace)
+}
+
+// finish waits for a started process as Run describes, and reaps it.
+func finish(ctx context.Context, cmd *exec.Cmd, name string, pipes []*pipe, started func(int, uint64), grace time.Duration) (exitCode int, err error) {
 	pid := cmd.Process.Pid // also the group id (Setpgid with Pgid 0)
-	if c.Started != nil {
+	if started != nil {
 		st, err := readStat(pid)
 		if err != nil {
 			_ = syscall.Kill(-pid, syscall.SIGKILL)
 			_ = cmd.Wait()
 			return -1, &StartError{Name: name, Err: fmt.Errorf("read start time: %w", err)}
 		}
-		c.Started(pid, st.start)
+		started(pid, st.start)
 	}
 
 	exited := make(chan struct{})
@@ -158,7 +163,6 @@ func Run(ctx context.Context, c Cmd) (exitCode int, err error) {
 		}()
 	}
 
-	grace := c.Grace
 	if grace <= 0 {
 		grace = DefaultGrace
 	}

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/conveyorci/conveyor/internal/action"
@@ -28,9 +29,68 @@ type Provider struct {
 	// delete on a file system that discards freed blocks (deleting the script of a no-op
 	// action on such a disk takes longer than running it).
 	TempDir string
+	// Cold turns warm shells off: every action then starts its shell when it starts.
+	Cold bool
+
+	mu    sync.Mutex
+	spare *spare // a default shell started ahead of the next action
+}
+
+// spare is a warm shell: bash started with the base environment, waiting for its script.
+type spare struct {
+	p   *run.Prepared
+	env []string // the environment it was started with
 }
 
 var _ action.Provider = (*Provider)(nil)
+
+// warmLoader is what a warm shell runs: it reads the whole script from fd 3, closes it, and
+// runs it in this same shell.
+const warmLoader = `IFS= read -r -d '' __conveyor_script <&3; exec 3<&-; eval "$__conveyor_script"`
+
+// takeSpare returns the warm shell for env (preparing one now if none is ready) and starts
+// preparing the next one in the background, off the action's path.
+func (p *Provider) takeSpare(bash string, env []string) (*run.Prepared, error) {
+	p.mu.Lock()
+	sp := p.spare
+	p.spare = nil
+	p.mu.Unlock()
+	if sp != nil && !slices.Equal(sp.env, env) {
+		sp.p.Close()
+		sp = nil
+	}
+	go p.prepareSpare(bash, env)
+	if sp != nil {
+		return sp.p, nil
+	}
+	return run.Prepare(run.Cmd{Args: []string{bash, "--noprofile", "--norc", "-c", warmLoader}, Env: env, Dir: "/"})
+}
+
+// Close ends the warm shell waiting for the next action, if any. Run may still be called
+// after it (and prepares a new one).
+func (p *Provider) Close() {
+	p.mu.Lock()
+	sp := p.spare
+	p.spare = nil
+	p.mu.Unlock()
+	if sp != nil {
+		sp.p.Close()
+	}
+}
+
+func (p *Provider) prepareSpare(bash string, env []string) {
+	pr, err := run.Prepare(run.Cmd{Args: []string{bash, "--noprofile", "--norc", "-c", warmLoader}, Env: env, Dir: "/"})
+	if err != nil {
+		return // the next action prepares its own
+	}
+	p.mu.Lock()
+	old := p.spare
+	p.spare = &spare{p: pr, env: env}
+	p.mu.Unlock()
+	if old != nil {
+		old.p.Close()
+	}
+}
 
 // Run runs the job's commands in ws.Dir. It returns an *action.Error: Failed when a command
 // fails or the configuration is wrong, TimedOut past job.Timeout, Stopped when ctx is done,
@@ -44,6 +104,7 @@ func (p *Provider) Run(ctx context.Context, job *action.Job, ws *action.Workspac
 	if err != nil {
 		return nil, &action.Error{Kind: action.Failed, Message: err.Error()}
 	}
+	base := run.BaseEnv()
 	shell, err := shellCommand(cfg.shell, run.Getenv(env, "PATH"))
 	if err != nil {
 		return nil, err
@@ -69,14 +130,25 @@ func (p *Provider) Run(ctx context.Context, job *action.Job, ws *action.Workspac
 		runCtx, cancel = context.WithTimeout(ctx, job.Timeout)
 		defer cancel()
 	}
-	code, err := run.Run(runCtx, run.Cmd{
-		Args:    append(shell, s.path),
-		Dir:     ws.Dir,
-		Env:     env,
-		Output:  log,
-		Started: ws.Started,
-		Grace:   p.Grace,
-	})
+	var code int
+	if p.warm(cfg, shell, env, base) {
+		// The same shell, environment and directory as a cold start, given by the script's
+		// prologue instead of execve: see warmPrologue.
+		var pr *run.Prepared
+		if pr, err = p.takeSpare(shell[0], base); err == nil {
+			work := append(warmPrologue(ws.Dir, env[len(base):]), s.text()...)
+			code, err = pr.Run(runCtx, work, log, ws.Started, p.Grace)
+		}
+	} else {
+		code, err = run.Run(runCtx, run.Cmd{
+			Args:    append(shell, s.path),
+			Dir:     ws.Dir,
+			Env:     env,
+			Output:  log,
+			Started: ws.Started,
+			Grace:   p.Grace,
+		})
+	}
 	n := len(cfg.commands)
 	if err != nil {
 		k := s.progress()
@@ -133,6 +205,49 @@ func (p *Provider) Run(ctx context.Context, job *action.Job, ws *action.Workspac
 		}
 	}
 	return res, nil
+}
+
+// warm reports whether the action can run in a warm shell: the default shell is bash, the
+// environment begins with the base one and adds only variables the script can export (names
+// that are shell identifiers, none that bash reads only when it starts).
+func (p *Provider) warm(cfg config, shell, env, base []string) bool {
+	if p.Cold || cfg.shell != "" || filepath.Base(shell[0]) != "bash" || len(env) < len(base) || !slices.Equal(env[:len(base)], base) {
+		return false
+	}
+	for _, kv := range env[len(base):] {
+		k, _, _ := strings.Cut(kv, "=")
+		if !isIdentifier(k) || startupVariables[k] {
+			return false
+		}
+	}
+	return true
+}
+
+// startupVariables are read by bash when it starts, so exporting them later would not do
+// what passing them to execve does.
+var startupVariables = map[string]bool{"BASH_ENV": true, "ENV": true, "SHELLOPTS": true, "BASHOPTS": true,
+	"POSIXLY_CORRECT": true, "BASH_XTRACEFD": true, "BASH_COMPAT": true, "HOME": true, "PATH": true}
+
+func isIdentifier(s string) bool {
+	for i, r := range s {
+		if !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || i > 0 && r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// warmPrologue makes a warm shell what a cold start would have made it: it forgets the
+// loader's variable, exports the action's variables and enters the workspace.
+func warmPrologue(dir string, vars []string) []byte {
+	var b strings.Builder
+	b.WriteString("unset __conveyor_script\n")
+	for _, kv := range vars {
+		k, v, _ := strings.Cut(kv, "=")
+		fmt.Fprintf(&b, "export %s=%s\n", k, quote(v))
+	}
+	fmt.Fprintf(&b, "cd -- %s || exit 126\nunset OLDPWD\n", quote(dir))
+	return []byte(b.String())
 }
 
 func (p *Provider) scriptDir() (string, error) {

@@ -28,6 +28,12 @@ func (b *logBuffer) Write(p []byte) (int, error) {
 	return b.buf.Write(p)
 }
 
+func (b *logBuffer) Reset() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf.Reset()
+}
+
 func (b *logBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -48,7 +54,9 @@ func setup(t *testing.T, commands ...string) *bundle {
 		tempDir: t.TempDir(),
 		log:     &logBuffer{},
 	}
-	b.p = &Provider{Grace: time.Second, TempDir: b.tempDir}
+	// CONVEYOR_COMMANDS_COLD runs the same tests without warm shells (see TestColdShells).
+	b.p = &Provider{Grace: time.Second, TempDir: b.tempDir, Cold: os.Getenv("CONVEYOR_COMMANDS_COLD") != ""}
+	t.Cleanup(b.p.Close)
 	b.job = &action.Job{
 		ID:            "exec-1/Build/Compile/1",
 		ExecutionID:   "exec-1",
@@ -522,5 +530,48 @@ func BenchmarkRunTrue(b *testing.B) {
 		if _, err := run.Run(b.Context(), run.Cmd{Args: []string{"/bin/true"}, Env: env, Output: &logBuffer{}}); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestColdShells runs the behaviour tests again with warm shells off: both ways of starting
+// the shell must behave the same.
+func TestColdShells(t *testing.T) {
+	if os.Getenv("CONVEYOR_COMMANDS_COLD") != "" {
+		t.Skip("already cold")
+	}
+	cmd := exec.Command(os.Args[0], "-test.run", "^Test(Cd|Variables|Echo|Stops|Failure|ExitZero|MultiLine|OutputVariables|Environment|Timeout|Stopped|Started|Shells)", "-test.count=1")
+	cmd.Env = append(os.Environ(), "CONVEYOR_COMMANDS_COLD=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the tests with cold shells failed: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "PASS") {
+		t.Fatalf("no test ran:\n%s", out)
+	}
+}
+
+// TestWarmShellIsLikeCold: a warm shell gives the commands the same environment, working
+// directory and options as a shell started for the action.
+func TestWarmShellIsLikeCold(t *testing.T) {
+	// $- differs by one flag: a warm shell runs its loader with -c ("c" in $-), the only trace.
+	probe := []string{`env | grep -v '^_=' | LC_ALL=C sort`, "pwd", "echo \"opts=${-//c/} shlvl=$SHLVL oldpwd=${OLDPWD-unset}\"", "set -o | grep -E 'errexit|nounset|pipefail'"}
+	outputs := map[bool]string{}
+	dir := t.TempDir()
+	for _, cold := range []bool{false, true} {
+		b := setup(t, probe...)
+		b.p.Cold = cold
+		b.ws.Dir, b.ws.Inputs = dir, map[string]string{"Source": dir}
+		b.job.Environment = map[string]string{"GREETING": "it's \"quoted\" $HOME", "EMPTY": ""}
+		for range 2 { // the second run takes the spare prepared by the first
+			b.log.Reset()
+			b.mustRun(t)
+		}
+		outputs[cold] = b.log.String()
+	}
+	if outputs[false] != outputs[true] {
+		t.Errorf("warm shell:\n%s\ncold shell:\n%s", outputs[false], outputs[true])
+	}
+	if !strings.Contains(outputs[false], `GREETING=it's "quoted" $HOME`) {
+		t.Errorf("the action's variable is not passed as is:\n%s", outputs[false])
 	}
 }
