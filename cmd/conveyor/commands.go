@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/dustin/go-humanize"
 	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
 
@@ -74,8 +76,8 @@ and checking, e.g. with the YAML language server: # yaml-language-server: $schem
 func runCmd() *cobra.Command {
 	var (
 		vars, sources, approve []string
-		logs                   bool
-		dataDir                string
+		logs, durable          bool
+		dataDir, maxArtifact   string
 		workers                int
 	)
 	cmd := &cobra.Command{
@@ -104,7 +106,14 @@ Actions are named as Stage.Action, or Action where that name is unique.`,
 			if err := refuseSecrets(p); err != nil {
 				return err
 			}
-			o := local.RunOptions{Pipeline: p, File: args[0], Logs: logs, DataDir: dataDir, Workers: workers, Out: c.OutOrStdout()}
+			o := local.RunOptions{Pipeline: p, File: args[0], Logs: logs, DataDir: dataDir, Workers: workers, Durable: durable, Out: c.OutOrStdout()}
+			if maxArtifact != "" {
+				n, err := humanize.ParseBytes(maxArtifact)
+				if err != nil || n == 0 || n > math.MaxInt64 {
+					return usageErr("--max-artifact-size %q: give a size such as 500MiB or 2GB", maxArtifact)
+				}
+				o.MaxArtifactSize = int64(n)
+			}
 			if o.Variables, err = parseVars(p, vars); err != nil {
 				return err
 			}
@@ -142,6 +151,8 @@ Actions are named as Stage.Action, or Action where that name is unique.`,
 	f.BoolVar(&logs, "logs", false, "show every action's output as it runs (otherwise only a failed action's)")
 	f.StringVar(&dataDir, "data-dir", "", "keep the store here between runs; an interrupted execution is resumed (default: a temporary directory)")
 	f.IntVar(&workers, "workers", 4, "how many actions may run at once")
+	f.StringVar(&maxArtifact, "max-artifact-size", "", "refuse an artifact larger than this, uncompressed, e.g. 500MiB (default 5GiB)")
+	f.BoolVar(&durable, "durable", false, "make every state change survive a power loss, not only a crash (slower)")
 	return cmd
 }
 

@@ -791,3 +791,32 @@ func TestRunDataDirBusy(t *testing.T) {
 		t.Errorf("the first run did not deploy")
 	}
 }
+
+// TestRunArtifactSizeLimit: an output artifact over --max-artifact-size fails its action (the
+// user's output is the problem) with a message naming the limit; a bad size is bad usage.
+func TestRunArtifactSizeLimit(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	file := writeFile(t, dir, "pipeline.yaml", `name: big
+stages:
+  - name: Build
+    actions:
+      - name: Make
+        category: Build
+        provider: Commands
+        configuration: { commands: ["head -c 10000 /dev/zero > blob"] }
+        outputArtifacts: [Blob]
+`)
+	code, out := conveyor(t, "run", file, "--max-artifact-size", "1KiB")
+	wantExit(t, code, 1, out)
+	if !strings.Contains(out, "exceed the limit of 1024 bytes") || !strings.Contains(out, "Make failed") {
+		t.Errorf("output does not say the artifact is over the limit, as the action's failure:\n%s", out)
+	}
+	code, out = conveyor(t, "run", file, "--max-artifact-size", "20KiB")
+	wantExit(t, code, 0, out)
+	code, out = conveyor(t, "run", file, "--max-artifact-size", "lots")
+	wantExit(t, code, 2, out)
+	if !strings.Contains(out, "--max-artifact-size") {
+		t.Errorf("bad size: %s", out)
+	}
+}

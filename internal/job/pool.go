@@ -333,6 +333,10 @@ func (p *Pool) execute(ctx context.Context, j *store.Job, log io.Writer) engine.
 	}
 	for _, out := range j.Spec.Outputs {
 		ref, err := p.opts.Artifacts.Save(ctx, ws.Dir, out.Files)
+		if errors.Is(err, artifact.ErrTooLarge) || errors.Is(err, artifact.ErrUnsafe) {
+			// What the action produced is the problem, not the system.
+			return fail(action.Failed, fmt.Errorf("output artifact %s: %w", out.Name, err))
+		}
 		if err != nil {
 			return fail(action.Errored, fmt.Errorf("store output artifact %s: %w", out.Name, err))
 		}

@@ -59,6 +59,11 @@ type Engine struct {
 type Options struct {
 	DataDir string
 	Workers int
+	// Durable makes every commit survive a power loss, not only a crash of the process
+	// (SQLite synchronous=FULL), at some cost in speed.
+	Durable bool
+	// MaxArtifactSize caps each artifact (uncompressed bytes); 0 means artifact.DefaultMaxSize.
+	MaxArtifactSize int64
 	// PipelineDir is the directory relative paths of pipelines are relative to.
 	PipelineDir func(pipeline string) string
 	// Tee, when set, also receives every action's output, line by line.
@@ -98,7 +103,11 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 		}
 	}()
 	// Assigned only on success: a nil *sqlite.Store in the interface would make Close panic.
-	db, err := sqlite.Open(ctx, filepath.Join(dir, "conveyor.db"), sqlite.Options{Logger: opts.Logger})
+	sync := "NORMAL"
+	if opts.Durable {
+		sync = "FULL"
+	}
+	db, err := sqlite.Open(ctx, filepath.Join(dir, "conveyor.db"), sqlite.Options{Synchronous: sync, Logger: opts.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
@@ -111,7 +120,7 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 	if err := os.MkdirAll(tmpDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create artifact temporary directory: %w", err)
 	}
-	e.Artifacts = artifact.New(blobs, artifact.Options{TempDir: tmpDir, Logger: opts.Logger})
+	e.Artifacts = artifact.New(blobs, artifact.Options{TempDir: tmpDir, MaxSize: opts.MaxArtifactSize, Logger: opts.Logger})
 	providers := opts.Providers
 	if providers == nil {
 		providers = Providers()

@@ -38,6 +38,9 @@ type RunOptions struct {
 	// means a temporary directory removed at the end.
 	DataDir string
 	Workers int
+	// Durable and MaxArtifactSize are as in Options.
+	Durable         bool
+	MaxArtifactSize int64
 	Out     io.Writer
 	// Prompt, when set, asks a person to decide an approval (stdin is a terminal).
 	Prompt func(question string) (answer string, err error)
@@ -62,7 +65,7 @@ func Run(ctx context.Context, o RunOptions) (*engine.Execution, error) {
 	}
 	s := &session{o: o, out: o.Out, shown: map[string]string{}}
 	eng, err := Open(ctx, Options{
-		DataDir: dataDir, Workers: o.Workers,
+		DataDir: dataDir, Workers: o.Workers, Durable: o.Durable, MaxArtifactSize: o.MaxArtifactSize,
 		PipelineDir: func(string) string { return pipelineDir },
 		Tee:         s.tee,
 	})
