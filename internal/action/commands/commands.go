@@ -31,6 +31,8 @@ type Provider struct {
 	TempDir string
 	// Cold turns warm shells off: every action then starts its shell when it starts.
 	Cold bool
+	// Executor runs the shells; nil means run.Host, directly on this machine.
+	Executor run.Executor
 
 	mu    sync.Mutex
 	spare *spare // a default shell started ahead of the next action
@@ -63,7 +65,7 @@ func (p *Provider) takeSpare(bash string, env []string) (*run.Prepared, error) {
 	if sp != nil {
 		return sp.p, nil
 	}
-	return run.Prepare(run.Cmd{Args: []string{bash, "--noprofile", "--norc", "-c", warmLoader}, Env: env, Dir: "/"})
+	return run.Or(p.Executor).Prepare(run.Cmd{Args: []string{bash, "--noprofile", "--norc", "-c", warmLoader}, Env: env, Dir: "/"})
 }
 
 // Close ends the warm shell waiting for the next action, if any. Run may still be called
@@ -79,7 +81,7 @@ func (p *Provider) Close() {
 }
 
 func (p *Provider) prepareSpare(bash string, env []string) {
-	pr, err := run.Prepare(run.Cmd{Args: []string{bash, "--noprofile", "--norc", "-c", warmLoader}, Env: env, Dir: "/"})
+	pr, err := run.Or(p.Executor).Prepare(run.Cmd{Args: []string{bash, "--noprofile", "--norc", "-c", warmLoader}, Env: env, Dir: "/"})
 	if err != nil {
 		return // the next action prepares its own
 	}
@@ -140,7 +142,7 @@ func (p *Provider) Run(ctx context.Context, job *action.Job, ws *action.Workspac
 			code, err = pr.Run(runCtx, work, log, ws.Started, p.Grace)
 		}
 	} else {
-		code, err = run.Run(runCtx, run.Cmd{
+		code, err = run.Or(p.Executor).Run(runCtx, run.Cmd{
 			Args:    append(shell, s.path),
 			Dir:     ws.Dir,
 			Env:     env,

@@ -575,3 +575,40 @@ func TestWarmShellIsLikeCold(t *testing.T) {
 		t.Errorf("the action's variable is not passed as is:\n%s", outputs[false])
 	}
 }
+
+// countingExecutor runs on the host and counts what goes through it.
+type countingExecutor struct {
+	mu             sync.Mutex
+	runs, prepares int
+}
+
+func (c *countingExecutor) Run(ctx context.Context, cmd run.Cmd) (int, error) {
+	c.mu.Lock()
+	c.runs++
+	c.mu.Unlock()
+	return run.Run(ctx, cmd)
+}
+
+func (c *countingExecutor) Prepare(cmd run.Cmd) (*run.Prepared, error) {
+	c.mu.Lock()
+	c.prepares++
+	c.mu.Unlock()
+	return run.Prepare(cmd)
+}
+
+// TestExecutor: every shell the provider starts, warm or cold, goes through its Executor
+// (the seam a sandbox plugs into).
+func TestExecutor(t *testing.T) {
+	for _, cold := range []bool{false, true} {
+		b := setup(t, "true")
+		ex := &countingExecutor{}
+		b.p.Executor, b.p.Cold = ex, cold
+		b.mustRun(t)
+		b.p.Close()
+		ex.mu.Lock()
+		if cold && (ex.runs != 1 || ex.prepares != 0) || !cold && (ex.runs != 0 || ex.prepares == 0) {
+			t.Errorf("cold=%v: %d runs and %d prepares through the executor", cold, ex.runs, ex.prepares)
+		}
+		ex.mu.Unlock()
+	}
+}

@@ -27,6 +27,8 @@ type Provider struct {
 	// Grace is how long git has between SIGTERM and SIGKILL when the action is stopped or
 	// times out; zero means run.DefaultGrace.
 	Grace time.Duration
+	// Executor runs git; nil means run.Host, directly on this machine.
+	Executor run.Executor
 }
 
 var _ action.Provider = (*Provider)(nil)
@@ -50,6 +52,7 @@ func (p *Provider) Run(ctx context.Context, job *action.Job, ws *action.Workspac
 		defer cancel()
 	}
 	g := &gitRunner{
+		exec:    p.Executor,
 		ctx:     runCtx,
 		git:     cmp.Or(p.Git, "git"),
 		log:     cmp.Or[io.Writer](ws.Log, io.Discard),
@@ -441,6 +444,7 @@ func subject(msg string) string {
 
 // gitRunner runs git for one job.
 type gitRunner struct {
+	exec    run.Executor
 	ctx     context.Context
 	git     string
 	log     io.Writer
@@ -454,7 +458,7 @@ type gitRunner struct {
 // else goes to the log. A non-zero exit is a *gitError.
 func (g *gitRunner) run(dir string, stdout io.Writer, args ...string) error {
 	tail := &tailBuffer{max: 8 << 10}
-	code, err := run.Run(g.ctx, run.Cmd{
+	code, err := run.Or(g.exec).Run(g.ctx, run.Cmd{
 		Args:    append([]string{g.git}, args...),
 		Dir:     dir,
 		Env:     g.env(),
