@@ -34,8 +34,9 @@ type Provider struct {
 	// Executor runs the shells; nil means run.Host, directly on this machine.
 	Executor run.Executor
 
-	mu    sync.Mutex
-	spare *spare // a default shell started ahead of the next action
+	mu     sync.Mutex
+	spare  *spare // a default shell started ahead of the next action
+	closed bool   // no spare is kept after Close
 }
 
 // spare is a warm shell: bash started with the base environment, waiting for its script.
@@ -68,12 +69,12 @@ func (p *Provider) takeSpare(bash string, env []string) (*run.Prepared, error) {
 	return run.Or(p.Executor).Prepare(run.Cmd{Args: []string{bash, "--noprofile", "--norc", "-c", warmLoader}, Env: env, Dir: "/"})
 }
 
-// Close ends the warm shell waiting for the next action, if any. Run may still be called
-// after it (and prepares a new one).
+// Close ends the warm shell waiting for the next action, if any, and keeps none from then
+// on. Run may still be called after it: its shell then starts cold.
 func (p *Provider) Close() {
 	p.mu.Lock()
 	sp := p.spare
-	p.spare = nil
+	p.spare, p.closed = nil, true
 	p.mu.Unlock()
 	if sp != nil {
 		sp.p.Close()
@@ -87,7 +88,11 @@ func (p *Provider) prepareSpare(bash string, env []string) {
 	}
 	p.mu.Lock()
 	old := p.spare
-	p.spare = &spare{p: pr, env: env}
+	if p.closed {
+		old = &spare{p: pr}
+	} else {
+		p.spare = &spare{p: pr, env: env}
+	}
 	p.mu.Unlock()
 	if old != nil {
 		old.p.Close()
@@ -213,7 +218,10 @@ func (p *Provider) Run(ctx context.Context, job *action.Job, ws *action.Workspac
 // environment begins with the base one and adds only variables the script can export (names
 // that are shell identifiers, none that bash reads only when it starts).
 func (p *Provider) warm(cfg config, shell, env, base []string) bool {
-	if p.Cold || cfg.shell != "" || filepath.Base(shell[0]) != "bash" || len(env) < len(base) || !slices.Equal(env[:len(base)], base) {
+	p.mu.Lock()
+	closed := p.closed
+	p.mu.Unlock()
+	if closed || p.Cold || cfg.shell != "" || filepath.Base(shell[0]) != "bash" || len(env) < len(base) || !slices.Equal(env[:len(base)], base) {
 		return false
 	}
 	for _, kv := range env[len(base):] {
