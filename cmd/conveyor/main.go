@@ -46,7 +46,8 @@ Start with:
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &exitError{code: 2, err: fmt.Errorf("%w\nSee '%s --help'.", err, c.CommandPath())}
 	})
-	root.AddCommand(validateCmd(), runCmd(), schemaCmd())
+	root.AddCommand(validateCmd(), runCmd(), schemaCmd(), serverCmd())
+	root.AddCommand(clientCommands()...)
 	err := root.Execute()
 	if err == nil {
 		return

@@ -63,6 +63,11 @@ const (
 type Reader interface {
 	// PipelineVersion returns one stored version of a pipeline; version 0 means the latest.
 	PipelineVersion(ctx context.Context, name string, version int) (*PipelineVersion, error)
+	// Pipelines returns the latest version of every pipeline, by name, without Definition.
+	Pipelines(ctx context.Context) ([]*PipelineVersion, error)
+	// PipelineVersions returns every version of a pipeline, oldest first, without Definition
+	// (none when the pipeline does not exist).
+	PipelineVersions(ctx context.Context, name string) ([]*PipelineVersion, error)
 	Execution(ctx context.Context, id string) (*engine.Execution, error)
 	// Executions lists executions, newest first (by Seq within a pipeline, by creation across
 	// pipelines), filtered by f.
@@ -75,6 +80,8 @@ type Reader interface {
 	Jobs(ctx context.Context, states ...JobState) ([]*Job, error)
 	// NextTimer returns the due time of the earliest pending timer, or ok=false when none.
 	NextTimer(ctx context.Context) (due time.Time, ok bool, err error)
+	// EventByKey returns the inbox event recorded under key (processed or not).
+	EventByKey(ctx context.Context, key string) (*Event, error)
 	// PendingEvents returns up to limit unprocessed inbox events, oldest first.
 	PendingEvents(ctx context.Context, limit int) ([]*Event, error)
 	// DueTimers returns up to limit timers due at or before now, earliest first.
@@ -84,6 +91,12 @@ type Reader interface {
 	// Log returns the chunks of a job's log after afterSeq (0: from the start), in order, up
 	// to limit chunks (limit <= 0: all).
 	Log(ctx context.Context, jobID string, afterSeq int64, limit int) ([]LogChunk, error)
+	// TokenByHash returns the name of the API token whose SHA-256 is hash. Tokens are looked
+	// up by their hash through an index, never compared byte by byte with a secret, so a
+	// timing side channel reveals nothing useful (constant-time comparison is moot).
+	TokenByHash(ctx context.Context, hash []byte) (name string, err error)
+	// HasToken reports whether an API token with that name exists.
+	HasToken(ctx context.Context, name string) (bool, error)
 }
 
 // Tx is a write transaction.
@@ -93,6 +106,13 @@ type Tx interface {
 	// PutPipelineVersion stores a new version of a pipeline when its definition differs from
 	// the latest one (byte-equal Definition), and returns the version number either way.
 	PutPipelineVersion(ctx context.Context, name string, definition []byte, now time.Time) (version int, err error)
+	// DeletePipeline removes every version of a pipeline with its stage locks and its
+	// executions (and their jobs, logs and timers); ErrNotFound when it has no version. The
+	// caller checks that no execution still runs.
+	DeletePipeline(ctx context.Context, name string) error
+
+	// PutToken stores an API token's hash under name, replacing the name's previous token.
+	PutToken(ctx context.Context, name string, hash []byte, now time.Time) error
 
 	// CreateExecution inserts a new execution, assigning e.Seq (1 + the pipeline's highest).
 	// An execution with the same ID already present is an error wrapping ErrConflict.

@@ -124,8 +124,17 @@ func (l *Loop) Apply(ctx context.Context, key string, ev engine.Event) (*engine.
 		case err != nil:
 			return nil, err
 		case res == nil: // seen before
-			if ev.ExecutionID != "" {
-				exec, err = tx.Execution(ctx, ev.ExecutionID)
+			id := ev.ExecutionID
+			if ev.Type == engine.EvStart {
+				// A repeated start names a new id: answer with the first one's execution.
+				row, err := tx.EventByKey(ctx, key)
+				if err != nil {
+					return nil, err
+				}
+				id = row.Event.ExecutionID
+			}
+			if id != "" {
+				exec, err = tx.Execution(ctx, id)
 			}
 			return nil, err
 		}
@@ -252,6 +261,18 @@ func (l *Loop) pipeline(ctx context.Context, r store.Reader, name string, versio
 	l.pipelines[pipelineKey{name, pv.Version}] = p
 	l.mu.Unlock()
 	return p, nil
+}
+
+// Forget drops the cached versions of a pipeline, after it was deleted from the store (a
+// pipeline created again under the name starts at version 1 with another declaration).
+func (l *Loop) Forget(name string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for k := range l.pipelines {
+		if k.name == name {
+			delete(l.pipelines, k)
+		}
+	}
 }
 
 // Pipeline returns the pipeline version an execution runs.

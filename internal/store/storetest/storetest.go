@@ -58,6 +58,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Notify", testNotify},
 		{"Concurrency", testConcurrency},
 		{"Close", testClose},
+		{"PipelinesList", testPipelinesList},
+		{"DeletePipeline", testDeletePipeline},
+		{"EventByKey", testEventByKey},
+		{"Tokens", testTokens},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,357 @@
+package api
+
+import (
+	"net/http"
+	"slices"
+	"strconv"
+
+	"github.com/google/uuid"
+
+	"github.com/conveyorci/conveyor/internal/engine"
+	"github.com/conveyorci/conveyor/internal/engine/loop"
+	"github.com/conveyorci/conveyor/internal/pipeline"
+	"github.com/conveyorci/conveyor/internal/store"
+)
+
+// newID returns a time-ordered unique id (UUID v7), for executions and request keys.
+func newID() string {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return uuid.NewString()
+	}
+	return id.String()
+}
+
+type startBody struct {
+	Variables          map[string]string `json:"variables"`
+	SourceRevisions    map[string]string `json:"sourceRevisions"`
+	ClientRequestToken string            `json:"clientRequestToken"`
+}
+
+// start starts an execution of the pipeline's version (0: the latest). It returns the
+// execution, and whether an earlier request with the same clientRequestToken made it.
+func start(r *http.Request, l *loop.Loop, name string, version int, b startBody) (*engine.Execution, bool, error) {
+	id := newID()
+	key := "start:" + id
+	if b.ClientRequestToken != "" {
+		key = "start:" + name + ":" + b.ClientRequestToken
+	}
+	req := engine.StartRequest{PipelineVersion: version, Trigger: engine.Trigger{Type: "API", Detail: caller(r)}, Variables: b.Variables}
+	if len(b.SourceRevisions) > 0 {
+		p, err := l.Pipeline(r.Context(), name, version)
+		if err != nil {
+			return nil, false, err
+		}
+		req.Sources = map[string]engine.SourceOverride{}
+		for ref, rev := range b.SourceRevisions {
+			si, ai, err := p.FindAction(ref)
+			if err != nil {
+				return nil, false, errBad("sourceRevisions: %v", err)
+			}
+			if p.Stages[si].Actions[ai].Category != pipeline.Source {
+				return nil, false, errBad("sourceRevisions: %s is not a source action", ref)
+			}
+			req.Sources[p.Stages[si].Name+"."+p.Stages[si].Actions[ai].Name] = engine.SourceOverride{Revision: rev}
+		}
+	}
+	e, err := l.Start(r.Context(), key, name, id, req)
+	if err != nil {
+		return nil, false, err
+	}
+	return e, e.ID != id, nil
+}
+
+func handleStart(l *loop.Loop, st store.Store) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		var b startBody
+		if err := decodeJSON(w, r, &b); err != nil {
+			fail(w, err)
+			return
+		}
+		e, repeated, err := start(r, l, name, 0, b)
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		status := http.StatusCreated
+		if repeated {
+			status = http.StatusOK
+		}
+		writeJSON(w, status, e)
+	}
+}
+
+const (
+	defaultLimit = 50
+	maxLimit     = 500
+)
+
+var executionStatuses = []engine.ExecutionStatus{
+	engine.ExecInProgress, engine.ExecStopping, engine.ExecStopped, engine.ExecSucceeded,
+	engine.ExecFailed, engine.ExecSuperseded, engine.ExecCancelled,
+}
+
+func handleListExecutions(st store.Store) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		q := r.URL.Query()
+		f := store.ExecutionFilter{Pipeline: name, Limit: defaultLimit}
+		for _, s := range q["status"] {
+			if !slices.Contains(executionStatuses, engine.ExecutionStatus(s)) {
+				fail(w, errBad("status %q: want one of %v", s, executionStatuses))
+				return
+			}
+			f.Statuses = append(f.Statuses, engine.ExecutionStatus(s))
+		}
+		if v := q.Get("limit"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > maxLimit {
+				fail(w, errBad("limit %q: want 1 to %d", v, maxLimit))
+				return
+			}
+			f.Limit = n
+		}
+		if v := q.Get("cursor"); v != "" {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < 1 {
+				fail(w, errBad("cursor %q: pass the nextCursor of the previous page", v))
+				return
+			}
+			f.BeforeSeq = n
+		}
+		limit := f.Limit
+		f.Limit++ // one more tells whether a next page exists
+		var list []*engine.Execution
+		err := st.View(r.Context(), func(rd store.Reader) error {
+			if _, err := rd.PipelineVersion(r.Context(), name, 0); err != nil {
+				return err
+			}
+			var err error
+			list, err = rd.Executions(r.Context(), f)
+			return err
+		})
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		ans := struct {
+			Executions []*engine.Execution `json:"executions"`
+			NextCursor string              `json:"nextCursor,omitempty"`
+		}{Executions: list}
+		if len(list) > limit {
+			ans.Executions = list[:limit]
+			ans.NextCursor = strconv.FormatInt(list[limit-1].Seq, 10)
+		}
+		if ans.Executions == nil {
+			ans.Executions = []*engine.Execution{}
+		}
+		writeJSON(w, http.StatusOK, ans)
+	}
+}
+
+func handleGetExecution(l *loop.Loop) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		e, err := l.Execution(r.Context(), r.PathValue("id"))
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, e)
+	}
+}
+
+type stopBody struct {
+	Abandon bool   `json:"abandon"`
+	Reason  string `json:"reason"`
+}
+
+func handleStop(l *loop.Loop) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		var b stopBody
+		if err := decodeJSON(w, r, &b); err != nil {
+			fail(w, err)
+			return
+		}
+		mode := engine.StopAndWait
+		if b.Abandon {
+			mode = engine.Abandon
+		}
+		ev := engine.Event{Type: engine.EvStop, ExecutionID: id, Stop: &engine.StopRequest{Mode: mode, Reason: b.Reason}}
+		apply(w, r, l, "stop:"+newID(), ev)
+	}
+}
+
+// apply applies an operator's event and answers with the execution.
+func apply(w http.ResponseWriter, r *http.Request, l *loop.Loop, key string, ev engine.Event) {
+	if _, err := l.Execution(r.Context(), ev.ExecutionID); err != nil {
+		fail(w, err)
+		return
+	}
+	e, err := l.Apply(r.Context(), key, ev)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, e)
+}
+
+// findAction returns the execution's stage and (when action is not empty) action, or a 404.
+func findAction(e *engine.Execution, stage, action string) (*engine.Stage, *engine.Action, error) {
+	i := slices.IndexFunc(e.Stages, func(s engine.Stage) bool { return s.Name == stage })
+	if i < 0 {
+		return nil, nil, errNotFound("execution %s has no stage %q", e.ID, stage)
+	}
+	st := &e.Stages[i]
+	if action == "" {
+		return st, nil, nil
+	}
+	j := slices.IndexFunc(st.Actions, func(a engine.Action) bool { return a.Name == action })
+	if j < 0 {
+		return nil, nil, errNotFound("stage %s of execution %s has no action %q", stage, e.ID, action)
+	}
+	return st, &st.Actions[j], nil
+}
+
+type retryBody struct {
+	Mode engine.RetryMode `json:"mode"`
+}
+
+func handleRetry(l *loop.Loop) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, stage := r.PathValue("id"), r.PathValue("stage")
+		var b retryBody
+		if err := decodeJSON(w, r, &b); err != nil {
+			fail(w, err)
+			return
+		}
+		if b.Mode == "" {
+			b.Mode = engine.RetryFailed
+		}
+		if b.Mode != engine.RetryFailed && b.Mode != engine.RetryAll {
+			fail(w, errBad("mode %q: want %s or %s", b.Mode, engine.RetryFailed, engine.RetryAll))
+			return
+		}
+		e, err := l.Execution(r.Context(), id)
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		if _, _, err := findAction(e, stage, ""); err != nil {
+			fail(w, err)
+			return
+		}
+		apply(w, r, l, "retry:"+newID(), engine.Event{Type: engine.EvRetry, ExecutionID: id, Stage: stage, Retry: b.Mode})
+	}
+}
+
+type approvalBody struct {
+	Approved *bool  `json:"approved"`
+	Comment  string `json:"comment"`
+}
+
+func handleApproval(l *loop.Loop) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, stage, action := r.PathValue("id"), r.PathValue("stage"), r.PathValue("action")
+		var b approvalBody
+		if err := decodeJSON(w, r, &b); err != nil {
+			fail(w, err)
+			return
+		}
+		if b.Approved == nil {
+			fail(w, errBad(`"approved" is required`))
+			return
+		}
+		e, err := l.Execution(r.Context(), id)
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		_, a, err := findAction(e, stage, action)
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		p, err := l.Pipeline(r.Context(), e.Pipeline, e.PipelineVersion)
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		si := p.StageIndex(stage)
+		isApproval := si >= 0 && slices.ContainsFunc(p.Stages[si].Actions, func(pa pipeline.Action) bool {
+			return pa.Name == action && pa.Category == pipeline.Approval
+		})
+		if !isApproval {
+			fail(w, errConflict("%s.%s is not an approval action", stage, action))
+			return
+		}
+		if a.Status != engine.ActionInProgress || e.Status.Terminal() {
+			fail(w, errConflict("approval %s.%s of execution %s is not waiting for a decision (it is %s)", stage, action, id, statusText(string(a.Status))))
+			return
+		}
+		ev := engine.Event{Type: engine.EvApproval, ExecutionID: id, Stage: stage, Action: action, Attempt: a.Attempt,
+			Approved: *b.Approved, Comment: b.Comment, By: caller(r)}
+		// One decision per attempt: a second one (a double click) changes nothing.
+		got, err := l.Apply(r.Context(), "approval:"+engine.JobID(id, stage, action, a.Attempt), ev)
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, got)
+	}
+}
+
+func statusText(s string) string {
+	if s == "" {
+		return "not started"
+	}
+	return s
+}
+
+func handleLog(l *loop.Loop, st store.Store) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, stage, action := r.PathValue("id"), r.PathValue("stage"), r.PathValue("action")
+		e, err := l.Execution(r.Context(), id)
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		_, a, err := findAction(e, stage, action)
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		attempt := a.Attempt
+		if v := r.URL.Query().Get("attempt"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				fail(w, errBad("attempt %q: want a positive integer", v))
+				return
+			}
+			if n > a.Attempt {
+				fail(w, errNotFound("action %s.%s of execution %s has no attempt %d (latest: %d)", stage, action, id, n, a.Attempt))
+				return
+			}
+			attempt = n
+		}
+		var chunks []store.LogChunk
+		if attempt > 0 {
+			err = st.View(r.Context(), func(rd store.Reader) error {
+				var err error
+				chunks, err = rd.Log(r.Context(), engine.JobID(id, stage, action, attempt), 0, 0)
+				return err
+			})
+			if err != nil {
+				fail(w, err)
+				return
+			}
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		for _, c := range chunks {
+			if _, err := w.Write(c.Data); err != nil {
+				return
+			}
+		}
+	}
+}

@@ -1,0 +1,123 @@
+package api
+
+import (
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/conveyorci/conveyor/internal/engine"
+	"github.com/conveyorci/conveyor/internal/engine/loop"
+	"github.com/conveyorci/conveyor/internal/store"
+)
+
+// pipelineState is GetPipelineState's answer.
+type pipelineState struct {
+	Pipeline string       `json:"pipeline"`
+	Version  int          `json:"version"`
+	Stages   []stageState `json:"stages"`
+}
+
+type stageState struct {
+	Name              string          `json:"name"`
+	Transition        transitionState `json:"transition"`
+	LatestExecution   *execRef        `json:"latestExecution"`
+	InboundExecutions []string        `json:"inboundExecutions"`
+	Actions           []actionState   `json:"actions"`
+}
+
+type execRef struct {
+	ID     string             `json:"id"`
+	Status engine.StageStatus `json:"status"`
+}
+
+type actionState struct {
+	Name        string              `json:"name"`
+	Status      engine.ActionStatus `json:"status"`
+	Attempt     int                 `json:"attempt"`
+	StartedAt   *time.Time          `json:"startedAt"`
+	FinishedAt  *time.Time          `json:"finishedAt"`
+	Summary     string              `json:"summary"`
+	ExternalURL string              `json:"externalUrl"`
+	Message     string              `json:"message"`
+}
+
+// stateScan is how many executions one read of the history takes while looking for the
+// latest execution of each stage.
+const stateScan = 100
+
+func handlePipelineState(l *loop.Loop, st store.Store) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		ctx := r.Context()
+		p, err := l.Pipeline(ctx, name, 0)
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		ans := pipelineState{Pipeline: name, Stages: make([]stageState, len(p.Stages))}
+		err = st.View(ctx, func(rd store.Reader) error {
+			pv, err := rd.PipelineVersion(ctx, name, 0)
+			if err != nil {
+				return err
+			}
+			ans.Version = pv.Version
+			locks, err := rd.StageLocks(ctx, name)
+			if err != nil {
+				return err
+			}
+			missing := len(p.Stages)
+			for i, s := range p.Stages {
+				ans.Stages[i] = stageState{Name: s.Name, Transition: transition(locks[s.Name]),
+					InboundExecutions: []string{}, Actions: []actionState{}}
+				if lk := locks[s.Name]; lk != nil && len(lk.Waiting) > 0 {
+					ans.Stages[i].InboundExecutions = slices.Clone(lk.Waiting)
+				}
+			}
+			// Newest first: the first execution found in a stage (past waiting) is its latest.
+			f := store.ExecutionFilter{Pipeline: name, Limit: stateScan}
+			for missing > 0 {
+				page, err := rd.Executions(ctx, f)
+				if err != nil {
+					return err
+				}
+				for _, e := range page {
+					for i := range ans.Stages {
+						s := &ans.Stages[i]
+						if s.LatestExecution != nil {
+							continue
+						}
+						j := slices.IndexFunc(e.Stages, func(es engine.Stage) bool { return es.Name == s.Name })
+						if j < 0 || e.Stages[j].Status == engine.StageNotStarted || e.Stages[j].Status == engine.StageWaiting {
+							continue
+						}
+						es := &e.Stages[j]
+						s.LatestExecution = &execRef{ID: e.ID, Status: es.Status}
+						for _, a := range es.Actions {
+							s.Actions = append(s.Actions, actionState{Name: a.Name, Status: a.Status, Attempt: a.Attempt,
+								StartedAt: timePtr(a.StartedAt), FinishedAt: timePtr(a.FinishedAt),
+								Summary: a.Summary, ExternalURL: a.ExternalURL, Message: a.Message})
+						}
+						missing--
+					}
+				}
+				if len(page) < stateScan {
+					break
+				}
+				f.BeforeSeq = page[len(page)-1].Seq
+			}
+			return nil
+		})
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, ans)
+	}
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
