@@ -41,7 +41,7 @@ type RunOptions struct {
 	// Durable and MaxArtifactSize are as in Options.
 	Durable         bool
 	MaxArtifactSize int64
-	Out     io.Writer
+	Out             io.Writer
 	// Prompt, when set, asks a person to decide an approval (stdin is a terminal).
 	Prompt func(question string) (answer string, err error)
 	// Interrupts receives a value per Ctrl-C: the first stops and waits, the second abandons.
