@@ -143,7 +143,12 @@ func (p *Provider) Run(ctx context.Context, job *action.Job, ws *action.Workspac
 		// prologue instead of execve: see warmPrologue.
 		var pr *run.Prepared
 		if pr, err = p.takeSpare(shell[0], base); err == nil {
-			work := append(warmPrologue(ws.Dir, env[len(base):]), s.text()...)
+			// The warm shell starts in /: a relative workspace would be relative to that.
+			dir, aerr := filepath.Abs(ws.Dir)
+			if aerr != nil {
+				return nil, &action.Error{Kind: action.Errored, Message: "workspace path", Err: aerr}
+			}
+			work := append(warmPrologue(dir, env[len(base):]), s.text()...)
 			code, err = pr.Run(runCtx, work, log, ws.Started, p.Grace)
 		}
 	} else {
