@@ -820,3 +820,26 @@ stages:
 		t.Errorf("bad size: %s", out)
 	}
 }
+
+// TestRunRelativeDataDir: a relative --data-dir works (every path derived from it is made
+// absolute: the warm shell that runs the commands does not start in the run's directory).
+func TestRunRelativeDataDir(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	file := writeFile(t, dir, "pipeline.yaml", `name: rel
+stages:
+  - name: Build
+    actions:
+      - name: Make
+        category: Build
+        provider: Commands
+        configuration: { commands: ["echo hello > out.txt"] }
+        outputArtifacts: [{ name: Out, files: [out.txt] }]
+`)
+	p := start(t, dir, "run", file, "--data-dir", "state")
+	code := p.wait(runLimit)
+	wantExit(t, code, 0, p.out.String())
+	if !exists(filepath.Join(dir, "state", "conveyor.db")) {
+		t.Errorf("the data directory was not created relative to the working directory")
+	}
+}
