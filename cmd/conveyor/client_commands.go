@@ -30,7 +30,7 @@ const defaultServer = "http://127.0.0.1:8080"
 // callTimeout bounds one API call of a client command.
 const callTimeout = 30 * time.Second
 
-// watchInterval is how often `start --watch` polls the execution.
+// watchInterval is how often `start --watch` polls the execution when the event stream fails.
 const watchInterval = 500 * time.Millisecond
 
 // remote holds the flags every client command shares.
@@ -44,6 +44,7 @@ func clientCommands() []*cobra.Command {
 	cmds := []*cobra.Command{
 		r.pipelineCmd(), r.startCmd(), r.statusCmd(), r.executionsCmd(), r.logsCmd(),
 		r.stopCmd(), r.retryCmd(), r.decideCmd(true), r.decideCmd(false), r.transitionCmd(),
+		r.rollbackCmd(),
 	}
 	for _, c := range cmds {
 		f := c.PersistentFlags()
@@ -467,12 +468,14 @@ func qualifyAction(ctx context.Context, cl *client.Client, pipeline, action stri
 	return "", usageErr("--revision %s: several actions have that name (%s): write it as Stage.Action", action, strings.Join(found, ", "))
 }
 
-// watch polls an execution until it ends, printing what changed. Ctrl-C stops watching.
+// watch follows an execution until it ends, printing what changed: through the server's
+// event stream, and by polling when the stream fails. Ctrl-C stops watching.
 func (r *remote) watch(c *cobra.Command, cl *client.Client, e *client.Execution) (*client.Execution, error) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	out := c.OutOrStdout()
 	shown := map[string]string{}
+	e = r.watchEvents(ctx, out, cl, e, shown)
 	tick := time.NewTicker(watchInterval)
 	defer tick.Stop()
 	failures := 0
@@ -512,6 +515,40 @@ func (r *remote) watch(c *cobra.Command, cl *client.Client, e *client.Execution)
 	}
 	summary(out, e)
 	return e, nil
+}
+
+// watchEvents follows an execution through the server's event stream, printing what
+// changed, until it ends, and returns the latest state it saw: when the stream cannot be
+// opened or breaks, the caller polls on from there.
+func (r *remote) watchEvents(ctx context.Context, out io.Writer, cl *client.Client, e *client.Execution, shown map[string]string) *client.Execution {
+	s, err := cl.Events(ctx, e.Pipeline)
+	if err != nil {
+		return e
+	}
+	defer s.Close()
+	// The stream is open: read once what happened before it.
+	callCtx, cancel := context.WithTimeout(ctx, callTimeout)
+	cur, err := cl.Execution(callCtx, e.ID)
+	cancel()
+	if err == nil {
+		e = cur
+	}
+	for {
+		if r.output != "json" {
+			progress(out, e, shown)
+		}
+		if e.Status.Terminal() {
+			return e
+		}
+		next, err := s.Next()
+		if err != nil {
+			return e
+		}
+		// States committed before the read above may still come: keep the newest.
+		if next.ID == e.ID && !next.UpdatedAt.Before(e.UpdatedAt) {
+			e = next
+		}
+	}
 }
 
 // progress prints a line per stage entered and per action started or finished since shown.
@@ -759,10 +796,14 @@ func (r *remote) executionsCmd() *cobra.Command {
 
 func (r *remote) logsCmd() *cobra.Command {
 	var attempt int
+	var follow bool
 	cmd := &cobra.Command{
 		Use:   "logs EXECUTION STAGE.ACTION",
 		Short: "Print the output of an action of an execution",
+		Long: `Print the output of an action of an execution. With -f, follow it as it is written until
+the action's latest attempt ends (an action not started yet is waited for).`,
 		Example: `  conveyor logs 0193a0b2-… Build.Compile
+  conveyor logs 0193a0b2-… Build.Compile -f
   conveyor logs 0193a0b2-… Test.UnitTests --attempt 1`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(c *cobra.Command, args []string) error {
@@ -777,6 +818,12 @@ func (r *remote) logsCmd() *cobra.Command {
 			// A log may be long: no call timeout, Ctrl-C only.
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			if follow {
+				if attempt > 0 {
+					return usageErr("--follow follows the latest attempt: drop --attempt")
+				}
+				return followLog(ctx, cl, args[0], args[1], stage, action, c.OutOrStdout())
+			}
 			rc, err := cl.ActionLog(ctx, args[0], stage, action, attempt)
 			if err != nil {
 				return explain("logs of "+args[1], err, noExecution(args[0]))
@@ -789,7 +836,20 @@ func (r *remote) logsCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().IntVar(&attempt, "attempt", 0, "the attempt (default: the latest)")
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "follow the output as it is written, until the action ends")
 	return cmd
+}
+
+// followLog prints an action's output live until its latest attempt ends.
+func followLog(ctx context.Context, cl *client.Client, id, ref, stage, action string, out io.Writer) error {
+	err := cl.FollowLog(ctx, id, stage, action, out)
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return &exitError{code: 130}
+	}
+	return explain("follow logs of "+ref, err, noExecution(id))
 }
 
 // printExecution prints the answer of a command that changed an execution.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/conveyorci/conveyor/internal/api"
 	"github.com/conveyorci/conveyor/internal/local"
+	"github.com/conveyorci/conveyor/internal/metrics"
 	"github.com/conveyorci/conveyor/internal/store"
 )
 
@@ -119,11 +120,15 @@ func serve(ctx context.Context, cfg serverConfig, stderr io.Writer) error {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
 	var ready atomic.Bool
+	met := metrics.New(eng.Store, eng.Loop, nil)
+	drain := make(chan struct{}) // closed at Shutdown: event streams end, so the drain does not wait for them
 	srv := &http.Server{
-		Handler:           api.New(api.Options{Loop: eng.Loop, Store: eng.Store, Logger: log, Ready: ready.Load}),
+		Handler: api.New(api.Options{Loop: eng.Loop, Store: eng.Store, Logger: log, Ready: ready.Load,
+			Drain: drain, Metrics: met}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(h, slog.LevelWarn),
 	}
+	srv.RegisterOnShutdown(func() { close(drain) })
 
 	// The engine runs on its own context: it stops after the HTTP server, so requests in
 	// flight can still apply their events.
@@ -131,6 +136,7 @@ func serve(ctx context.Context, cfg serverConfig, stderr io.Writer) error {
 	defer stopEngine()
 	engineDone := make(chan error, 1)
 	go func() { engineDone <- eng.Run(engCtx) }()
+	go met.Run(engCtx)
 	serveDone := make(chan error, 1)
 	go func() { serveDone <- srv.Serve(ln) }()
 	ready.Store(true)

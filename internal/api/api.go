@@ -18,6 +18,7 @@ import (
 
 	"github.com/conveyorci/conveyor/internal/engine"
 	"github.com/conveyorci/conveyor/internal/engine/loop"
+	"github.com/conveyorci/conveyor/internal/metrics"
 	"github.com/conveyorci/conveyor/internal/store"
 )
 
@@ -36,6 +37,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Ready reports whether the server takes work (GET /readyz); nil means always.
 	Ready func() bool
+	// Drain is closed when the server drains: event streams end then (nil: never).
+	Drain <-chan struct{}
+	// Metrics, when set, observes every request and is served at GET /metrics.
+	Metrics *metrics.Metrics
 }
 
 // route is one endpoint: a ServeMux pattern ("METHOD /path/{param}") and its handler.
@@ -47,10 +52,13 @@ type route struct {
 
 func routes(o Options) []route {
 	l, st := o.Loop, o.Store
+	lv := newLive(o)
 	return []route{
 		{"GET /healthz", true, handleHealth},
 		{"GET /readyz", true, handleReady(o.Ready)},
 		{"GET /api/v1/openapi.yaml", true, handleOpenAPI},
+		{"GET /metrics", true, handleMetrics(o.Metrics)},
+		{"GET /api/v1/events", false, lv.handleEvents},
 
 		{"PUT /api/v1/pipelines/{name}", false, handlePutPipeline(l, st)},
 		{"GET /api/v1/pipelines", false, handleListPipelines(st)},
@@ -59,6 +67,7 @@ func routes(o Options) []route {
 		{"DELETE /api/v1/pipelines/{name}", false, handleDeletePipeline(l, st)},
 		{"GET /api/v1/pipelines/{name}/state", false, handlePipelineState(l, st)},
 		{"PUT /api/v1/pipelines/{name}/stages/{stage}/transition", false, handleTransition(l, st)},
+		{"POST /api/v1/pipelines/{name}/stages/{stage}/rollback", false, handleRollback(l)},
 
 		{"POST /api/v1/pipelines/{name}/executions", false, handleStart(l, st)},
 		{"GET /api/v1/pipelines/{name}/executions", false, handleListExecutions(st)},
@@ -66,7 +75,7 @@ func routes(o Options) []route {
 		{"POST /api/v1/executions/{id}/stop", false, handleStop(l)},
 		{"POST /api/v1/executions/{id}/stages/{stage}/retry", false, handleRetry(l)},
 		{"POST /api/v1/executions/{id}/stages/{stage}/actions/{action}/approval", false, handleApproval(l)},
-		{"GET /api/v1/executions/{id}/stages/{stage}/actions/{action}/log", false, handleLog(l, st)},
+		{"GET /api/v1/executions/{id}/stages/{stage}/actions/{action}/log", false, lv.handleLog(handleLog(l, st))},
 	}
 }
 
@@ -88,6 +97,9 @@ func New(o Options) http.Handler {
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
+	if o.Metrics != nil {
+		return logRequests(o.Logger, o.Metrics.Instrument(mux))
+	}
 	return logRequests(o.Logger, mux)
 }
 

@@ -41,9 +41,14 @@ type actionState struct {
 	Message     string              `json:"message"`
 }
 
-// stateScan is how many executions one read of the history takes while looking for the
-// latest execution of each stage.
-const stateScan = 100
+// stateScanFirst and stateScanMax are how many executions one read of the history takes
+// while looking for the latest execution of each stage: few at first (the newest executions
+// usually hold every stage, and decoding an execution costs more than the rest of the
+// request), twice as many each time after, up to stateScanMax.
+const (
+	stateScanFirst = 8
+	stateScanMax   = 100
+)
 
 func handlePipelineState(l *loop.Loop, st store.Store) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
@@ -74,7 +79,7 @@ func handlePipelineState(l *loop.Loop, st store.Store) http.HandlerFunc {
 				}
 			}
 			// Newest first: the first execution found in a stage (past waiting) is its latest.
-			f := store.ExecutionFilter{Pipeline: name, Limit: stateScan}
+			f := store.ExecutionFilter{Pipeline: name, Limit: stateScanFirst}
 			for missing > 0 {
 				page, err := rd.Executions(ctx, f)
 				if err != nil {
@@ -100,10 +105,11 @@ func handlePipelineState(l *loop.Loop, st store.Store) http.HandlerFunc {
 						missing--
 					}
 				}
-				if len(page) < stateScan {
+				if len(page) < f.Limit {
 					break
 				}
 				f.BeforeSeq = page[len(page)-1].Seq
+				f.Limit = min(2*f.Limit, stateScanMax)
 			}
 			return nil
 		})

@@ -83,6 +83,16 @@ type StartRequest struct {
 	Trigger         Trigger                   `json:"trigger"`
 	Variables       map[string]string         `json:"variables,omitempty"`
 	Sources         map[string]SourceOverride `json:"sources,omitempty"`
+	// Rollback, when set, makes the execution a rollback of one stage (see RollbackRequest).
+	Rollback *RollbackRequest `json:"rollback,omitempty"`
+}
+
+// RollbackRequest asks for a new execution of type Rollback that runs only Stage again, with
+// the artifacts and variables of the earlier execution Target, which succeeded in it. The
+// loop loads Target and passes it to Step in State.Target.
+type RollbackRequest struct {
+	Stage  string `json:"stage"`
+	Target string `json:"target"`
 }
 
 // CommandType names an effect that follows from a step.

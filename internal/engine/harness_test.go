@@ -123,8 +123,15 @@ func (w *world) step(ev Event) (Result, error) {
 	if ev.Type != EvTransition {
 		exec = w.execs[ev.ExecutionID]
 	}
-	execCopy, locksCopy := deepCopyExecution(exec), deepCopyLocks(w.locks)
-	res, err := Step(State{Pipeline: w.p, Execution: exec, Locks: w.locks, Now: w.now}, ev)
+	var target *Execution
+	if ev.Type == EvStart && ev.Start != nil && ev.Start.Rollback != nil {
+		target = w.execs[ev.Start.Rollback.Target] // the loop loads it
+	}
+	execCopy, locksCopy, targetCopy := deepCopyExecution(exec), deepCopyLocks(w.locks), deepCopyExecution(target)
+	res, err := Step(State{Pipeline: w.p, Execution: exec, Locks: w.locks, Now: w.now, Target: target}, ev)
+	if !reflect.DeepEqual(target, targetCopy) {
+		w.t.Fatalf("Step(%s %s) modified the rollback target %s", ev.Type, ev.ExecutionID, target.ID)
+	}
 	if !reflect.DeepEqual(exec, execCopy) || !reflect.DeepEqual(w.locks, locksCopy) {
 		w.t.Fatalf("Step(%s %s) modified its input:\nbefore: %s\nafter:  %s", ev.Type, ev.ExecutionID,
 			snapshot(w.t, nil, execCopy, locksCopy), snapshot(w.t, nil, exec, w.locks))
@@ -281,6 +288,17 @@ func (w *world) startEvent(id string, vars ...string) Event {
 }
 
 // actionEvent addresses the current attempt of an action ("Stage.Action").
+// rollbackEvent asks for a rollback of stage to execution target, on pipeline version 1.
+func rollbackEvent(id, stage, target string) Event {
+	return Event{Type: EvStart, ExecutionID: id, Start: &StartRequest{PipelineVersion: 1,
+		Trigger: Trigger{Type: "API", Detail: "alice"}, Rollback: &RollbackRequest{Stage: stage, Target: target}}}
+}
+
+func (w *world) rollback(id, stage, target string) Result {
+	w.t.Helper()
+	return w.do(rollbackEvent(id, stage, target))
+}
+
 func (w *world) actionEvent(typ EventType, id, ref string) Event {
 	w.t.Helper()
 	st, name := splitRef(w.t, ref)
@@ -696,7 +714,10 @@ func (w *world) invariants() []string {
 			continue
 		}
 		for i, st := range e.Stages {
-			if i < cur && st.Status != StageSucceeded {
+			if e.Rollback != nil && i != cur && st.Status != StageNotStarted {
+				badf("%s: rollback of stage %s ran stage %s too (%s)", id, e.Rollback.Stage, st.Name, describe(st.Status))
+			}
+			if i < cur && st.Status != StageSucceeded && e.Rollback == nil {
 				badf("%s: stage %s before its current one is %s", id, st.Name, describe(st.Status))
 			}
 			if i > cur && st.Status != StageNotStarted {
@@ -768,7 +789,12 @@ func (w *world) invariants() []string {
 		if mode == pipeline.Superseded && len(l.Waiting) > 1 {
 			badf("stage %s has %d waiters in SUPERSEDED mode: %v", name, len(l.Waiting), l.Waiting)
 		}
-		if mode == pipeline.Queued && !slices.IsSortedFunc(l.Waiting, func(a, b string) int {
+		// A rollback joins the queue of its stage when it is asked for, ahead of older
+		// executions still in earlier stages: the others keep their arrival order.
+		standard := slices.DeleteFunc(slices.Clone(l.Waiting), func(x string) bool {
+			return w.execs[x] != nil && w.execs[x].Rollback != nil
+		})
+		if mode == pipeline.Queued && !slices.IsSortedFunc(standard, func(a, b string) int {
 			return int(w.execs[a].Seq - w.execs[b].Seq)
 		}) {
 			badf("the queue of stage %s is out of order: %v", name, l.Waiting)

@@ -47,7 +47,7 @@ func TestStepRandomInterleavings(t *testing.T) {
 			t.Logf("%s: %v", mode, seen)
 			// The runs must have reached the interesting states, or they prove little.
 			want := []string{"Succeeded", "Failed", "Stopped", "Cancelled", "retry accepted", "retry refused",
-				"grant delivered", "stale", "redelivered", "lost retried"}
+				"grant delivered", "stale", "redelivered", "lost retried", "rollback accepted", "rollback refused"}
 			if mode == pipeline.Superseded {
 				want = append(want, "Superseded")
 			}
@@ -122,8 +122,43 @@ func (r *randomRun) step() {
 		if len(w.ids) > 0 {
 			w.cancel(w.ids[r.pick(len(w.ids))])
 		}
+	case op < 97:
+		r.rollback()
 	default:
 		w.tick(time.Duration(r.rng.Int64N(int64(time.Hour))))
+	}
+}
+
+// rollback asks for a rollback of a random stage to a random execution; the rules accept
+// it only for a target that succeeded in a stage other than Source.
+func (r *randomRun) rollback() {
+	w := r.w
+	if len(w.ids) == 0 || len(w.ids) >= 60 {
+		return
+	}
+	target := w.ids[r.pick(len(w.ids))]
+	st := w.p.Stages[r.pick(len(w.p.Stages))].Name
+	// Mostly a target that can be rolled back to: one that succeeded in Build or Deploy.
+	var ok []string
+	for _, id := range w.ids {
+		if e := w.execs[id]; e.Rollback == nil && e.Stages[1].Status == StageSucceeded {
+			ok = append(ok, id)
+		}
+	}
+	if len(ok) > 0 && r.chance(0.7) {
+		target, st = ok[r.pick(len(ok))], "Build"
+		if w.execs[target].Stages[2].Status == StageSucceeded && r.chance(0.5) {
+			st = "Deploy"
+		}
+	}
+	switch _, err := w.step(rollbackEvent(fmt.Sprintf("e%02d", r.n+1), st, target)); {
+	case err == nil:
+		r.n++
+		r.seen["rollback accepted"]++
+	case errors.Is(err, ErrRefused):
+		r.seen["rollback refused"]++
+	default:
+		w.t.Fatalf("rollback %s to %s: %v", st, target, err)
 	}
 }
 

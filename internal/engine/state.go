@@ -28,6 +28,14 @@ const (
 	ExecCancelled ExecutionStatus = "Cancelled"
 )
 
+// Execution types.
+const (
+	TypeStandard = "Standard"
+	// TypeRollback: a new execution that runs one stage again with the artifacts and
+	// variables of an earlier execution that succeeded in it (StartRequest.Rollback).
+	TypeRollback = "Rollback"
+)
+
 // Terminal reports whether nothing more will happen to an execution in this status
 // (unless an operator retries a stage of a Failed or Stopped one).
 func (s ExecutionStatus) Terminal() bool {
@@ -86,6 +94,8 @@ type Execution struct {
 	// Type is "Standard", or "Rollback" for an execution that redeploys an earlier one.
 	Type    string  `json:"type,omitempty"`
 	Trigger Trigger `json:"trigger"`
+	// Rollback names the stage a Rollback execution runs and the execution it redeploys.
+	Rollback *RollbackRequest `json:"rollback,omitempty"`
 	// Variables are the pipeline variables, defaults merged with the overrides at start.
 	Variables map[string]string `json:"variables,omitempty"`
 	// Sources overrides, per source action ("Stage.Action"), what it fetches.

@@ -20,6 +20,9 @@ type State struct {
 	Execution *Execution
 	Locks     map[string]*StageLock
 	Now       time.Time
+	// Target is the execution a rollback start (StartRequest.Rollback) redeploys; the loop
+	// loads it, Step only reads it.
+	Target *Execution
 }
 
 // Result is what follows from one event: the new execution (nil when the event addressed
@@ -50,7 +53,7 @@ const timeoutGrace = 15 * time.Second
 // attempt, a grant to an execution that stopped meanwhile) changes nothing and is not an
 // error; an operator request that the rules refuse returns an error wrapping ErrRefused.
 func Step(st State, ev Event) (Result, error) {
-	s := &stepper{p: st.Pipeline, now: st.Now, ev: ev, locks: map[string]*StageLock{}, orig: st.Locks}
+	s := &stepper{p: st.Pipeline, now: st.Now, ev: ev, locks: map[string]*StageLock{}, orig: st.Locks, target: st.Target}
 	if s.now.IsZero() {
 		s.now = ev.At
 	}
@@ -106,6 +109,8 @@ type stepper struct {
 	now   time.Time
 	orig  map[string]*StageLock
 	locks map[string]*StageLock // the locks this step changed (copies)
+	// target is the execution a rollback start redeploys (State.Target).
+	target *Execution
 	// changed is set by every step that changes the execution; every change goes through
 	// request, enter, startAction, finish, or a guarded handler that sets it itself.
 	changed bool
@@ -150,6 +155,9 @@ func (s *stepper) start() error {
 	if req == nil {
 		req = &StartRequest{}
 	}
+	if req.Rollback != nil {
+		return s.startRollback(req)
+	}
 	vars := map[string]string{}
 	for _, v := range s.p.Variables {
 		vars[v.Name] = v.Default
@@ -162,20 +170,73 @@ func (s *stepper) start() error {
 	}
 	e := &Execution{
 		ID: s.ev.ExecutionID, Pipeline: s.p.Name, PipelineVersion: req.PipelineVersion,
-		Mode: s.p.Mode(), Status: ExecInProgress, Type: "Standard", Trigger: req.Trigger,
-		Variables: vars, Sources: req.Sources, CreatedAt: s.now,
-	}
-	for _, ps := range s.p.Stages {
-		st := Stage{Name: ps.Name}
-		for _, pa := range ps.Actions {
-			st.Actions = append(st.Actions, Action{Name: pa.Name, RunOrder: pa.EffectiveRunOrder()})
-		}
-		e.Stages = append(e.Stages, st)
+		Mode: s.p.Mode(), Status: ExecInProgress, Type: TypeStandard, Trigger: req.Trigger,
+		Variables: vars, Sources: req.Sources, CreatedAt: s.now, Stages: s.newStages(),
 	}
 	s.e = e
 	s.changed = true
 	s.request(0)
 	return nil
+}
+
+// newStages returns the pipeline's stages and actions, none started.
+func (s *stepper) newStages() []Stage {
+	var stages []Stage
+	for _, ps := range s.p.Stages {
+		st := Stage{Name: ps.Name}
+		for _, pa := range ps.Actions {
+			st.Actions = append(st.Actions, Action{Name: pa.Name, RunOrder: pa.EffectiveRunOrder()})
+		}
+		stages = append(stages, st)
+	}
+	return stages
+}
+
+// startRollback creates a Rollback execution: it runs only the requested stage, with the
+// variables, output variables and artifacts of the target execution, and asks for the stage
+// as any execution does. Stages before and after it stay not started.
+func (s *stepper) startRollback(req *StartRequest) error {
+	rb, t := req.Rollback, s.target
+	i := s.p.StageIndex(rb.Stage)
+	switch {
+	case i < 0:
+		return fmt.Errorf("%w: pipeline %s has no stage %q", ErrRefused, s.p.Name, rb.Stage)
+	case i == 0 || slices.ContainsFunc(s.p.Stages[i].Actions, func(a pipeline.Action) bool { return a.Category == pipeline.Source }):
+		return fmt.Errorf("%w: stage %s is the source stage of pipeline %s: the source stage cannot be rolled back", ErrRefused, rb.Stage, s.p.Name)
+	case t == nil || t.ID != rb.Target || t.Pipeline != s.p.Name:
+		return fmt.Errorf("%w: pipeline %s has no execution %s to roll back to", ErrRefused, s.p.Name, rb.Target)
+	case t.Type == TypeRollback:
+		return fmt.Errorf("%w: execution %s is itself a rollback: a rollback cannot be the target of a rollback", ErrRefused, t.ID)
+	case t.PipelineVersion != req.PipelineVersion:
+		return fmt.Errorf("%w: execution %s ran on version %d of pipeline %s, not the current version %d: a rollback target must come from the current version",
+			ErrRefused, t.ID, t.PipelineVersion, s.p.Name, req.PipelineVersion)
+	}
+	if ti := slices.IndexFunc(t.Stages, func(st Stage) bool { return st.Name == rb.Stage }); ti < 0 || t.Stages[ti].Status != StageSucceeded {
+		got := StageNotStarted
+		if ti >= 0 {
+			got = t.Stages[ti].Status
+		}
+		return fmt.Errorf("%w: execution %s did not succeed in stage %s (it is %s there): a rollback target must have succeeded in the stage",
+			ErrRefused, t.ID, rb.Stage, describe(got))
+	}
+	c := t.Clone() // for its own copies of the variables, outputs and artifacts
+	s.e = &Execution{
+		ID: s.ev.ExecutionID, Pipeline: s.p.Name, PipelineVersion: req.PipelineVersion,
+		Mode: s.p.Mode(), Status: ExecInProgress, Type: TypeRollback,
+		Trigger:   Trigger{Type: "Rollback", Detail: "rollback of stage " + rb.Stage + " to execution " + t.ID},
+		Rollback:  &RollbackRequest{Stage: rb.Stage, Target: t.ID},
+		Variables: c.Variables, Outputs: c.Outputs, Artifacts: c.Artifacts,
+		CreatedAt: s.now, Stages: s.newStages(),
+	}
+	s.changed = true
+	s.request(i)
+	return nil
+}
+
+// last reports whether stage i is the last the execution runs: the pipeline's last stage,
+// or the one stage a rollback runs.
+func (s *stepper) last(i int) bool {
+	return i == len(s.e.Stages)-1 || s.e.Rollback != nil
 }
 
 // request makes the execution enter stage i, or wait before it.
@@ -237,7 +298,7 @@ func (s *stepper) advance(i int) {
 		// resumes the execution (its succeeded actions are kept, the next stage follows).
 		st.Status, st.FinishedAt = StageStopped, s.now
 		s.release(i)
-		if !failed && next == 0 && i == len(s.e.Stages)-1 {
+		if !failed && next == 0 && s.last(i) {
 			st.Status = StageSucceeded
 			s.finish(ExecSucceeded, "")
 			return
@@ -253,7 +314,7 @@ func (s *stepper) advance(i int) {
 		s.finish(ExecFailed, s.failureMessage(i))
 	case next == 0:
 		st.Status, st.FinishedAt = StageSucceeded, s.now
-		if i == len(s.e.Stages)-1 {
+		if s.last(i) {
 			s.release(i)
 			s.finish(ExecSucceeded, "")
 			return
@@ -695,6 +756,10 @@ func (e *Execution) Clone() *Execution {
 	if e.Stop != nil {
 		stop := *e.Stop
 		c.Stop = &stop
+	}
+	if e.Rollback != nil {
+		rb := *e.Rollback
+		c.Rollback = &rb
 	}
 	c.Stages = make([]Stage, len(e.Stages))
 	for i, st := range e.Stages {

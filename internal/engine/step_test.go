@@ -1310,6 +1310,190 @@ var retryCases = []stepCase{
 	}},
 }
 
+func TestRollback(t *testing.T) { runCases(t, rollbackCases) }
+
+// rollbackPipeline is Source → Build → Deploy (threeStages), where Build publishes a
+// version and Deploy's configuration uses a pipeline variable and the output variables of
+// Source and Build.
+func rollbackPipeline(mode pipeline.ExecutionMode) *pipeline.Pipeline {
+	p := threeStages(mode)
+	p.Variables = []pipeline.Variable{{Name: "DEPLOY_ENV", Default: "staging"}}
+	p.Stages[1].Actions[0].Namespace = "BuildVariables"
+	p.Stages[2].Actions[0].Configuration = map[string]any{
+		"commands": []any{"./deploy.sh #{variables.DEPLOY_ENV} #{SourceVariables.CommitId} #{BuildVariables.Version}"},
+	}
+	return p
+}
+
+// built runs an execution through Source and Build, with a build output and version of its own.
+func built(w *world, id string, vars ...string) {
+	w.t.Helper()
+	w.start(id, vars...)
+	w.succeed(id, "Source.Checkout", outputs("CommitId="+id+"-commit"), produced("SourceOutput"))
+	w.succeed(id, "Build.Compile", outputs("Version=v-"+id), func(ev *Event) {
+		ev.Artifacts = map[string]artifact.Ref{"BuildOutput": {Digest: "sha256:build-" + strings.ToLower(id), Size: 1, Files: 1}}
+	})
+}
+
+// deployed runs an execution to its end: it succeeds in every stage.
+func deployed(w *world, id string, vars ...string) {
+	w.t.Helper()
+	built(w, id, vars...)
+	w.succeed(id, "Deploy.Release")
+	w.wantExec(id, ExecSucceeded)
+}
+
+var rollbackCases = []stepCase{
+	{"rollback/runs only the stage with the target's artifacts and variables", func(t *testing.T) {
+		w := newWorld(t, rollbackPipeline(pipeline.Superseded))
+		deployed(w, "A", "DEPLOY_ENV=prod")
+		deployed(w, "B", "DEPLOY_ENV=qa")
+		w.tick(time.Hour)
+		res := w.rollback("R", "Deploy", "A")
+		e := w.exec("R")
+		if e.Type != TypeRollback || e.Trigger != (Trigger{Type: "Rollback", Detail: "rollback of stage Deploy to execution A"}) ||
+			e.Rollback == nil || *e.Rollback != (RollbackRequest{Stage: "Deploy", Target: "A"}) || e.PipelineVersion != 1 || !e.CreatedAt.Equal(w.now) {
+			t.Fatalf("rollback execution %+v", e)
+		}
+		if a := w.exec("A"); !reflect.DeepEqual(e.Variables, a.Variables) || !reflect.DeepEqual(e.Artifacts, a.Artifacts) {
+			t.Fatalf("rollback variables %v artifacts %v, want A's %v %v", e.Variables, e.Artifacts, a.Variables, a.Artifacts)
+		}
+		w.wantStage("R", "Source", StageNotStarted)
+		w.wantStage("R", "Build", StageNotStarted)
+		w.wantRunning("R", "Deploy.Release")
+		w.wantHolder("Deploy", "R")
+		if l := w.lock("Deploy"); l.LastEntered != "R" {
+			t.Fatalf("Deploy last entered by %q, want R", l.LastEntered)
+		}
+		if got := w.jobsOf("R"); !slices.Equal(got, []string{"Deploy.Release/1"}) {
+			t.Fatalf("rollback queued %v, want only Deploy.Release/1", got)
+		}
+		j := w.queuedJob("R", "Deploy.Release")
+		want := []NamedArtifact{{Name: "BuildOutput", Ref: artifact.Ref{Digest: "sha256:build-a", Size: 1, Files: 1}}}
+		if !reflect.DeepEqual(j.Inputs, want) {
+			t.Fatalf("job inputs %+v, want A's %+v", j.Inputs, want)
+		}
+		if got := j.Configuration["commands"]; !reflect.DeepEqual(got, []any{"./deploy.sh prod A-commit v-A"}) {
+			t.Fatalf("resolved commands %v, want A's values", got)
+		}
+		wantCommands(t, res, CmdStartJob, CmdStartTimer)
+		w.succeed("R", "Deploy.Release")
+		w.wantExec("R", ExecSucceeded)
+		w.wantStage("R", "Deploy", StageSucceeded)
+		w.wantStage("R", "Source", StageNotStarted)
+		w.wantHolder("Deploy", "")
+		if f := w.finished[len(w.finished)-1]; f.ExecutionID != "R" || f.Status != ExecSucceeded {
+			t.Fatalf("last finished %+v", f)
+		}
+		// A start named like the rollback again (a redelivery) changes nothing.
+		if res := w.rollback("R", "Deploy", "A"); res.Changed || len(res.Commands) != 0 {
+			t.Fatalf("redelivered rollback changed something: %+v", res)
+		}
+	}},
+	{"rollback/waits while the stage is held", func(t *testing.T) {
+		w := newWorld(t, rollbackPipeline(pipeline.Superseded))
+		deployed(w, "A")
+		built(w, "B")
+		w.wantRunning("B", "Deploy.Release")
+		w.rollback("R", "Deploy", "A")
+		w.wantStage("R", "Deploy", StageWaiting)
+		w.wantWaiting("Deploy", "R")
+		w.wantRunning("R")
+		// In SUPERSEDED mode it replaces an older waiter, and is replaced by a newer one, as any execution.
+		built(w, "C")
+		w.wantExec("R", ExecSuperseded)
+		w.wantWaiting("Deploy", "C")
+		w.rollback("R2", "Deploy", "A")
+		w.wantExec("C", ExecSuperseded)
+		w.succeed("B", "Deploy.Release")
+		w.wantHolder("Deploy", "R2")
+		w.wantRunning("R2", "Deploy.Release")
+		w.succeed("R2", "Deploy.Release")
+		w.wantExec("R2", ExecSucceeded)
+		w.wantHolder("Deploy", "")
+	}},
+	{"rollback/fails with its stage", func(t *testing.T) {
+		w := newWorld(t, rollbackPipeline(pipeline.Queued))
+		deployed(w, "A")
+		built(w, "B")
+		w.rollback("R", "Deploy", "A")
+		w.wantWaiting("Deploy", "R")
+		w.succeed("B", "Deploy.Release")
+		w.fail("R", "Deploy.Release", "failed")
+		w.wantExec("R", ExecFailed)
+		w.wantStage("R", "Deploy", StageFailed)
+		w.wantHolder("Deploy", "")
+		// Its failed stage can be retried as any other; it still runs only that stage.
+		w.retry("R", "Deploy", RetryFailed)
+		w.succeed("R", "Deploy.Release")
+		w.wantExec("R", ExecSucceeded)
+		w.wantStage("R", "Build", StageNotStarted)
+	}},
+	{"rollback/parallel enters at once", func(t *testing.T) {
+		w := newWorld(t, rollbackPipeline(pipeline.Parallel))
+		deployed(w, "A")
+		built(w, "B")
+		w.rollback("R", "Deploy", "A")
+		w.wantRunning("R", "Deploy.Release")
+		w.succeed("R", "Deploy.Release")
+		w.wantExec("R", ExecSucceeded)
+	}},
+	{"rollback/source stage refused", func(t *testing.T) {
+		w := newWorld(t, rollbackPipeline(pipeline.Superseded))
+		deployed(w, "A")
+		err := w.refused(rollbackEvent("R", "Source", "A"))
+		wantErrContains(t, err, "the source stage cannot be rolled back")
+		// The first stage is the source stage even when it holds no Source action.
+		p := newPipeline(pipeline.Superseded, stage("Build", action("Compile", pipeline.Build, 0)), stage("Deploy", action("Release", pipeline.Deploy, 0)))
+		w2 := newWorld(t, p)
+		w2.start("A")
+		w2.pass("A")
+		w2.pass("A")
+		wantErrContains(t, w2.refused(rollbackEvent("R", "Build", "A")), "the source stage cannot be rolled back")
+		if _, ok := w.execs["R"]; ok {
+			t.Fatalf("a refused rollback made an execution")
+		}
+	}},
+	{"rollback/target not succeeded in the stage refused", func(t *testing.T) {
+		w := newWorld(t, rollbackPipeline(pipeline.Superseded))
+		built(w, "A")
+		wantErrContains(t, w.refused(rollbackEvent("R", "Deploy", "A")), "execution A did not succeed in stage Deploy (it is InProgress there)")
+		w.fail("A", "Deploy.Release", "failed")
+		wantErrContains(t, w.refused(rollbackEvent("R", "Deploy", "A")), "(it is Failed there)")
+		w.start("B")
+		wantErrContains(t, w.refused(rollbackEvent("R", "Build", "B")), "(it is not started there)")
+		// It is enough that the target succeeded in the stage (here Build), whatever came after.
+		w.rollback("R", "Build", "A")
+		w.wantRunning("R", "Build.Compile")
+		if j := w.queuedJob("R", "Build.Compile"); !reflect.DeepEqual(j.Inputs, []NamedArtifact{{Name: "SourceOutput", Ref: refOf("SourceOutput")}}) {
+			t.Fatalf("inputs %+v", j.Inputs)
+		}
+	}},
+	{"rollback/rollback target refused", func(t *testing.T) {
+		w := newWorld(t, rollbackPipeline(pipeline.Superseded))
+		deployed(w, "A")
+		w.rollback("R", "Deploy", "A")
+		w.succeed("R", "Deploy.Release")
+		wantErrContains(t, w.refused(rollbackEvent("R2", "Deploy", "R")), "a rollback cannot be the target of a rollback")
+	}},
+	{"rollback/target from another version refused", func(t *testing.T) {
+		w := newWorld(t, rollbackPipeline(pipeline.Superseded))
+		deployed(w, "A")
+		ev := rollbackEvent("R", "Deploy", "A")
+		ev.Start.PipelineVersion = 2
+		wantErrContains(t, w.refused(ev), "ran on version 1", "not the current version 2", "must come from the current version")
+	}},
+	{"rollback/unknown stage or target refused", func(t *testing.T) {
+		w := newWorld(t, rollbackPipeline(pipeline.Superseded))
+		deployed(w, "A")
+		wantErrContains(t, w.refused(rollbackEvent("R", "Nope", "A")), `no stage "Nope"`)
+		wantErrContains(t, w.refused(rollbackEvent("R", "Deploy", "Z")), "no execution Z")
+		if len(w.execs) != 1 {
+			t.Fatalf("refused rollbacks made executions:\n%s", w.dump())
+		}
+	}},
+}
+
 // TestSemanticsCovered checks that every case named in docs/semantics.md has a test here.
 func TestSemanticsCovered(t *testing.T) {
 	f, err := os.Open("../../docs/semantics.md")
@@ -1318,7 +1502,7 @@ func TestSemanticsCovered(t *testing.T) {
 	}
 	defer f.Close()
 	var names []string
-	for _, cs := range [][]stepCase{executionCases, stopCases, actionCases, retryCases} {
+	for _, cs := range [][]stepCase{executionCases, stopCases, actionCases, retryCases, rollbackCases} {
 		for _, c := range cs {
 			names = append(names, c.name)
 		}

@@ -65,6 +65,7 @@ type request struct {
 	query       url.Values
 	body        io.Reader
 	contentType string
+	header      http.Header // more headers (they replace the defaults)
 }
 
 // send performs r and returns the response when its status is below 400; otherwise it
@@ -91,6 +92,9 @@ func (c *Client) send(ctx context.Context, r request) (*http.Response, error) {
 	}
 	if c.userAgent != "" {
 		req.Header.Set("User-Agent", c.userAgent)
+	}
+	for k, v := range r.header {
+		req.Header[k] = v
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

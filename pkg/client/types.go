@@ -142,6 +142,8 @@ type Execution struct {
 	CreatedAt  time.Time              `json:"createdAt"`
 	UpdatedAt  time.Time              `json:"updatedAt"`
 	FinishedAt time.Time              `json:"finishedAt,omitzero"`
+	// Rollback is set on an execution of type "Rollback".
+	Rollback *Rollback `json:"rollback,omitempty"`
 }
 
 // Trigger says what started an execution.

@@ -144,6 +144,33 @@ func (l *Loop) Apply(ctx context.Context, key string, ev engine.Event) (*engine.
 	return exec, err
 }
 
+// Rollback starts a new execution of type Rollback that runs stage again with the artifacts
+// and variables of the execution targetID, on the pipeline's current version. The key
+// deduplicates requests as Start's does. An unknown stage or target is store.ErrNotFound;
+// what the rules refuse wraps engine.ErrRefused.
+func (l *Loop) Rollback(ctx context.Context, key, pipelineName, stage, targetID, newID string) (*engine.Execution, error) {
+	ev := engine.Event{Type: engine.EvStart, ExecutionID: newID, Pipeline: pipelineName, Start: &engine.StartRequest{
+		Trigger:  engine.Trigger{Type: "Rollback"},
+		Rollback: &engine.RollbackRequest{Stage: stage, Target: targetID},
+	}}
+	return l.Apply(ctx, key, ev)
+}
+
+// rollbackTarget loads the execution a rollback redeploys, inside the rollback's transaction.
+func rollbackTarget(ctx context.Context, tx store.Tx, p *pipeline.Pipeline, rb *engine.RollbackRequest) (*engine.Execution, error) {
+	if p.StageIndex(rb.Stage) < 0 {
+		return nil, fmt.Errorf("roll back stage %s: pipeline %s has no such stage: %w", rb.Stage, p.Name, store.ErrNotFound)
+	}
+	t, err := tx.Execution(ctx, rb.Target)
+	if err == nil && t.Pipeline != p.Name {
+		err = store.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("roll back stage %s: load target execution %s of pipeline %s: %w", rb.Stage, rb.Target, p.Name, err)
+	}
+	return t, nil
+}
+
 // step applies one inbox event inside tx.
 func (l *Loop) step(ctx context.Context, tx store.Tx, row *store.Event) (*engine.Result, error) {
 	ev := row.Event
@@ -182,7 +209,13 @@ func (l *Loop) step(ctx context.Context, tx store.Tx, row *store.Event) (*engine
 		}
 		ev.Start.PipelineVersion = pv.Version
 	}
-	res, err := engine.Step(engine.State{Pipeline: p, Execution: exec, Locks: locks, Now: l.now()}, ev)
+	var target *engine.Execution
+	if ev.Type == engine.EvStart && exec == nil && ev.Start != nil && ev.Start.Rollback != nil {
+		if target, err = rollbackTarget(ctx, tx, p, ev.Start.Rollback); err != nil {
+			return nil, err
+		}
+	}
+	res, err := engine.Step(engine.State{Pipeline: p, Execution: exec, Locks: locks, Now: l.now(), Target: target}, ev)
 	if err != nil {
 		return nil, err
 	}

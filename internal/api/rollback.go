@@ -1,0 +1,45 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/conveyorci/conveyor/internal/engine/loop"
+)
+
+type rollbackBody struct {
+	TargetExecutionID  string `json:"targetExecutionId"`
+	ClientRequestToken string `json:"clientRequestToken"`
+}
+
+// handleRollback starts a Rollback execution of one stage (CodePipeline's RollbackStage):
+// 201 with the new execution (200 for a repeated clientRequestToken), 404 for an unknown
+// pipeline, stage or target, 409 with the engine's reason when the rules refuse it.
+func handleRollback(l *loop.Loop) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		name, stage := r.PathValue("name"), r.PathValue("stage")
+		var b rollbackBody
+		if err := decodeJSON(w, r, &b); err != nil {
+			fail(w, err)
+			return
+		}
+		if b.TargetExecutionID == "" {
+			fail(w, errBad(`"targetExecutionId" is required`))
+			return
+		}
+		id := newID()
+		key := "rollback:" + id
+		if b.ClientRequestToken != "" {
+			key = "rollback:" + name + ":" + b.ClientRequestToken
+		}
+		e, err := l.Rollback(r.Context(), key, name, stage, b.TargetExecutionID, id)
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		status := http.StatusCreated
+		if e.ID != id {
+			status = http.StatusOK
+		}
+		writeJSON(w, status, e)
+	}
+}

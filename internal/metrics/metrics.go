@@ -1,0 +1,145 @@
+package metrics
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/conveyorci/conveyor/internal/engine"
+	"github.com/conveyorci/conveyor/internal/engine/loop"
+	"github.com/conveyorci/conveyor/internal/store"
+)
+
+// scrapeTimeout bounds the store reads of one scrape.
+const scrapeTimeout = 10 * time.Second
+
+// Metrics is the set of Conveyor's metrics. Build it with New, run Run for the action
+// metrics, wrap the API with Instrument and serve Handler at /metrics.
+type Metrics struct {
+	states      <-chan *engine.Execution
+	unsubscribe func()
+
+	reg      *prometheus.Registry
+	now      func() time.Time
+	actions  *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	requests *prometheus.HistogramVec
+}
+
+// New returns the metrics of the engine l over st, registered on a registry of their own.
+// now is the clock of the lease ages (time.Now when nil). New subscribes to l's states at
+// once, so that Run counts every action finished from now on: call Run.
+func New(st store.Store, l *loop.Loop, now func() time.Time) *Metrics {
+	if now == nil {
+		now = time.Now
+	}
+	states, unsubscribe := l.Subscribe()
+	m := &Metrics{
+		states:      states,
+		unsubscribe: unsubscribe,
+		reg:         prometheus.NewRegistry(),
+		now:         now,
+		actions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "conveyor_action_executions_finished_total",
+			Help: "Action attempts finished since the server started, by pipeline and status.",
+		}, []string{"pipeline", "status"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "conveyor_action_execution_duration_seconds",
+			Help:    "How long finished action attempts ran, from start to finish, by pipeline and status.",
+			Buckets: []float64{0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600},
+		}, []string{"pipeline", "status"}),
+		requests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "conveyor_http_request_duration_seconds",
+			Help:    "Latency of API requests by route pattern and status code (streams count their whole life).",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"route", "code"}),
+	}
+	m.reg.MustRegister(m.actions, m.duration, m.requests, &storeCollector{st: st, now: now})
+	return m
+}
+
+// Registry returns the registry the metrics are on (to add process or Go collectors).
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// Handler serves the metrics in the Prometheus exposition formats.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// Run counts the actions finished in every execution state the loop commits until ctx is
+// done; then it unsubscribes.
+// A state commits an action's finish when the action's FinishedAt is the execution's
+// UpdatedAt (the engine stamps both with the step's clock), so each finish is counted once
+// without remembering anything. Subscribe never blocks the loop: under a burst that
+// overflows its buffer, states are dropped and their finishes are not counted.
+func (m *Metrics) Run(ctx context.Context) error {
+	defer m.unsubscribe()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e := <-m.states:
+			m.observe(e)
+		}
+	}
+}
+
+func (m *Metrics) observe(e *engine.Execution) {
+	for _, st := range e.Stages {
+		for _, a := range st.Actions {
+			if a.FinishedAt.IsZero() || !a.FinishedAt.Equal(e.UpdatedAt) || a.Status == engine.ActionInProgress {
+				continue
+			}
+			m.actions.WithLabelValues(e.Pipeline, string(a.Status)).Inc()
+			if !a.StartedAt.IsZero() {
+				m.duration.WithLabelValues(e.Pipeline, string(a.Status)).Observe(a.FinishedAt.Sub(a.StartedAt).Seconds())
+			}
+		}
+	}
+}
+
+// Instrument observes the latency of every request next serves, labelled with the pattern
+// of the ServeMux route that matched (http.Request.Pattern, set by the mux next holds) and
+// the status code.
+func (m *Metrics) Instrument(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		next.ServeHTTP(sw, r)
+		route := r.Pattern
+		if route == "" {
+			route = "unmatched"
+		}
+		code := sw.status
+		if code == 0 {
+			code = http.StatusOK
+		}
+		m.requests.WithLabelValues(route, strconv.Itoa(code)).Observe(time.Since(start).Seconds())
+	})
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection (Flush for streams).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
