@@ -29,7 +29,7 @@ fuzz: ## run each fuzz target for FUZZTIME (default 10s)
 	$(GO) test -run '^$$' -fuzz '^FuzzUnpack$$' -fuzztime $(FUZZTIME) ./internal/artifact/
 
 bench: ## run the benchmarks B1-B3 and print their figures with their baselines
-	$(GO) test -p 1 -run '^$$' -bench 'B1|B2|B3' -benchtime 1x -count 5 -timeout 60m ./bench/ ./internal/artifact/
+	$(GO) test -p 1 -run '^$$' -bench 'B1|B2|B3|B4|B5' -benchtime 1x -count 5 -timeout 60m ./bench/ ./internal/artifact/
 
 vet: ## go vet and gofmt check
 	$(GO) vet ./...

@@ -41,6 +41,13 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
+	if dataDir := os.Getenv(b5ChildEnv); dataDir != "" {
+		if err := b5Child(dataDir); err != nil {
+			fmt.Fprintln(os.Stderr, "B5 server process:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	code := m.Run()
 	if binDir != "" {
 		os.RemoveAll(binDir)
