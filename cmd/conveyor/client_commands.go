@@ -924,7 +924,7 @@ with --all. The server refuses once a newer execution entered the stage.`,
 }
 
 func (r *remote) decideCmd(approve bool) *cobra.Command {
-	var comment string
+	var comment, token string
 	verb, past := "approve", "approved"
 	if !approve {
 		verb, past = "reject", "rejected"
@@ -945,7 +945,7 @@ func (r *remote) decideCmd(approve bool) *cobra.Command {
 			}
 			ctx, cancel := callCtx()
 			defer cancel()
-			e, err := cl.DecideApproval(ctx, args[0], stage, action, approve, comment)
+			e, err := cl.DecideApprovalWith(ctx, args[0], stage, action, client.ApprovalDecision{Approved: approve, Comment: comment, Token: token})
 			if err != nil {
 				return explain(verb+" "+args[1], err, noExecution(args[0]))
 			}
@@ -953,6 +953,8 @@ func (r *remote) decideCmd(approve bool) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&comment, "comment", "", "a comment recorded with the decision")
+	// Not --token: that is the API token, a persistent flag of every client command.
+	cmd.Flags().StringVar(&token, "approval-token", "", "the approval token shown in the pipeline state: decide only if it still names the waiting attempt")
 	return cmd
 }
 

@@ -290,6 +290,9 @@ func TestClientWorkflow(t *testing.T) {
 		}
 	}
 
+	if code, out := s.run(t, "approve", id, "Approve.Gate", "--approval-token", "not-this-attempt"); code == 0 || !strings.Contains(out, "another attempt") {
+		t.Fatalf("approve with a stale approval token: exit status %d, output:\n%s", code, out)
+	}
 	s.must(t, "approve", id, "Approve.Gate", "--comment", "ship it")
 	if code := w.wait(2 * time.Minute); code != 0 {
 		t.Fatalf("start --watch: exit status %d, want 0; output:\n%s", code, w.out.String())

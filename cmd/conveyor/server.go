@@ -115,6 +115,11 @@ func serve(ctx context.Context, cfg serverConfig, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "admin token (shown once): %s\n", token)
 	}
 
+	approvalKey, err := api.LoadApprovalKey(eng.DataDir)
+	if err != nil {
+		return err
+	}
+
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
@@ -124,7 +129,7 @@ func serve(ctx context.Context, cfg serverConfig, stderr io.Writer) error {
 	drain := make(chan struct{}) // closed at Shutdown: event streams end, so the drain does not wait for them
 	srv := &http.Server{
 		Handler: api.New(api.Options{Loop: eng.Loop, Store: eng.Store, Logger: log, Ready: ready.Load,
-			Drain: drain, Metrics: met}),
+			Drain: drain, Metrics: met, ApprovalKey: approvalKey}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(h, slog.LevelWarn),
 	}

@@ -41,6 +41,9 @@ type Options struct {
 	Drain <-chan struct{}
 	// Metrics, when set, observes every request and is served at GET /metrics.
 	Metrics *metrics.Metrics
+	// ApprovalKey is the key approval tokens derive from (see LoadApprovalKey); empty: a
+	// random key for this process.
+	ApprovalKey []byte
 }
 
 // route is one endpoint: a ServeMux pattern ("METHOD /path/{param}") and its handler.
@@ -53,6 +56,7 @@ type route struct {
 func routes(o Options) []route {
 	l, st := o.Loop, o.Store
 	lv := newLive(o)
+	key := approvalKey(o)
 	return []route{
 		{"GET /healthz", true, handleHealth},
 		{"GET /readyz", true, handleReady(o.Ready)},
@@ -65,16 +69,16 @@ func routes(o Options) []route {
 		{"GET /api/v1/pipelines/{name}", false, handleGetPipeline(st)},
 		{"GET /api/v1/pipelines/{name}/versions", false, handlePipelineVersions(st)},
 		{"DELETE /api/v1/pipelines/{name}", false, handleDeletePipeline(l, st)},
-		{"GET /api/v1/pipelines/{name}/state", false, handlePipelineState(l, st)},
+		{"GET /api/v1/pipelines/{name}/state", false, handlePipelineState(l, st, key)},
 		{"PUT /api/v1/pipelines/{name}/stages/{stage}/transition", false, handleTransition(l, st)},
 		{"POST /api/v1/pipelines/{name}/stages/{stage}/rollback", false, handleRollback(l)},
 
 		{"POST /api/v1/pipelines/{name}/executions", false, handleStart(l, st)},
 		{"GET /api/v1/pipelines/{name}/executions", false, handleListExecutions(st)},
-		{"GET /api/v1/executions/{id}", false, handleGetExecution(l)},
+		{"GET /api/v1/executions/{id}", false, handleGetExecution(l, key)},
 		{"POST /api/v1/executions/{id}/stop", false, handleStop(l)},
 		{"POST /api/v1/executions/{id}/stages/{stage}/retry", false, handleRetry(l)},
-		{"POST /api/v1/executions/{id}/stages/{stage}/actions/{action}/approval", false, handleApproval(l)},
+		{"POST /api/v1/executions/{id}/stages/{stage}/actions/{action}/approval", false, handleApproval(l, key)},
 		{"GET /api/v1/executions/{id}/stages/{stage}/actions/{action}/log", false, lv.handleLog(handleLog(l, st))},
 	}
 }

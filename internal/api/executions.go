@@ -150,9 +150,12 @@ func handleListExecutions(st store.Store) http.HandlerFunc {
 	}
 }
 
-func handleGetExecution(l *loop.Loop) http.HandlerFunc {
+func handleGetExecution(l *loop.Loop, key []byte) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		e, err := l.Execution(r.Context(), r.PathValue("id"))
+		if err == nil {
+			e, err = withApprovalTokens(r.Context(), l, key, e)
+		}
 		if err != nil {
 			fail(w, err)
 			return
@@ -243,62 +246,6 @@ func handleRetry(l *loop.Loop) http.HandlerFunc {
 			return
 		}
 		apply(w, r, l, "retry:"+newID(), engine.Event{Type: engine.EvRetry, ExecutionID: id, Stage: stage, Retry: b.Mode})
-	}
-}
-
-type approvalBody struct {
-	Approved *bool  `json:"approved"`
-	Comment  string `json:"comment"`
-}
-
-func handleApproval(l *loop.Loop) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		id, stage, action := r.PathValue("id"), r.PathValue("stage"), r.PathValue("action")
-		var b approvalBody
-		if err := decodeJSON(w, r, &b); err != nil {
-			fail(w, err)
-			return
-		}
-		if b.Approved == nil {
-			fail(w, errBad(`"approved" is required`))
-			return
-		}
-		e, err := l.Execution(r.Context(), id)
-		if err != nil {
-			fail(w, err)
-			return
-		}
-		_, a, err := findAction(e, stage, action)
-		if err != nil {
-			fail(w, err)
-			return
-		}
-		p, err := l.Pipeline(r.Context(), e.Pipeline, e.PipelineVersion)
-		if err != nil {
-			fail(w, err)
-			return
-		}
-		si := p.StageIndex(stage)
-		isApproval := si >= 0 && slices.ContainsFunc(p.Stages[si].Actions, func(pa pipeline.Action) bool {
-			return pa.Name == action && pa.Category == pipeline.Approval
-		})
-		if !isApproval {
-			fail(w, errConflict("%s.%s is not an approval action", stage, action))
-			return
-		}
-		if a.Status != engine.ActionInProgress || e.Status.Terminal() {
-			fail(w, errConflict("approval %s.%s of execution %s is not waiting for a decision (it is %s)", stage, action, id, statusText(string(a.Status))))
-			return
-		}
-		ev := engine.Event{Type: engine.EvApproval, ExecutionID: id, Stage: stage, Action: action, Attempt: a.Attempt,
-			Approved: *b.Approved, Comment: b.Comment, By: caller(r)}
-		// One decision per attempt: a second one (a double click) changes nothing.
-		got, err := l.Apply(r.Context(), "approval:"+engine.JobID(id, stage, action, a.Attempt), ev)
-		if err != nil {
-			fail(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, got)
 	}
 }
 

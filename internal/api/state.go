@@ -39,6 +39,14 @@ type actionState struct {
 	Summary     string              `json:"summary"`
 	ExternalURL string              `json:"externalUrl"`
 	Message     string              `json:"message"`
+	// Token identifies the attempt of an approval waiting for a decision (see approvalToken).
+	Token string `json:"token,omitempty"`
+	// The decision on an approval: by whom, when, from where, with what comment.
+	Approved    *bool      `json:"approved,omitempty"`
+	DecidedBy   string     `json:"decidedBy,omitempty"`
+	DecidedAt   *time.Time `json:"decidedAt,omitempty"`
+	DecidedFrom string     `json:"decidedFrom,omitempty"`
+	Comment     string     `json:"comment,omitempty"`
 }
 
 // stateScanFirst and stateScanMax are how many executions one read of the history takes
@@ -50,7 +58,7 @@ const (
 	stateScanMax   = 100
 )
 
-func handlePipelineState(l *loop.Loop, st store.Store) http.HandlerFunc {
+func handlePipelineState(l *loop.Loop, st store.Store, key []byte) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("name")
 		ctx := r.Context()
@@ -60,6 +68,7 @@ func handlePipelineState(l *loop.Loop, st store.Store) http.HandlerFunc {
 			return
 		}
 		ans := pipelineState{Pipeline: name, Stages: make([]stageState, len(p.Stages))}
+		latest := make([]*engine.Execution, len(p.Stages)) // the execution each stage shows
 		err = st.View(ctx, func(rd store.Reader) error {
 			pv, err := rd.PipelineVersion(ctx, name, 0)
 			if err != nil {
@@ -97,6 +106,7 @@ func handlePipelineState(l *loop.Loop, st store.Store) http.HandlerFunc {
 						}
 						es := &e.Stages[j]
 						s.LatestExecution = &execRef{ID: e.ID, Status: es.Status}
+						latest[i] = e
 						for _, a := range es.Actions {
 							s.Actions = append(s.Actions, actionState{Name: a.Name, Status: a.Status, Attempt: a.Attempt,
 								StartedAt: timePtr(a.StartedAt), FinishedAt: timePtr(a.FinishedAt),
@@ -114,6 +124,10 @@ func handlePipelineState(l *loop.Loop, st store.Store) http.HandlerFunc {
 			return nil
 		})
 		if err != nil {
+			fail(w, err)
+			return
+		}
+		if err := showApprovals(ctx, l, key, &ans, latest); err != nil {
 			fail(w, err)
 			return
 		}

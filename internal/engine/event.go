@@ -32,6 +32,9 @@ const (
 	// EvTransition: enable or disable the transition into Stage (Enable, Reason, By).
 	// It addresses the pipeline's stage lock, not an execution.
 	EvTransition EventType = "Transition"
+	// EvLockGrant: the named lock Lock was handed to this execution's Stage (or Stage.Action)
+	// by another execution, possibly of another pipeline.
+	EvLockGrant EventType = "LockGrant"
 	// EvCancel: the execution waits before a stage that the current pipeline version removed.
 	EvCancel EventType = "Cancel"
 )
@@ -70,11 +73,15 @@ type Event struct {
 	Approved bool   `json:"approved,omitempty"`
 	By       string `json:"by,omitempty"`
 	Comment  string `json:"comment,omitempty"`
+	// From is where the decision came from (the API client's remote address).
+	From string `json:"from,omitempty"`
 
 	Stop   *StopRequest `json:"stopRequest,omitempty"`
 	Retry  RetryMode    `json:"retry,omitempty"`
 	Enable bool         `json:"enable,omitempty"`
-	Reason string       `json:"reason,omitempty"`
+	// Lock names the named lock of an EvLockGrant.
+	Lock   string `json:"lock,omitempty"`
+	Reason string `json:"reason,omitempty"`
 }
 
 // StartRequest is what an execution starts with.

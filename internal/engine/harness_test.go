@@ -32,6 +32,8 @@ type world struct {
 	ids   []string // in start order
 	locks map[string]*StageLock
 	seq   int64
+	// named are the named locks, shared by every pipeline (two worlds may share the map).
+	named map[string]*NamedLock
 
 	// hold keeps emitted events (grants, supersedes) in pending until a test delivers them;
 	// otherwise they are delivered at once, oldest first, as the loop's inbox would.
@@ -57,7 +59,7 @@ func newWorld(t testing.TB, p *pipeline.Pipeline) *world {
 			t.Errorf("Step modified the pipeline:\nbefore: %s\nafter:  %s", decl, after)
 		}
 	})
-	return &world{t: t, p: p, now: t0, execs: map[string]*Execution{}, locks: map[string]*StageLock{},
+	return &world{t: t, p: p, now: t0, execs: map[string]*Execution{}, locks: map[string]*StageLock{}, named: map[string]*NamedLock{},
 		jobs: map[string]*JobSpec{}, timers: map[string]*Timer{}}
 }
 
@@ -128,7 +130,18 @@ func (w *world) step(ev Event) (Result, error) {
 		target = w.execs[ev.Start.Rollback.Target] // the loop loads it
 	}
 	execCopy, locksCopy, targetCopy := deepCopyExecution(exec), deepCopyLocks(w.locks), deepCopyExecution(target)
-	res, err := Step(State{Pipeline: w.p, Execution: exec, Locks: w.locks, Now: w.now, Target: target}, ev)
+	active := 0
+	for _, e := range w.execs {
+		if e.Status == ExecInProgress || e.Status == ExecStopping {
+			active++
+		}
+	}
+	namedCopy := deepCopyNamed(w.named)
+	res, err := Step(State{Pipeline: w.p, Execution: exec, Locks: w.locks, Now: w.now, Target: target,
+		Active: active, NamedLocks: w.named}, ev)
+	if !reflect.DeepEqual(w.named, namedCopy) {
+		w.t.Fatalf("Step(%s %s) modified the named locks", ev.Type, ev.ExecutionID)
+	}
 	if !reflect.DeepEqual(target, targetCopy) {
 		w.t.Fatalf("Step(%s %s) modified the rollback target %s", ev.Type, ev.ExecutionID, target.ID)
 	}
@@ -187,6 +200,9 @@ func (w *world) apply(res Result) {
 			w.t.Fatalf("lock %s names pipeline %q", l.Stage, l.Pipeline)
 		}
 		w.locks[l.Stage] = l
+	}
+	for _, l := range res.NamedLocks {
+		w.named[l.Name] = l
 	}
 	for _, c := range res.Commands {
 		switch c.Type {
@@ -746,6 +762,17 @@ func (w *world) invariants() []string {
 			if e.Status != ExecInProgress {
 				badf("%s is %s while waiting before stage %s", id, e.Status, st.Name)
 			}
+			if st.WaitingFor != "" { // inside the stage, waiting for its named lock
+				if locked && l.Holder != id {
+					badf("%s waits for %s in stage %s, held by %q", id, st.WaitingFor, st.Name, l.Holder)
+				}
+				nl := w.named[strings.TrimPrefix(st.WaitingFor, "lock ")]
+				u := LockUser{Execution: id, Pipeline: e.Pipeline, Stage: st.Name}
+				if nl == nil || (!slices.Contains(nl.Waiting, u) && !(nl.Holder == u && pendingFor(EvLockGrant, id, st.Name))) {
+					badf("%s waits for %s in stage %s but is neither queued nor granted", id, st.WaitingFor, st.Name)
+				}
+				break
+			}
 			inQueue := 0
 			for _, x := range l.Waiting {
 				if x == id {
@@ -818,6 +845,14 @@ func (w *world) invariants() []string {
 				if a.Status != ActionInProgress {
 					continue
 				}
+				if a.WaitingFor != "" { // waits for its named lock: no job, no timer yet
+					nl := w.named[strings.TrimPrefix(a.WaitingFor, "lock ")]
+					u := LockUser{Execution: id, Pipeline: w.execs[id].Pipeline, Stage: st.Name, Action: a.Name}
+					if a.JobID != "" || nl == nil || (!slices.Contains(nl.Waiting, u) && !(nl.Holder == u && pendingFor(EvLockGrant, id, st.Name))) {
+						badf("%s %s.%s waits for %s with a job, or neither queued nor granted", id, st.Name, a.Name, a.WaitingFor)
+					}
+					continue
+				}
 				tev := Event{Type: EvTimeout, ExecutionID: id, Stage: st.Name, Action: a.Name, Attempt: a.Attempt}
 				if w.timers[TimerID(tev)] == nil {
 					badf("%s %s.%s/%d runs without a timer", id, st.Name, a.Name, a.Attempt)
@@ -857,4 +892,22 @@ func b2i(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+func deepCopyNamed(m map[string]*NamedLock) map[string]*NamedLock {
+	out := make(map[string]*NamedLock, len(m))
+	for k, l := range m {
+		c := *l
+		c.Waiting = slices.Clone(l.Waiting)
+		out[k] = &c
+	}
+	return out
+}
+
+// namedLock returns the named lock (zero when absent).
+func (w *world) namedLock(name string) NamedLock {
+	if l := w.named[name]; l != nil {
+		return *l
+	}
+	return NamedLock{Name: name}
 }

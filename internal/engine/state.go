@@ -150,6 +150,8 @@ type Stage struct {
 	// EnteredAt is when the execution entered the stage (or started waiting for it).
 	EnteredAt  time.Time `json:"enteredAt,omitzero"`
 	FinishedAt time.Time `json:"finishedAt,omitzero"`
+	// WaitingFor says what a Waiting stage waits for when it is a named lock ("lock NAME").
+	WaitingFor string `json:"waitingFor,omitempty"`
 }
 
 // Action is one action of one execution.
@@ -168,9 +170,17 @@ type Action struct {
 	Outputs       map[string]string `json:"outputs,omitempty"`
 	Summary       string            `json:"summary,omitempty"`
 	ExternalURL   string            `json:"externalUrl,omitempty"`
+	// Decision records who decided on an approval attempt, when, from where and why.
+	Decision *Decision `json:"decision,omitempty"`
+	// ApprovalToken identifies the attempt of an approval waiting for a decision. Step never
+	// sets it and the store never keeps it: the API fills it in its answers (it derives from
+	// a server key).
+	ApprovalToken string `json:"approvalToken,omitempty"`
 	// Failure classifies a failed attempt: "failed", "error", "timeout", "lost", "stopped".
-	Failure    string    `json:"failure,omitempty"`
-	Message    string    `json:"message,omitempty"`
+	Failure string `json:"failure,omitempty"`
+	Message string `json:"message,omitempty"`
+	// WaitingFor is set while the action (InProgress, no job yet) waits for a named lock ("lock NAME").
+	WaitingFor string    `json:"waitingFor,omitempty"`
 	StartedAt  time.Time `json:"startedAt,omitzero"`
 	FinishedAt time.Time `json:"finishedAt,omitzero"`
 }
@@ -193,4 +203,25 @@ type StageLock struct {
 	Disabled       bool   `json:"disabled,omitempty"`
 	DisabledReason string `json:"disabledReason,omitempty"`
 	DisabledBy     string `json:"disabledBy,omitempty"`
+}
+
+// NamedLock is the global row of a lock named by `lock:` on a stage or an action: one
+// execution, of any pipeline, holds it at a time; the others wait in order. Step takes it when
+// an execution enters such a stage (or starts such an action), releases it when the execution
+// leaves the stage (or the action ends), and hands it to the first waiter with EvLockGrant.
+type NamedLock struct {
+	Name string `json:"name"`
+	// Holder is who holds the lock (granted counts: the grant is on its way); zero when free.
+	Holder LockUser `json:"holder,omitzero"`
+	// Waiting are those waiting for it, oldest first.
+	Waiting []LockUser `json:"waiting,omitempty"`
+}
+
+// LockUser names a stage (Action empty) or an action of an execution that holds or waits
+// for a named lock.
+type LockUser struct {
+	Execution string `json:"execution"`
+	Pipeline  string `json:"pipeline"`
+	Stage     string `json:"stage"`
+	Action    string `json:"action,omitempty"`
 }

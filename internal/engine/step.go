@@ -23,6 +23,12 @@ type State struct {
 	// Target is the execution a rollback start (StartRequest.Rollback) redeploys; the loop
 	// loads it, Step only reads it.
 	Target *Execution
+	// Active counts the pipeline's executions InProgress or Stopping, for an EvStart of a
+	// pipeline with maxConcurrency (the loop need not count otherwise).
+	Active int
+	// NamedLocks are the named locks the pipeline's stages and actions take, by name (a
+	// missing entry is a free lock nobody waits for).
+	NamedLocks map[string]*NamedLock
 }
 
 // Result is what follows from one event: the new execution (nil when the event addressed
@@ -31,7 +37,9 @@ type Result struct {
 	Execution *Execution
 	Changed   bool
 	Locks     []*StageLock
-	Commands  []Command
+	// NamedLocks are the named locks that changed.
+	NamedLocks []*NamedLock
+	Commands   []Command
 }
 
 // ErrRefused classifies an event that an operator asked for and the rules refuse (a retry
@@ -53,7 +61,8 @@ const timeoutGrace = 15 * time.Second
 // attempt, a grant to an execution that stopped meanwhile) changes nothing and is not an
 // error; an operator request that the rules refuse returns an error wrapping ErrRefused.
 func Step(st State, ev Event) (Result, error) {
-	s := &stepper{p: st.Pipeline, now: st.Now, ev: ev, locks: map[string]*StageLock{}, orig: st.Locks, target: st.Target}
+	s := &stepper{p: st.Pipeline, now: st.Now, ev: ev, locks: map[string]*StageLock{}, orig: st.Locks, target: st.Target,
+		active: st.Active, namedOrig: st.NamedLocks, nlocks: map[string]*NamedLock{}}
 	if s.now.IsZero() {
 		s.now = ev.At
 	}
@@ -77,6 +86,8 @@ func Step(st State, ev Event) (Result, error) {
 			err = s.stop()
 		case EvGrant:
 			s.grant()
+		case EvLockGrant:
+			s.lockGrant()
 		case EvSupersede:
 			s.supersede()
 		case EvRetry:
@@ -99,6 +110,9 @@ func Step(st State, ev Event) (Result, error) {
 	for _, name := range slices.Sorted(maps.Keys(s.locks)) {
 		res.Locks = append(res.Locks, s.locks[name])
 	}
+	for _, name := range slices.Sorted(maps.Keys(s.nlocks)) {
+		res.NamedLocks = append(res.NamedLocks, s.nlocks[name])
+	}
 	return res, nil
 }
 
@@ -111,6 +125,11 @@ type stepper struct {
 	locks map[string]*StageLock // the locks this step changed (copies)
 	// target is the execution a rollback start redeploys (State.Target).
 	target *Execution
+	// active is State.Active; namedOrig the named locks as loaded, nlocks those this step
+	// changed (copies).
+	active    int
+	namedOrig map[string]*NamedLock
+	nlocks    map[string]*NamedLock
 	// changed is set by every step that changes the execution; every change goes through
 	// request, enter, startAction, finish, or a guarded handler that sets it itself.
 	changed bool
@@ -150,6 +169,9 @@ func (s *stepper) emit(typ EventType, exec, stage string) {
 func (s *stepper) start() error {
 	if s.e != nil {
 		return nil // a redelivered start: the execution exists already
+	}
+	if err := s.limits(); err != nil {
+		return err
 	}
 	req := s.ev.Start
 	if req == nil {
@@ -272,12 +294,16 @@ func (s *stepper) enter(i int) {
 	for j := range st.Actions {
 		st.Actions[j] = Action{Name: st.Actions[j].Name, RunOrder: st.Actions[j].RunOrder, Attempt: st.Actions[j].Attempt}
 	}
+	if !s.takeStageLock(i) {
+		return // waits for the stage's named lock: EvLockGrant resumes it
+	}
 	s.advance(i)
 }
 
 // advance moves stage i on after a change: it waits while actions run, then fails, stops,
 // succeeds or starts the next runOrder group.
 func (s *stepper) advance(i int) {
+	s.releaseActionLocks(i)
 	st := &s.e.Stages[i]
 	next, failed := 0, false
 	for _, a := range st.Actions {
@@ -344,6 +370,7 @@ func (s *stepper) failureMessage(i int) string {
 
 // release gives up stage i's lock and hands it to the next waiting execution.
 func (s *stepper) release(i int) {
+	s.releaseStageLock(i)
 	if !s.locked() {
 		return
 	}
@@ -390,6 +417,9 @@ func (s *stepper) startAction(i, j int) {
 	st := &s.e.Stages[i]
 	a := &st.Actions[j]
 	pa := &s.p.Stages[i].Actions[j]
+	if !s.takeActionLock(i, j) {
+		return // waits for its named lock: EvLockGrant starts it
+	}
 	a.Attempt++
 	a.Status, a.StartedAt, a.FinishedAt = ActionInProgress, s.now, time.Time{}
 	a.Outputs, a.Summary, a.ExternalURL, a.Failure, a.Message, a.JobID = nil, "", "", "", "", ""
@@ -504,7 +534,7 @@ func (s *stepper) actionResult() {
 	}
 	a := &s.e.Stages[i].Actions[j]
 	pa := &s.p.Stages[i].Actions[j]
-	if a.Status != ActionInProgress || (s.ev.Attempt != 0 && s.ev.Attempt != a.Attempt) {
+	if a.Status != ActionInProgress || a.WaitingFor != "" || (s.ev.Attempt != 0 && s.ev.Attempt != a.Attempt) {
 		return
 	}
 	isApproval := pa.Category == pipeline.Approval
@@ -546,6 +576,7 @@ func (s *stepper) actionResult() {
 		if who == "" {
 			who = "someone"
 		}
+		a.Decision = &Decision{Approved: s.ev.Approved, By: who, At: s.now, Comment: s.ev.Comment, From: s.ev.From}
 		if s.ev.Approved {
 			a.Status, a.Summary = ActionSucceeded, "approved by "+who
 		} else {
@@ -638,6 +669,8 @@ func (s *stepper) grant() {
 		return
 	}
 	switch st := &s.e.Stages[i]; {
+	case st.Status == StageWaiting && st.WaitingFor != "":
+		// Inside the stage already, waiting for its named lock: a redelivered grant.
 	case s.e.Status == ExecInProgress && st.Status == StageWaiting:
 		if s.locked() {
 			s.lock(st.Name).LastEntered = s.e.ID
@@ -666,7 +699,9 @@ func (s *stepper) supersede() {
 func (s *stepper) cancel() {
 	for i := range s.e.Stages {
 		st := &s.e.Stages[i]
-		if st.Status != StageWaiting || s.e.Status != ExecInProgress {
+		// A Cancel names the removed stage: by the time it arrives the execution may have
+		// been granted it and moved on to wait before a stage the new version kept.
+		if st.Status != StageWaiting || s.e.Status != ExecInProgress || (s.ev.Stage != "" && s.ev.Stage != st.Name) {
 			continue
 		}
 		l := s.lock(st.Name)
@@ -714,6 +749,9 @@ func (s *stepper) retry() error {
 		if mode == RetryAll || a.Status != ActionSucceeded {
 			*a = Action{Name: a.Name, RunOrder: a.RunOrder, Attempt: a.Attempt}
 		}
+	}
+	if !s.takeStageLock(i) {
+		return nil // waits for the stage's named lock: EvLockGrant resumes it
 	}
 	s.advance(i)
 	return nil

@@ -1061,6 +1061,57 @@ var actionCases = []stepCase{
 		w.wantExec("A", ExecFailed)
 		w.wantRunning("B", "Approve.Gate")
 	}},
+	{"approval/decision recorded", func(t *testing.T) {
+		for _, approved := range []bool{true, false} {
+			w := newWorld(t, withApproval(pipeline.Queued))
+			w.start("A")
+			w.pass("A")
+			if a := w.action("A", "Approve.Gate"); a.Decision != nil {
+				t.Fatalf("a pending approval with a decision: %+v", a.Decision)
+			}
+			w.tick(time.Minute)
+			ev := w.actionEvent(EvApproval, "A", "Approve.Gate")
+			ev.Approved, ev.By, ev.Comment, ev.From = approved, "dave", "checked the canary", "192.0.2.7:51234"
+			w.do(ev)
+			a := w.action("A", "Approve.Gate")
+			want := &Decision{Approved: approved, By: "dave", At: t0.Add(time.Minute), Comment: "checked the canary", From: "192.0.2.7:51234"}
+			if !reflect.DeepEqual(a.Decision, want) {
+				t.Fatalf("approved=%v: decision %+v, want %+v", approved, a.Decision, want)
+			}
+			// A decision without a name is recorded as someone's.
+			w2 := newWorld(t, withApproval(pipeline.Queued))
+			w2.start("B")
+			w2.pass("B")
+			w2.approve("B", "Approve.Gate", "", "")
+			if d := w2.action("B", "Approve.Gate").Decision; d == nil || d.By != "someone" || !d.Approved {
+				t.Fatalf("anonymous decision %+v", d)
+			}
+		}
+	}},
+	{"approval/retry starts without a decision", func(t *testing.T) {
+		w := newWorld(t, withApproval(pipeline.Queued))
+		w.start("A")
+		w.pass("A")
+		w.reject("A", "Approve.Gate", "dave", "not yet")
+		if d := w.action("A", "Approve.Gate").Decision; d == nil || d.Approved {
+			t.Fatalf("rejection not recorded: %+v", d)
+		}
+		w.retry("A", "Approve", RetryFailed)
+		a := w.wantAction("A", "Approve.Gate", ActionInProgress)
+		if a.Decision != nil || a.Attempt != 2 {
+			t.Fatalf("retried approval: attempt %d, decision %+v; want attempt 2 and none", a.Attempt, a.Decision)
+		}
+		// A decision for the first attempt is stale.
+		ev := w.actionEvent(EvApproval, "A", "Approve.Gate")
+		ev.Attempt, ev.Approved, ev.By = 1, true, "erin"
+		if res := w.do(ev); res.Changed {
+			t.Fatalf("a decision for attempt 1 changed attempt 2: %+v", res)
+		}
+		w.approve("A", "Approve.Gate", "erin", "")
+		if d := w.action("A", "Approve.Gate").Decision; d == nil || !d.Approved || d.By != "erin" {
+			t.Fatalf("decision on attempt 2: %+v", d)
+		}
+	}},
 	{"variables/resolved into configuration and environment", func(t *testing.T) {
 		p := threeStages(pipeline.Superseded)
 		p.Variables = []pipeline.Variable{{Name: "DEPLOY_ENV", Default: "staging"}, {Name: "REGION", Default: "eu-west-1"}}
@@ -1502,7 +1553,7 @@ func TestSemanticsCovered(t *testing.T) {
 	}
 	defer f.Close()
 	var names []string
-	for _, cs := range [][]stepCase{executionCases, stopCases, actionCases, retryCases, rollbackCases} {
+	for _, cs := range [][]stepCase{executionCases, stopCases, actionCases, retryCases, rollbackCases, limitCases, namedLockCases} {
 		for _, c := range cs {
 			names = append(names, c.name)
 		}
@@ -1715,4 +1766,232 @@ func TestJobIDs(t *testing.T) {
 	if !slices.Equal(ids, want) {
 		t.Fatalf("job ids %v, want %v", ids, want)
 	}
+}
+
+func TestLimits(t *testing.T) { runCases(t, limitCases) }
+
+var limitCases = []stepCase{
+	{"limits/maxConcurrency refuses a start past the cap", func(t *testing.T) {
+		p := threeStages(pipeline.Parallel)
+		p.MaxConcurrency = 2
+		w := newWorld(t, p)
+		w.start("A")
+		w.start("B")
+		err := w.refused(w.startEvent("C"))
+		wantErrContains(t, err, "pipeline webapp already has 2 executions in progress (maxConcurrency 2); wait for one to finish or raise maxConcurrency")
+		if _, ok := w.execs["C"]; ok {
+			t.Fatal("a refused start created its execution")
+		}
+		for range 3 {
+			w.pass("A")
+		}
+		w.wantExec("A", ExecSucceeded)
+		w.start("C")
+		w.wantExec("C", ExecInProgress)
+	}},
+	{"limits/maxConcurrency counts Stopping executions", func(t *testing.T) {
+		p := threeStages(pipeline.Parallel)
+		p.MaxConcurrency = 1
+		w := newWorld(t, p)
+		w.start("A")
+		w.stop("A", StopAndWait)
+		w.wantExec("A", ExecStopping)
+		wantErrContains(t, w.refused(w.startEvent("B")), "maxConcurrency 1")
+		w.succeed("A", "Source.Checkout")
+		w.wantExec("A", ExecStopped)
+		w.start("B")
+	}},
+	{"limits/maxQueued refuses a start when the queue is full", func(t *testing.T) {
+		p := threeStages(pipeline.Queued)
+		p.MaxQueued = 1
+		w := newWorld(t, p)
+		w.start("A")
+		w.start("B") // waits before Source: the queue holds 1
+		w.wantWaiting("Source", "B")
+		err := w.refused(w.startEvent("C"))
+		wantErrContains(t, err, "pipeline webapp already has 1 executions queued (maxQueued 1); wait for the queue to shrink or raise maxQueued")
+		w.pass("A") // B enters Source; A goes on to Build
+		w.start("C")
+		w.wantWaiting("Source", "C")
+	}},
+}
+
+func TestNamedLocks(t *testing.T) { runCases(t, namedLockCases) }
+
+// deployLocked is threeStages(mode) whose Deploy stage takes the named lock prod.
+func deployLocked(mode pipeline.ExecutionMode) *pipeline.Pipeline {
+	p := threeStages(mode)
+	p.Stages[2].Lock = "prod"
+	return p
+}
+
+// toDeploy starts executions and brings each to its Deploy stage (PARALLEL: none waits for another).
+func toDeploy(w *world, ids ...string) {
+	for _, id := range ids {
+		w.start(id)
+		w.pass(id)
+		w.pass(id)
+	}
+}
+
+func (w *world) wantNamed(name string, holder string, waiting ...string) {
+	w.t.Helper()
+	l := w.namedLock(name)
+	var got []string
+	for _, u := range l.Waiting {
+		got = append(got, u.Execution)
+	}
+	if l.Holder.Execution != holder || !slices.Equal(got, waiting) {
+		w.t.Fatalf("lock %s: holder %q waiting %v, want %q %v\n%s", name, l.Holder.Execution, got, holder, waiting, w.dump())
+	}
+}
+
+var namedLockCases = []stepCase{
+	{"named/stage lock taken on entry, waiters queue in order", func(t *testing.T) {
+		w := newWorld(t, deployLocked(pipeline.Parallel))
+		toDeploy(w, "A", "B", "C")
+		w.wantNamed("prod", "A", "B", "C")
+		w.wantRunning("A", "Deploy.Release")
+		for _, id := range []string{"B", "C"} {
+			st := w.stage(id, "Deploy")
+			if st.Status != StageWaiting || st.WaitingFor != "lock prod" || len(w.jobsOf(id)) != 0 {
+				t.Fatalf("%s: Deploy %s waiting for %q, jobs %v", id, st.Status, st.WaitingFor, w.jobsOf(id))
+			}
+		}
+	}},
+	{"named/released on success, granted to the first waiter", func(t *testing.T) {
+		w := newWorld(t, deployLocked(pipeline.Parallel))
+		toDeploy(w, "A", "B", "C")
+		w.pass("A")
+		w.wantExec("A", ExecSucceeded)
+		w.wantNamed("prod", "B", "C")
+		w.wantStage("B", "Deploy", StageInProgress)
+		if st := w.stage("B", "Deploy"); st.WaitingFor != "" || st.Attempt != 1 {
+			t.Fatalf("B's Deploy: %+v", st)
+		}
+		w.wantRunning("B", "Deploy.Release")
+		w.pass("B")
+		w.pass("C")
+		w.wantNamed("prod", "")
+	}},
+	{"named/released on failure and stop", func(t *testing.T) {
+		w := newWorld(t, deployLocked(pipeline.Parallel))
+		toDeploy(w, "A", "B", "C")
+		w.fail("A", "Deploy.Release", "failed")
+		w.wantExec("A", ExecFailed)
+		w.wantNamed("prod", "B", "C")
+		w.stop("B", Abandon)
+		w.wantExec("B", ExecStopped)
+		w.wantNamed("prod", "C")
+		w.wantRunning("C", "Deploy.Release")
+	}},
+	{"named/waiter stopped leaves the queue", func(t *testing.T) {
+		w := newWorld(t, deployLocked(pipeline.Parallel))
+		toDeploy(w, "A", "B", "C")
+		w.stop("B", StopAndWait)
+		w.wantExec("B", ExecStopped)
+		w.wantStage("B", "Deploy", StageStopped)
+		w.wantNamed("prod", "A", "C")
+		w.pass("A")
+		w.wantNamed("prod", "C")
+	}},
+	{"named/stale grant passes on", func(t *testing.T) {
+		w := newWorld(t, deployLocked(pipeline.Parallel))
+		toDeploy(w, "A", "B", "C")
+		w.hold = true
+		w.pass("A")
+		w.wantNamed("prod", "B", "C") // granted, the grant on its way
+		w.stop("B", Abandon)
+		w.wantNamed("prod", "C") // B passed it on as it stopped
+		w.release()              // B's grant arrives: nothing; C's grant lets C in
+		w.wantExec("B", ExecStopped)
+		w.wantRunning("C", "Deploy.Release")
+	}},
+	{"named/redelivered grant changes nothing", func(t *testing.T) {
+		w := newWorld(t, deployLocked(pipeline.Parallel))
+		toDeploy(w, "A", "B")
+		w.pass("A")
+		res := w.do(Event{Type: EvLockGrant, ExecutionID: "B", Stage: "Deploy", Lock: "prod"})
+		if res.Changed || len(res.Commands)+len(res.NamedLocks)+len(res.Locks) != 0 {
+			t.Fatalf("a redelivered grant changed something: %+v", res)
+		}
+	}},
+	{"named/locked mode holds the stage while waiting for the lock", func(t *testing.T) {
+		w := newWorld(t, deployLocked(pipeline.Parallel))
+		api := deployLocked(pipeline.Queued)
+		api.Name = "api"
+		w2 := newWorld(t, api)
+		w2.named = w.named
+		toDeploy(w, "A")
+		w2.hold = true
+		toDeploy(w2, "X")
+		w2.wantHolder("Deploy", "X")
+		if st := w2.stage("X", "Deploy"); st.Status != StageWaiting || st.WaitingFor != "lock prod" {
+			t.Fatalf("X's Deploy: %+v", st)
+		}
+		// A releases prod: the grant goes to X, of the other pipeline, through its inbox.
+		w.hold = true
+		w.pass("A")
+		w.wantNamed("prod", "X")
+		i := slices.IndexFunc(w.pending, func(ev Event) bool { return ev.Type == EvLockGrant && ev.ExecutionID == "X" })
+		if i < 0 {
+			t.Fatalf("no grant to X: %v", w.pendingNames())
+		}
+		w2.do(w.pending[i])
+		w2.wantRunning("X", "Deploy.Release")
+		w2.pass("X")
+		w2.wantExec("X", ExecSucceeded)
+		w.wantNamed("prod", "")
+	}},
+	{"named/retry waits for the lock", func(t *testing.T) {
+		w := newWorld(t, deployLocked(pipeline.Parallel))
+		toDeploy(w, "A", "B")
+		w.fail("A", "Deploy.Release", "failed")
+		w.wantNamed("prod", "B")
+		w.retry("A", "Deploy", RetryFailed)
+		w.wantNamed("prod", "B", "A")
+		if st := w.stage("A", "Deploy"); st.Status != StageWaiting || st.WaitingFor != "lock prod" || st.Attempt != 2 {
+			t.Fatalf("A's Deploy after retry: %+v", st)
+		}
+		w.pass("B")
+		w.wantRunning("A", "Deploy.Release")
+		w.pass("A")
+		w.wantExec("A", ExecSucceeded)
+	}},
+	{"named/action lock held while the action runs", func(t *testing.T) {
+		p := threeStages(pipeline.Parallel)
+		p.Stages[1].Actions[0].Lock = "db"
+		w := newWorld(t, p)
+		for _, id := range []string{"A", "B"} {
+			w.start(id)
+			w.pass(id)
+		}
+		w.wantNamed("db", "A", "B")
+		a := w.wantAction("B", "Build.Compile", ActionInProgress)
+		if a.WaitingFor != "lock db" || a.JobID != "" || len(w.jobsOf("B")) != 0 {
+			t.Fatalf("B's Compile: %+v, jobs %v", a, w.jobsOf("B"))
+		}
+		// A result for a waiting action is stale.
+		if res := w.do(w.actionEvent(EvActionSucceeded, "B", "Build.Compile")); res.Changed {
+			t.Fatal("a result for an action waiting for its lock changed it")
+		}
+		w.succeed("A", "Build.Compile")
+		w.wantNamed("db", "B")
+		w.wantRunning("B", "Build.Compile")
+		w.stop("B", Abandon)
+		w.wantNamed("db", "")
+	}},
+	{"named/waiting action abandoned by a stop", func(t *testing.T) {
+		p := threeStages(pipeline.Parallel)
+		p.Stages[1].Actions[0].Lock = "db"
+		w := newWorld(t, p)
+		for _, id := range []string{"A", "B"} {
+			w.start(id)
+			w.pass(id)
+		}
+		w.stop("B", StopAndWait)
+		w.wantAction("B", "Build.Compile", ActionAbandoned)
+		w.wantExec("B", ExecStopped)
+		w.wantNamed("db", "A")
+	}},
 }

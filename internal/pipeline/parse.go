@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path"
 	"regexp"
@@ -263,10 +264,10 @@ func invalidUTF8Offset(data []byte) int {
 }
 
 var (
-	pipelineFields       = []string{"name", "executionMode", "variables", "secrets", "triggers", "stages"}
+	pipelineFields       = []string{"name", "executionMode", "maxConcurrency", "maxQueued", "variables", "secrets", "triggers", "stages"}
 	variableFields       = []string{"name", "default", "description"}
-	stageFields          = []string{"name", "actions"}
-	actionFields         = []string{"name", "category", "provider", "version", "runOrder", "namespace", "timeout", "inputArtifacts", "outputArtifacts", "configuration", "environment"}
+	stageFields          = []string{"name", "lock", "actions"}
+	actionFields         = []string{"name", "category", "provider", "version", "runOrder", "namespace", "timeout", "lock", "inputArtifacts", "outputArtifacts", "configuration", "environment"}
 	outputArtifactFields = []string{"name", "files"}
 	triggerFields        = []string{"gitPush", "schedule", "upstream"}
 	gitPushFields        = []string{"action", "branches", "tags", "filePaths"}
@@ -360,6 +361,7 @@ var (
 	namespaceRule    = nameRule{"namespace", reNamespace, MaxNameLen, "letters, digits and @ - _"}
 	variableNameRule = nameRule{"variable name", reNamespace, MaxVariableNameLen, "letters, digits and @ - _"}
 	secretNameRule   = nameRule{"secret name", reNamespace, MaxVariableNameLen, "letters, digits and @ - _"}
+	lockNameRule     = nameRule{"lock name", reName, MaxNameLen, "letters, digits and . @ - _"}
 )
 
 func (d *decoder) checkName(n *node, s string, r nameRule) bool {
@@ -407,6 +409,8 @@ func (d *decoder) pipeline(n *node) *Pipeline {
 			}
 		}
 	}
+	p.MaxConcurrency = d.execLimit(n, "maxConcurrency", p.ExecutionMode, Parallel)
+	p.MaxQueued = d.execLimit(n, "maxQueued", p.ExecutionMode, Queued)
 	d.variables(p, n.get("variables"))
 	d.secrets(p, n.get("secrets"))
 	d.stagesN = n.get("stages")
@@ -424,6 +428,40 @@ func (d *decoder) pipeline(n *node) *Pipeline {
 	}
 	d.triggers(p, n.get("triggers"))
 	return p
+}
+
+// execLimit decodes a pipeline-level limit on executions: a positive integer, valid only in the
+// execution mode it applies to.
+func (d *decoder) execLimit(n *node, field string, mode, want ExecutionMode) int {
+	v := n.get(field)
+	if v == nil || v.kind == kindNull {
+		return 0
+	}
+	switch {
+	case v.kind != kindInt:
+		d.add(v, "", "%s must be a positive integer, got %s", field, v.describe())
+	case v.i < 1 || v.i > math.MaxInt32:
+		d.add(v, "", "%s must be a positive integer, got %s", field, v.text)
+	case mode != want:
+		d.add(v, fmt.Sprintf("set executionMode: %s, or remove %s", want, field),
+			"%s applies only to executionMode %s; this pipeline is %s", field, want, mode)
+	default:
+		return int(v.i)
+	}
+	return 0
+}
+
+// lock decodes the optional lock field of a stage or an action.
+func (d *decoder) lock(n *node) string {
+	v := n.get("lock")
+	if v == nil || v.kind == kindNull {
+		return ""
+	}
+	s, ok := d.str(v, "lock")
+	if !ok || !d.checkName(v, s, lockNameRule) {
+		return ""
+	}
+	return s
 }
 
 func (d *decoder) variables(p *Pipeline, n *node) {
@@ -481,6 +519,7 @@ func (d *decoder) stage(n *node) (Stage, stageSrc, bool) {
 		return st, src, false
 	}
 	st.Name, src.name = d.name(n, "stage", stageNameRule)
+	st.Lock = d.lock(n)
 	an := n.get("actions")
 	switch {
 	case an == nil || an.kind == kindNull:
@@ -496,6 +535,11 @@ func (d *decoder) stage(n *node) (Stage, stageSrc, bool) {
 		}
 		for _, item := range an.items {
 			if a, asrc, ok := d.action(item); ok {
+				if a.Lock != "" && a.Lock == st.Lock {
+					d.add(item.get("lock"), "remove the action's lock: the stage's lock covers it",
+						"action %s takes lock %q, which its stage %s holds already", quoteShort(a.Name), a.Lock, quoteShort(st.Name))
+					a.Lock = ""
+				}
 				st.Actions = append(st.Actions, a)
 				src.actions = append(src.actions, asrc)
 			}
@@ -570,6 +614,7 @@ func (d *decoder) action(n *node) (Action, actionSrc, bool) {
 	if tn := n.get("timeout"); tn != nil && tn.kind != kindNull {
 		a.Timeout = d.timeout(tn)
 	}
+	a.Lock = d.lock(n)
 	if a.Timeout == 0 {
 		a.Timeout = Duration(a.EffectiveTimeout())
 	}

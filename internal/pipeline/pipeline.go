@@ -3,6 +3,7 @@ package pipeline
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -41,7 +42,11 @@ var Categories = []Category{Source, Build, Test, Deploy, Approval, Invoke, Compu
 type Pipeline struct {
 	Name          string        `json:"name" yaml:"name"`
 	ExecutionMode ExecutionMode `json:"executionMode,omitempty" yaml:"executionMode,omitempty"`
-	Variables     []Variable    `json:"variables,omitempty" yaml:"variables,omitempty"`
+	// MaxConcurrency caps the executions in progress at once (PARALLEL mode only; 0: no cap).
+	MaxConcurrency int `json:"maxConcurrency,omitempty" yaml:"maxConcurrency,omitempty"`
+	// MaxQueued caps the executions waiting before a stage (QUEUED mode only; 0: no cap).
+	MaxQueued int        `json:"maxQueued,omitempty" yaml:"maxQueued,omitempty"`
+	Variables []Variable `json:"variables,omitempty" yaml:"variables,omitempty"`
 	// Secrets names the secrets the pipeline's actions may take into their environment.
 	Secrets  []string  `json:"secrets,omitempty" yaml:"secrets,omitempty"`
 	Triggers []Trigger `json:"triggers,omitempty" yaml:"triggers,omitempty"`
@@ -93,7 +98,10 @@ type Variable struct {
 
 // Stage is an ordered group of actions.
 type Stage struct {
-	Name    string   `json:"name" yaml:"name"`
+	Name string `json:"name" yaml:"name"`
+	// Lock names a lock shared by every pipeline: one execution at a time holds it, from
+	// entering the stage until it leaves it.
+	Lock    string   `json:"lock,omitempty" yaml:"lock,omitempty"`
 	Actions []Action `json:"actions" yaml:"actions"`
 }
 
@@ -110,6 +118,8 @@ type Action struct {
 	Namespace       string            `json:"namespace,omitempty" yaml:"namespace,omitempty"`
 	Timeout         Duration          `json:"timeout,omitempty" yaml:"timeout,omitempty"`
 	Environment     map[string]string `json:"environment,omitempty" yaml:"environment,omitempty"`
+	// Lock names a lock shared by every pipeline, held while the action runs.
+	Lock string `json:"lock,omitempty" yaml:"lock,omitempty"`
 	// SecretEnvironment maps environment variable names to the names of secrets whose values
 	// they receive (written in the file as environment: { KEY: { secret: NAME } }).
 	SecretEnvironment map[string]string `json:"secretEnvironment,omitempty" yaml:"secretEnvironment,omitempty"`
@@ -153,6 +163,23 @@ func (p *Pipeline) Mode() ExecutionMode {
 		return Superseded
 	}
 	return p.ExecutionMode
+}
+
+// LockNames returns the named locks the pipeline's stages and actions take, sorted, once each.
+func (p *Pipeline) LockNames() []string {
+	var names []string
+	for _, st := range p.Stages {
+		if st.Lock != "" {
+			names = append(names, st.Lock)
+		}
+		for _, a := range st.Actions {
+			if a.Lock != "" {
+				names = append(names, a.Lock)
+			}
+		}
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
 }
 
 // StageIndex returns the index of the named stage, or -1.
@@ -285,6 +312,7 @@ type actionFile[E any] struct {
 	RunOrder        int              `json:"runOrder,omitempty" yaml:"runOrder,omitempty"`
 	Namespace       string           `json:"namespace,omitempty" yaml:"namespace,omitempty"`
 	Timeout         Duration         `json:"timeout,omitempty" yaml:"timeout,omitempty"`
+	Lock            string           `json:"lock,omitempty" yaml:"lock,omitempty"`
 	InputArtifacts  []string         `json:"inputArtifacts,omitempty" yaml:"inputArtifacts,omitempty"`
 	OutputArtifacts []OutputArtifact `json:"outputArtifacts,omitempty" yaml:"outputArtifacts,omitempty"`
 	Configuration   map[string]any   `json:"configuration,omitempty" yaml:"configuration,omitempty"`
@@ -294,7 +322,7 @@ type actionFile[E any] struct {
 func (a *Action) fileForm() actionFile[any] {
 	f := actionFile[any]{
 		Name: a.Name, Category: a.Category, Provider: a.Provider, Version: a.Version, RunOrder: a.RunOrder,
-		Namespace: a.Namespace, Timeout: a.Timeout, InputArtifacts: a.InputArtifacts,
+		Namespace: a.Namespace, Timeout: a.Timeout, Lock: a.Lock, InputArtifacts: a.InputArtifacts,
 		OutputArtifacts: a.OutputArtifacts, Configuration: a.Configuration,
 	}
 	if len(a.Environment)+len(a.SecretEnvironment) > 0 {
@@ -324,7 +352,7 @@ func (a *Action) UnmarshalJSON(b []byte) error {
 	}
 	*a = Action{
 		Name: f.Name, Category: f.Category, Provider: f.Provider, Version: f.Version, RunOrder: f.RunOrder,
-		Namespace: f.Namespace, Timeout: f.Timeout, InputArtifacts: f.InputArtifacts,
+		Namespace: f.Namespace, Timeout: f.Timeout, Lock: f.Lock, InputArtifacts: f.InputArtifacts,
 		OutputArtifacts: f.OutputArtifacts, Configuration: f.Configuration,
 	}
 	for k, raw := range f.Environment {

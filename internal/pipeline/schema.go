@@ -3,6 +3,7 @@ package pipeline
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"regexp"
 	"slices"
 	"strconv"
@@ -69,6 +70,7 @@ func Schema(opts ...Option) []byte {
 				"description": "Version of the provider."},
 			"runOrder": object{"type": "integer", "minimum": 1, "maximum": MaxRunOrder, "default": 1,
 				"description": "Actions of a stage with the same runOrder run in parallel; higher runOrders wait for lower ones."},
+			"lock":      described(ref("lockName"), "A lock shared by every pipeline, held while the action runs: one execution at a time runs an action or stage taking it; the others wait in order."),
 			"namespace": described(ref("namespace"), "Namespace under which the action publishes its output variables, referenced as #{Namespace.Name}."),
 			"timeout": described(ref("duration"),
 				fmt.Sprintf("How long the action may run (default %s, approvals %s; at most 7d).", Duration(DefaultTimeout), Duration(DefaultApprovalTimeout))),
@@ -129,6 +131,12 @@ func Schema(opts ...Option) []byte {
 		"type":                 "object",
 		"required":             []string{"name", "stages"},
 		"additionalProperties": false,
+		"allOf": []any{
+			object{"if": object{"required": []string{"maxConcurrency"}},
+				"then": object{"required": []string{"executionMode"}, "properties": object{"executionMode": object{"const": string(Parallel)}}}},
+			object{"if": object{"required": []string{"maxQueued"}},
+				"then": object{"required": []string{"executionMode"}, "properties": object{"executionMode": object{"const": string(Queued)}}}},
+		},
 		"patternProperties": object{
 			"^x-": object{"description": "Extension field, ignored: a place for YAML anchors."},
 		},
@@ -136,6 +144,10 @@ func Schema(opts ...Option) []byte {
 			"name": names(reName, MaxNameLen, "Name of the pipeline."),
 			"executionMode": object{"enum": executionModes, "default": string(Superseded),
 				"description": "SUPERSEDED: a newer execution replaces an older one waiting before a stage. QUEUED: waiting executions queue in order. PARALLEL: executions never wait for each other."},
+			"maxConcurrency": object{"type": "integer", "minimum": 1, "maximum": math.MaxInt32,
+				"description": "PARALLEL mode only: the most executions in progress (or stopping) at once; a start past it is refused."},
+			"maxQueued": object{"type": "integer", "minimum": 1, "maximum": math.MaxInt32,
+				"description": "QUEUED mode only: the most executions waiting before a stage at once; a start past it is refused."},
 			"variables": object{"type": "array", "maxItems": MaxVariables, "items": ref("variable"),
 				"description": "Pipeline variables, referenced as #{variables.NAME} and overridable when an execution starts."},
 			"secrets": object{"type": "array", "uniqueItems": true, "items": ref("variableName"),
@@ -152,6 +164,7 @@ func Schema(opts ...Option) []byte {
 				return o
 			}(),
 			"artifactName": names(reArtifact, MaxNameLen, "Name of an artifact, unique in the pipeline."),
+			"lockName":     names(reName, MaxNameLen, "Name of a lock shared by every pipeline."),
 			"variableName": names(reNamespace, MaxVariableNameLen, "Name of a variable or secret."),
 			"duration":     object{"type": "string", "pattern": durationPattern, "description": "A duration such as 90s, 30m, 2h or 7d."},
 			"variable": object{
@@ -167,6 +180,7 @@ func Schema(opts ...Option) []byte {
 				"description": "An ordered group of actions.",
 				"properties": object{
 					"name":    names(reName, MaxNameLen, "Name of the stage, unique in the pipeline."),
+					"lock":    described(ref("lockName"), "A lock shared by every pipeline, held from entering the stage until leaving it: one execution at a time; the others wait in order."),
 					"actions": object{"type": "array", "minItems": 1, "maxItems": MaxActionsPerStage, "items": ref("action")},
 				},
 			},

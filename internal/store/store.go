@@ -75,6 +75,12 @@ type Reader interface {
 	// StageLocks returns the pipeline's stage locks by stage name (a stage without a row is
 	// absent from the map: free, enabled).
 	StageLocks(ctx context.Context, pipeline string) (map[string]*engine.StageLock, error)
+	// CountExecutions counts the pipeline's executions in the given statuses (every status
+	// when none), through an index: the engine asks it on every start of a capped pipeline.
+	CountExecutions(ctx context.Context, pipeline string, statuses ...engine.ExecutionStatus) (int, error)
+	// NamedLocks returns the named locks (global, shared by every pipeline) among names, by
+	// name; a lock without a row is absent from the map: free, nobody waiting.
+	NamedLocks(ctx context.Context, names ...string) (map[string]*engine.NamedLock, error)
 	Job(ctx context.Context, id string) (*Job, error)
 	// Jobs lists jobs in the given states (all states when none), oldest first.
 	Jobs(ctx context.Context, states ...JobState) ([]*Job, error)
@@ -121,6 +127,8 @@ type Tx interface {
 	PutExecution(ctx context.Context, e *engine.Execution) error
 	// PutStageLock inserts or replaces a stage lock row.
 	PutStageLock(ctx context.Context, l *engine.StageLock) error
+	// PutNamedLock inserts or replaces a named lock row.
+	PutNamedLock(ctx context.Context, l *engine.NamedLock) error
 
 	// AddEvent records an incoming event in the inbox unless an event with the same Key was
 	// ever recorded (processed or not); it reports whether it was added.

@@ -283,14 +283,10 @@ func (c *Client) RetryStage(ctx context.Context, id, stage string, mode RetryMod
 	return &out, c.call(ctx, request{method: http.MethodPost, path: []string{"executions", id, "stages", stage, "retry"}}, in, &out)
 }
 
-// DecideApproval approves or rejects an approval action waiting for a decision.
+// DecideApproval approves or rejects an approval action waiting for a decision (its current
+// attempt; see DecideApprovalWith to name the attempt by its token).
 func (c *Client) DecideApproval(ctx context.Context, id, stage, action string, approved bool, comment string) (*Execution, error) {
-	in := struct {
-		Approved bool   `json:"approved"`
-		Comment  string `json:"comment,omitempty"`
-	}{approved, comment}
-	var out Execution
-	return &out, c.call(ctx, request{method: http.MethodPost, path: []string{"executions", id, "stages", stage, "actions", action, "approval"}}, in, &out)
+	return c.DecideApprovalWith(ctx, id, stage, action, ApprovalDecision{Approved: approved, Comment: comment})
 }
 
 // ActionLog returns the output of an attempt of an action (attempt 0: the latest). The

@@ -116,6 +116,14 @@ type ActionState struct {
 	Summary     string    `json:"summary,omitempty"`
 	ExternalURL string    `json:"externalUrl,omitempty"`
 	Message     string    `json:"message,omitempty"`
+	// Token is an approval's token while it waits for a decision (see ApprovalDecision).
+	Token string `json:"token,omitempty"`
+	// The decision on an approval, once made; Approved is nil before.
+	Approved    *bool     `json:"approved,omitempty"`
+	DecidedBy   string    `json:"decidedBy,omitempty"`
+	DecidedAt   time.Time `json:"decidedAt,omitzero"`
+	DecidedFrom string    `json:"decidedFrom,omitempty"`
+	Comment     string    `json:"comment,omitempty"`
 }
 
 // Execution is one run of one pipeline version, as the engine records it.
@@ -195,6 +203,10 @@ type Action struct {
 	Outputs       map[string]string `json:"outputs,omitempty"`
 	Summary       string            `json:"summary,omitempty"`
 	ExternalURL   string            `json:"externalUrl,omitempty"`
+	// ApprovalToken is an approval's token while it waits for a decision.
+	ApprovalToken string `json:"approvalToken,omitempty"`
+	// Decision is the decision on an approval, once made.
+	Decision *Decision `json:"decision,omitempty"`
 	// Failure classifies a failed attempt: "failed", "error", "timeout", "lost", "stopped".
 	Failure    string    `json:"failure,omitempty"`
 	Message    string    `json:"message,omitempty"`

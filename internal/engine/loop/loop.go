@@ -88,7 +88,8 @@ func New(st store.Store, opts Options) *Loop {
 }
 
 // Register stores p as the pipeline's newest version (unless the newest is identical) and
-// returns its version number.
+// returns its version number. Executions waiting before a stage the new version removed are
+// sent Cancel in the same transaction (see cancelRemoved).
 func (l *Loop) Register(ctx context.Context, p *pipeline.Pipeline) (int, error) {
 	def, err := json.Marshal(p)
 	if err != nil {
@@ -96,8 +97,14 @@ func (l *Loop) Register(ctx context.Context, p *pipeline.Pipeline) (int, error) 
 	}
 	var version int
 	err = l.st.Update(ctx, func(tx store.Tx) error {
-		version, err = tx.PutPipelineVersion(ctx, p.Name, def, l.now())
-		return err
+		prev, err := latestVersion(ctx, tx, p.Name)
+		if err != nil {
+			return err
+		}
+		if version, err = tx.PutPipelineVersion(ctx, p.Name, def, l.now()); err != nil {
+			return err
+		}
+		return l.cancelRemoved(ctx, tx, prev, p, version)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("register pipeline %s: %w", p.Name, err)
@@ -215,11 +222,25 @@ func (l *Loop) step(ctx context.Context, tx store.Tx, row *store.Event) (*engine
 			return nil, err
 		}
 	}
-	res, err := engine.Step(engine.State{Pipeline: p, Execution: exec, Locks: locks, Now: l.now(), Target: target}, ev)
+	named, err := tx.NamedLocks(ctx, p.LockNames()...)
+	if err != nil {
+		return nil, fmt.Errorf("load named locks of %s: %w", name, err)
+	}
+	active := 0
+	if ev.Type == engine.EvStart && exec == nil && p.Mode() == pipeline.Parallel && p.MaxConcurrency > 0 {
+		if active, err = tx.CountExecutions(ctx, name, engine.ExecInProgress, engine.ExecStopping); err != nil {
+			return nil, fmt.Errorf("count executions of %s: %w", name, err)
+		}
+	}
+	res, err := engine.Step(engine.State{Pipeline: p, Execution: exec, Locks: locks, Now: l.now(), Target: target,
+		Active: active, NamedLocks: named}, ev)
 	if err != nil {
 		return nil, err
 	}
 	if err := l.save(ctx, tx, row, exec, &res); err != nil {
+		return nil, err
+	}
+	if err := l.cancelLateWaiter(ctx, tx, &res); err != nil {
 		return nil, err
 	}
 	return &res, nil
@@ -241,6 +262,11 @@ func (l *Loop) save(ctx context.Context, tx store.Tx, row *store.Event, before *
 	for _, lk := range res.Locks {
 		if err := tx.PutStageLock(ctx, lk); err != nil {
 			return fmt.Errorf("save stage lock %s/%s: %w", lk.Pipeline, lk.Stage, err)
+		}
+	}
+	for _, lk := range res.NamedLocks {
+		if err := tx.PutNamedLock(ctx, lk); err != nil {
+			return fmt.Errorf("save named lock %s: %w", lk.Name, err)
 		}
 	}
 	now := l.now()

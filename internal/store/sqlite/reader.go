@@ -195,6 +195,63 @@ func (r *reader) StageLocks(ctx context.Context, pipeline string) (map[string]*e
 	return locks, nil
 }
 
+func (r *reader) CountExecutions(ctx context.Context, pipeline string, statuses ...engine.ExecutionStatus) (int, error) {
+	qctx, err := r.ctx(ctx)
+	if err != nil {
+		return 0, err
+	}
+	q, args := `SELECT COUNT(*) FROM executions WHERE pipeline = ?`, []any{pipeline}
+	if len(statuses) > 0 {
+		list, err := jsonList(statuses)
+		if err != nil {
+			return 0, err
+		}
+		q += ` AND status IN (SELECT value FROM json_each(?))`
+		args = append(args, list)
+	}
+	var n int
+	if err := r.c.queryRow(qctx, q, args, &n); err != nil {
+		return 0, fmt.Errorf("count executions of %s: %w", pipeline, err)
+	}
+	return n, nil
+}
+
+func (r *reader) NamedLocks(ctx context.Context, names ...string) (map[string]*engine.NamedLock, error) {
+	locks := make(map[string]*engine.NamedLock)
+	if len(names) == 0 {
+		return locks, nil
+	}
+	qctx, err := r.ctx(ctx)
+	if err != nil {
+		return nil, err
+	}
+	list, err := jsonList(names)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := r.c.query(qctx, `SELECT name, doc FROM named_locks WHERE name IN (SELECT value FROM json_each(?))`, list)
+	if err != nil {
+		return nil, fmt.Errorf("get named locks: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name string
+		var doc []byte
+		if err := rows.Scan(&name, &doc); err != nil {
+			return nil, fmt.Errorf("get named locks: %w", err)
+		}
+		l := new(engine.NamedLock)
+		if err := decode("named lock", doc, l); err != nil {
+			return nil, err
+		}
+		locks[name] = l
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("get named locks: %w", err)
+	}
+	return locks, nil
+}
+
 const jobColumns = `id, execution_id, pipeline, provider, spec, state, worker, epoch, lease_until,
 	pgid, pstart, created_at, updated_at`
 

@@ -125,6 +125,23 @@ func expectRow(res sql.Result, what string) error {
 	return nil
 }
 
+func (t *tx) PutNamedLock(ctx context.Context, l *engine.NamedLock) error {
+	qctx, err := t.ctx(ctx)
+	if err != nil {
+		return err
+	}
+	doc, err := encode("named lock", l)
+	if err != nil {
+		return err
+	}
+	_, err = t.c.exec(qctx, `INSERT INTO named_locks (name, doc) VALUES (?, ?)
+		ON CONFLICT (name) DO UPDATE SET doc = excluded.doc`, l.Name, doc)
+	if err != nil {
+		return fmt.Errorf("put named lock %s: %w", l.Name, err)
+	}
+	return nil
+}
+
 func (t *tx) PutStageLock(ctx context.Context, l *engine.StageLock) error {
 	qctx, err := t.ctx(ctx)
 	if err != nil {

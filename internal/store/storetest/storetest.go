@@ -34,6 +34,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ExecutionsList", testExecutionsList},
 		{"ExecutionsPaging", testExecutionsPaging},
 		{"StageLocks", testStageLocks},
+		{"CountExecutions", testCountExecutions},
+		{"NamedLocks", testNamedLocks},
 		{"Inbox", testInbox},
 		{"InboxLimit", testInboxLimit},
 		{"JobAdd", testJobAdd},
