@@ -78,6 +78,7 @@ func routes(o Options) []route {
 		{"GET /api/v1/executions/{id}", false, handleGetExecution(l, key)},
 		{"POST /api/v1/executions/{id}/stop", false, handleStop(l)},
 		{"POST /api/v1/executions/{id}/stages/{stage}/retry", false, handleRetry(l)},
+		{"POST /api/v1/executions/{id}/stages/{stage}/override-condition", false, handleOverrideCondition(l)},
 		{"POST /api/v1/executions/{id}/stages/{stage}/actions/{action}/approval", false, handleApproval(l, key)},
 		{"GET /api/v1/executions/{id}/stages/{stage}/actions/{action}/log", false, lv.handleLog(handleLog(l, st))},
 	}

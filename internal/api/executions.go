@@ -249,6 +249,24 @@ func handleRetry(l *loop.Loop) http.HandlerFunc {
 	}
 }
 
+// handleOverrideCondition lets an execution whose stage failed its beforeEntry condition
+// enter that stage as if the condition were met (CodePipeline's OverrideStageCondition).
+func handleOverrideCondition(l *loop.Loop) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, stage := r.PathValue("id"), r.PathValue("stage")
+		e, err := l.Execution(r.Context(), id)
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		if _, _, err := findAction(e, stage, ""); err != nil {
+			fail(w, err)
+			return
+		}
+		apply(w, r, l, "override:"+newID(), engine.Event{Type: engine.EvOverrideCondition, ExecutionID: id, Stage: stage, By: caller(r)})
+	}
+}
+
 func statusText(s string) string {
 	if s == "" {
 		return "not started"

@@ -37,6 +37,12 @@ const (
 	EvLockGrant EventType = "LockGrant"
 	// EvCancel: the execution waits before a stage that the current pipeline version removed.
 	EvCancel EventType = "Cancel"
+	// EvOverrideCondition: enter Stage, which failed its beforeEntry condition, as if the
+	// condition were met (CodePipeline's OverrideStageCondition).
+	EvOverrideCondition EventType = "OverrideCondition"
+	// EvRollbackResult: the loop says what came of the rollback a ROLLBACK condition of Stage
+	// asked for (CmdRollback): Message is recorded on the stage.
+	EvRollbackResult EventType = "RollbackResult"
 )
 
 // RetryMode says which actions of a stage a retry runs again.
@@ -118,6 +124,10 @@ const (
 	CmdEmit CommandType = "Emit"
 	// CmdFinished: the execution reached a terminal status (for status reporting and watchers).
 	CmdFinished CommandType = "Finished"
+	// CmdRollback: a ROLLBACK condition failed Stage (attempt Attempt) of the execution: roll
+	// the stage back to the newest execution of the same version that succeeded in it (the
+	// loop finds it, starts the rollback, and answers with EvRollbackResult).
+	CmdRollback CommandType = "Rollback"
 )
 
 // Command is an effect Step asks for; the loop persists it in the same transaction as the

@@ -20,7 +20,8 @@ import (
 // stage, which is the execution inside it; every live execution inside exactly one stage or
 // waiting in exactly one queue, or with its grant or supersede on the way; no finished
 // execution holding or waiting; at most one waiter per stage in SUPERSEDED mode; queues in
-// arrival order in QUEUED mode; one job and one timer per running action). At the end it
+// arrival order in QUEUED mode; one job and one timer per running action); every other seed
+// adds stage conditions (withConditions). At the end it
 // drains: enables every transition, delivers every event, finishes every job and approves
 // every approval, and checks that every execution finished and every stage is free.
 func TestStepRandomInterleavings(t *testing.T) {
@@ -34,12 +35,25 @@ func TestStepRandomInterleavings(t *testing.T) {
 			seen := map[string]int{}
 			for seed := uint64(1); seed <= seeds; seed++ {
 				r := &randomRun{rng: rand.New(rand.NewPCG(seed, uint64(len(mode)))), seen: seen}
-				r.w = newWorld(t, randomPipeline(mode))
+				p := randomPipeline(mode)
+				if seed%2 == 0 {
+					withConditions(p)
+				}
+				r.w = newWorld(t, p)
 				r.w.hold = true
 				for i := 0; i < steps && !t.Failed(); i++ {
 					r.step()
 				}
 				r.drain()
+				for _, e := range r.w.execs {
+					if e.Stages[2].Status == StageSkipped {
+						seen["skipped"]++
+					}
+					if e.Stages[1].AutoRetried {
+						seen["auto retried"]++
+					}
+				}
+				seen["rollback asked"] += len(r.w.rollbacks)
 				if t.Failed() {
 					t.Fatalf("seed %d", seed)
 				}
@@ -47,7 +61,7 @@ func TestStepRandomInterleavings(t *testing.T) {
 			t.Logf("%s: %v", mode, seen)
 			// The runs must have reached the interesting states, or they prove little.
 			want := []string{"Succeeded", "Failed", "Stopped", "Cancelled", "retry accepted", "retry refused",
-				"grant delivered", "stale", "redelivered", "lost retried", "rollback accepted", "rollback refused"}
+				"grant delivered", "stale", "redelivered", "lost retried", "rollback accepted", "rollback refused", "skipped", "auto retried", "rollback asked"}
 			if mode == pipeline.Superseded {
 				want = append(want, "Superseded")
 			}
@@ -71,6 +85,16 @@ func randomPipeline(mode pipeline.ExecutionMode) *pipeline.Pipeline {
 		stage("Source", checkout),
 		stage("Build", action("Compile", pipeline.Build, 1), action("Lint", pipeline.Test, 1), action("Package", pipeline.Build, 2)),
 		stage("Deploy", action("Gate", pipeline.Approval, 1), release))
+}
+
+// withConditions adds stage conditions: Build retries once on failure, Deploy is skipped
+// unless the commit id Checkout published ends in an even digit, and asks for a rollback when
+// it fails.
+func withConditions(p *pipeline.Pipeline) {
+	p.Stages[1].OnFailure = conds(pipeline.ResultRetry, pipeline.RetryFailedActions)
+	p.Stages[2].OnFailure = conds(pipeline.ResultRollback, "")
+	p.Stages[2].BeforeEntry = conds(pipeline.ResultSkip, "", pipeline.Rule{Name: "Even", RuleType: pipeline.RuleVariableCheck,
+		Configuration: map[string]string{"variable": "#{SourceVariables.CommitId}", "operator": "MATCHES", "value": "[02468]$"}})
 }
 
 type randomRun struct {

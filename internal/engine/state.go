@@ -63,6 +63,9 @@ const (
 	// StageSuperseded / StageCancelled: the execution ended while waiting to enter this stage.
 	StageSuperseded StageStatus = "Superseded"
 	StageCancelled  StageStatus = "Cancelled"
+	// StageSkipped: a beforeEntry condition with result SKIP was not met; the stage ran no
+	// action and the execution went on to the next stage.
+	StageSkipped StageStatus = "Skipped"
 )
 
 // ActionStatus is where one action of one execution stands.
@@ -152,6 +155,13 @@ type Stage struct {
 	FinishedAt time.Time `json:"finishedAt,omitzero"`
 	// WaitingFor says what a Waiting stage waits for when it is a named lock ("lock NAME").
 	WaitingFor string `json:"waitingFor,omitempty"`
+	// Condition says what a stage condition did to this stage (skipped, failed, retried), and why.
+	Condition string `json:"condition,omitempty"`
+	// AutoRetried is set once an onFailure RETRY ran the stage again in this entry.
+	AutoRetried bool `json:"autoRetried,omitempty"`
+	// EntryFailed is set while the stage is Failed by a beforeEntry condition (no action ran):
+	// a retry checks the condition again, an override (EvOverrideCondition) enters regardless.
+	EntryFailed bool `json:"entryFailed,omitempty"`
 }
 
 // Action is one action of one execution.

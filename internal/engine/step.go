@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/conveyorci/conveyor/internal/artifact"
@@ -90,10 +91,12 @@ func Step(st State, ev Event) (Result, error) {
 			s.lockGrant()
 		case EvSupersede:
 			s.supersede()
-		case EvRetry:
+		case EvRetry, EvOverrideCondition:
 			err = s.retry()
 		case EvCancel:
 			s.cancel()
+		case EvRollbackResult:
+			s.rollbackResult()
 		default:
 			return Result{}, fmt.Errorf("unknown event type %q", ev.Type)
 		}
@@ -290,6 +293,11 @@ func (s *stepper) request(i int) {
 func (s *stepper) enter(i int) {
 	s.changed = true
 	st := &s.e.Stages[i]
+	st.Condition, st.AutoRetried, st.EntryFailed = "", false, false
+	if c, why := s.condition(s.p.Stages[i].BeforeEntry, false); c != nil {
+		s.entryCondition(i, c, why)
+		return
+	}
 	st.Status, st.Attempt, st.EnteredAt, st.FinishedAt = StageInProgress, st.Attempt+1, s.now, time.Time{}
 	for j := range st.Actions {
 		st.Actions[j] = Action{Name: st.Actions[j].Name, RunOrder: st.Actions[j].RunOrder, Attempt: st.Actions[j].Attempt}
@@ -335,10 +343,31 @@ func (s *stepper) advance(i int) {
 		}
 		s.finish(ExecStopped, msg)
 	case failed:
+		c, _ := s.condition(s.p.Stages[i].OnFailure, true)
+		if c != nil && c.Result == pipeline.ResultRetry && !st.AutoRetried {
+			st.AutoRetried, st.Attempt = true, st.Attempt+1
+			st.Condition = "retried automatically (onFailure RETRY " + c.RetryMode + ") after: " + s.failureMessage(i)
+			s.resetActions(i, RetryMode(c.RetryMode))
+			s.advance(i)
+			return
+		}
 		st.Status, st.FinishedAt = StageFailed, s.now
 		s.release(i)
 		s.finish(ExecFailed, s.failureMessage(i))
+		if c != nil && c.Result == pipeline.ResultRollback {
+			s.rollback(i, "onFailure")
+		}
 	case next == 0:
+		if c, why := s.condition(s.p.Stages[i].OnSuccess, false); c != nil {
+			st.Status, st.FinishedAt = StageFailed, s.now
+			st.Condition = "onSuccess condition not met: " + why
+			s.release(i)
+			s.finish(ExecFailed, "stage "+st.Name+" succeeded but its onSuccess condition failed: "+why)
+			if c.Result == pipeline.ResultRollback {
+				s.rollback(i, "onSuccess")
+			}
+			return
+		}
 		st.Status, st.FinishedAt = StageSucceeded, s.now
 		if s.last(i) {
 			s.release(i)
@@ -718,6 +747,11 @@ func (s *stepper) retry() error {
 		return fmt.Errorf("%w: execution %s has no stage %q", ErrRefused, s.e.ID, s.ev.Stage)
 	}
 	st := &s.e.Stages[i]
+	override := s.ev.Type == EvOverrideCondition
+	if override && (s.e.Status != ExecFailed || st.Status != StageFailed || !st.EntryFailed) {
+		return fmt.Errorf("%w: stage %s of execution %s is %s and did not fail its beforeEntry condition: there is no condition to override",
+			ErrRefused, st.Name, s.e.ID, describe(st.Status))
+	}
 	if (s.e.Status != ExecFailed && s.e.Status != ExecStopped) || (st.Status != StageFailed && st.Status != StageStopped) || st.Attempt == 0 {
 		if st.Attempt == 0 && st.Status != StageNotStarted {
 			return fmt.Errorf("%w: execution %s never entered stage %s (it was %s while waiting before it): only a stage that failed or was stopped can be retried",
@@ -743,18 +777,112 @@ func (s *stepper) retry() error {
 		mode = RetryFailed
 	}
 	s.e.Status, s.e.Stop, s.e.Message, s.e.FinishedAt = ExecInProgress, nil, "", time.Time{}
+	if st.EntryFailed && !override {
+		// A retry checks the entry condition again; only an override enters regardless.
+		if c, why := s.condition(s.p.Stages[i].BeforeEntry, false); c != nil {
+			s.entryCondition(i, c, why)
+			return nil
+		}
+	}
 	st.Status, st.Attempt, st.FinishedAt = StageInProgress, st.Attempt+1, time.Time{}
+	st.Condition, st.AutoRetried, st.EntryFailed = "", false, false
+	if override {
+		st.Condition = "beforeEntry condition overridden by " + cmpOr(s.ev.By, "someone")
+	}
+	s.resetActions(i, mode)
+	if !s.takeStageLock(i) {
+		return nil // waits for the stage's named lock: EvLockGrant resumes it
+	}
+	s.advance(i)
+	return nil
+}
+
+// rollback asks the loop to roll stage i, failed by a ROLLBACK condition, back to the newest
+// execution that succeeded in it. A rollback execution is not rolled back in turn.
+func (s *stepper) rollback(i int, which string) {
+	st := &s.e.Stages[i]
+	if s.e.Rollback != nil {
+		st.Condition = joinNote(st.Condition, which+" ROLLBACK not applied: this execution is itself a rollback")
+		return
+	}
+	st.Condition = joinNote(st.Condition, which+" ROLLBACK requested")
+	s.cmds = append(s.cmds, Command{Type: CmdRollback, ExecutionID: s.e.ID, Stage: st.Name, Attempt: st.Attempt})
+}
+
+// rollbackResult records on the stage what came of the rollback it asked for.
+func (s *stepper) rollbackResult() {
+	i := slices.IndexFunc(s.e.Stages, func(st Stage) bool { return st.Name == s.ev.Stage })
+	if i < 0 || s.e.Stages[i].Status != StageFailed || s.ev.Message == "" || strings.Contains(s.e.Stages[i].Condition, s.ev.Message) {
+		return // stale (the stage was retried since) or redelivered
+	}
+	s.changed = true
+	s.e.Stages[i].Condition = joinNote(s.e.Stages[i].Condition, s.ev.Message)
+}
+
+// joinNote appends a note to a stage's condition record.
+func joinNote(record, note string) string {
+	if record == "" {
+		return note
+	}
+	return record + "; " + note
+}
+
+// resetActions makes the actions of stage i that a retry in mode runs again not started:
+// every one (ALL_ACTIONS), or all but the succeeded ones (FAILED_ACTIONS).
+func (s *stepper) resetActions(i int, mode RetryMode) {
+	st := &s.e.Stages[i]
 	for j := range st.Actions {
 		a := &st.Actions[j]
 		if mode == RetryAll || a.Status != ActionSucceeded {
 			*a = Action{Name: a.Name, RunOrder: a.RunOrder, Attempt: a.Attempt}
 		}
 	}
-	if !s.takeStageLock(i) {
-		return nil // waits for the stage's named lock: EvLockGrant resumes it
+}
+
+// condition returns the first condition of cs whose result applies, and why: for beforeEntry
+// and onSuccess (onFailure false) one whose rules do not all pass, for onFailure one whose
+// rules all pass (a condition without rules always applies there).
+func (s *stepper) condition(cs *pipeline.Conditions, onFailure bool) (*pipeline.Condition, string) {
+	if cs == nil {
+		return nil, ""
 	}
-	s.advance(i)
-	return nil
+	for k := range cs.Conditions {
+		c := &cs.Conditions[k]
+		met, why := c.Met(s.now, s.lookup)
+		if met == onFailure {
+			return c, why
+		}
+	}
+	return nil, ""
+}
+
+// entryCondition applies a beforeEntry condition that was not met: SKIP skips stage i (the
+// execution goes on as if it had succeeded), FAIL fails it and the execution without running
+// an action.
+func (s *stepper) entryCondition(i int, c *pipeline.Condition, why string) {
+	st := &s.e.Stages[i]
+	st.EnteredAt, st.FinishedAt = s.now, s.now
+	if c.Result == pipeline.ResultSkip {
+		st.Status, st.Condition = StageSkipped, "skipped: beforeEntry condition not met: "+why
+		if s.last(i) {
+			s.release(i)
+			s.finish(ExecSucceeded, "")
+			return
+		}
+		s.request(i + 1)
+		s.release(i)
+		return
+	}
+	st.Status, st.Attempt, st.Condition, st.EntryFailed = StageFailed, st.Attempt+1, "beforeEntry condition not met: "+why, true
+	s.release(i)
+	s.finish(ExecFailed, "stage "+st.Name+" failed its beforeEntry condition: "+why)
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
 }
 
 func describe(st StageStatus) string {

@@ -1553,7 +1553,7 @@ func TestSemanticsCovered(t *testing.T) {
 	}
 	defer f.Close()
 	var names []string
-	for _, cs := range [][]stepCase{executionCases, stopCases, actionCases, retryCases, rollbackCases, limitCases, namedLockCases} {
+	for _, cs := range [][]stepCase{executionCases, stopCases, actionCases, retryCases, rollbackCases, limitCases, namedLockCases, conditionCases} {
 		for _, c := range cs {
 			names = append(names, c.name)
 		}

@@ -106,8 +106,10 @@ type decoder struct {
 }
 
 type stageSrc struct {
-	n, name *node
-	actions []actionSrc
+	n, name  *node
+	actions  []actionSrc
+	condRefs []condRef // VariableCheck variables of the stage's conditions
+	rollback *node     // the first ROLLBACK result of the stage's conditions
 }
 
 type actionSrc struct {
@@ -266,7 +268,7 @@ func invalidUTF8Offset(data []byte) int {
 var (
 	pipelineFields       = []string{"name", "executionMode", "maxConcurrency", "maxQueued", "variables", "secrets", "triggers", "stages"}
 	variableFields       = []string{"name", "default", "description"}
-	stageFields          = []string{"name", "lock", "actions"}
+	stageFields          = []string{"name", "lock", "actions", "beforeEntry", "onSuccess", "onFailure"}
 	actionFields         = []string{"name", "category", "provider", "version", "runOrder", "namespace", "timeout", "lock", "inputArtifacts", "outputArtifacts", "configuration", "environment"}
 	outputArtifactFields = []string{"name", "files"}
 	triggerFields        = []string{"gitPush", "schedule", "upstream"}
@@ -545,6 +547,9 @@ func (d *decoder) stage(n *node) (Stage, stageSrc, bool) {
 			}
 		}
 	}
+	st.BeforeEntry = d.conditions(&st, &src, n, "beforeEntry")
+	st.OnSuccess = d.conditions(&st, &src, n, "onSuccess")
+	st.OnFailure = d.conditions(&st, &src, n, "onFailure")
 	return st, src, true
 }
 

@@ -103,6 +103,10 @@ type Stage struct {
 	// entering the stage until it leaves it.
 	Lock    string   `json:"lock,omitempty" yaml:"lock,omitempty"`
 	Actions []Action `json:"actions" yaml:"actions"`
+	// BeforeEntry, OnSuccess and OnFailure are the stage's conditions (see Conditions).
+	BeforeEntry *Conditions `json:"beforeEntry,omitempty" yaml:"beforeEntry,omitempty"`
+	OnSuccess   *Conditions `json:"onSuccess,omitempty" yaml:"onSuccess,omitempty"`
+	OnFailure   *Conditions `json:"onFailure,omitempty" yaml:"onFailure,omitempty"`
 }
 
 // Action is one task in a stage, run by a provider.

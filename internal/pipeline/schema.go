@@ -179,9 +179,38 @@ func Schema(opts ...Option) []byte {
 				"type": "object", "required": []string{"name", "actions"}, "additionalProperties": false,
 				"description": "An ordered group of actions.",
 				"properties": object{
-					"name":    names(reName, MaxNameLen, "Name of the stage, unique in the pipeline."),
-					"lock":    described(ref("lockName"), "A lock shared by every pipeline, held from entering the stage until leaving it: one execution at a time; the others wait in order."),
-					"actions": object{"type": "array", "minItems": 1, "maxItems": MaxActionsPerStage, "items": ref("action")},
+					"name":        names(reName, MaxNameLen, "Name of the stage, unique in the pipeline."),
+					"lock":        described(ref("lockName"), "A lock shared by every pipeline, held from entering the stage until leaving it: one execution at a time; the others wait in order."),
+					"actions":     object{"type": "array", "minItems": 1, "maxItems": MaxActionsPerStage, "items": ref("action")},
+					"beforeEntry": described(ref("conditions"), "Checked before the stage runs: FAIL fails it, SKIP skips it, when a rule fails."),
+					"onSuccess":   described(ref("conditions"), "Checked after the stage succeeded: FAIL marks it failed, ROLLBACK also rolls it back, when a rule fails."),
+					"onFailure":   described(ref("conditions"), "Checked after the stage failed: RETRY runs it again once, ROLLBACK rolls it back, when every rule passes."),
+				},
+			},
+			"conditions": object{
+				"type": "object", "required": []string{"conditions"}, "additionalProperties": false,
+				"properties": object{
+					"conditions": object{"type": "array", "minItems": 1, "items": object{
+						"type": "object", "required": []string{"result"}, "additionalProperties": false,
+						"properties": object{
+							"result":    object{"enum": []string{"FAIL", "SKIP", "RETRY", "ROLLBACK"}},
+							"retryMode": object{"enum": retryModes},
+							"rules": object{"type": "array", "items": object{
+								"type": "object", "required": []string{"name", "ruleType", "configuration"}, "additionalProperties": false,
+								"properties": object{
+									"name":     object{"type": "string"},
+									"ruleType": object{"enum": ruleTypes},
+									"configuration": object{"type": "object", "additionalProperties": false, "properties": object{
+										"variable": object{"type": "string", "description": "VariableCheck: one reference, such as #{variables.GO}."},
+										"operator": object{"enum": operators},
+										"value":    object{"type": "string"},
+										"cron":     object{"type": "string", "description": "DeploymentWindow: the rule passes in the minutes this cron expression matches."},
+										"timeZone": object{"type": "string", "description": "DeploymentWindow: an IANA time zone (default UTC)."},
+									}},
+								},
+							}},
+						},
+					}},
 				},
 			},
 			"action": action,

@@ -27,6 +27,8 @@ func (d *decoder) validate(p *Pipeline) {
 	d.artifacts(p)
 	namespaces := d.namespaces(p)
 	d.references(p, namespaces)
+	d.conditionRefs(p, namespaces)
+	d.rollbackStages(p)
 	d.secretUse(p)
 	d.triggerRefs(p)
 }

@@ -12,6 +12,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -178,6 +180,77 @@ func rollbackTarget(ctx context.Context, tx store.Tx, p *pipeline.Pipeline, rb *
 	return t, nil
 }
 
+// autoRollback carries out the rollback a ROLLBACK stage condition asked for (CmdRollback),
+// inside the failed execution's transaction: it starts a Rollback execution of the stage to
+// the newest execution of the same pipeline version (the current one) that is not itself a
+// rollback and succeeded in the stage, and tells the failed execution what came of it with
+// EvRollbackResult (through the inbox): started, or not possible and why. The new execution
+// is stored at once; watchers see it from its next change.
+func (l *Loop) autoRollback(ctx context.Context, tx store.Tx, failed *engine.Execution, c engine.Command) error {
+	result := func(msg string) error {
+		_, err := tx.AddEvent(ctx, &store.Event{Key: fmt.Sprintf("rollback-result:%s:%s:%d", c.ExecutionID, c.Stage, c.Attempt),
+			Event: engine.Event{Type: engine.EvRollbackResult, ExecutionID: c.ExecutionID, Pipeline: failed.Pipeline,
+				Stage: c.Stage, Message: msg, At: l.now()}, CreatedAt: l.now()})
+		return err
+	}
+	cur, err := tx.PipelineVersion(ctx, failed.Pipeline, 0)
+	if err != nil {
+		return fmt.Errorf("roll back stage %s: %w", c.Stage, err)
+	}
+	if cur.Version != failed.PipelineVersion {
+		return result(fmt.Sprintf("rollback not possible: the pipeline has a newer version (%d) than this execution's (%d)", cur.Version, failed.PipelineVersion))
+	}
+	target, err := lastSucceeded(ctx, tx, failed, c.Stage)
+	if err != nil {
+		return err
+	}
+	if target == nil {
+		return result(fmt.Sprintf("rollback not possible: no execution of version %d succeeded in stage %s", failed.PipelineVersion, c.Stage))
+	}
+	id := fmt.Sprintf("%s-rollback-%s-%d", c.ExecutionID, c.Stage, c.Attempt)
+	row := &store.Event{Key: "rollback:" + id, CreatedAt: l.now(), Event: engine.Event{Type: engine.EvStart, ExecutionID: id,
+		Pipeline: failed.Pipeline, At: l.now(), Start: &engine.StartRequest{PipelineVersion: failed.PipelineVersion,
+			Trigger:  engine.Trigger{Type: "Rollback", Detail: "ROLLBACK condition of stage " + c.Stage + " in execution " + c.ExecutionID},
+			Rollback: &engine.RollbackRequest{Stage: c.Stage, Target: target.ID}}}}
+	added, err := tx.AddEvent(ctx, row)
+	if err != nil || !added {
+		return err
+	}
+	if err := tx.MarkEventProcessed(ctx, row.Seq, l.now()); err != nil {
+		return err
+	}
+	if _, err := l.step(ctx, tx, row); errors.Is(err, engine.ErrRefused) {
+		return result("rollback not possible: " + strings.TrimPrefix(err.Error(), engine.ErrRefused.Error()+": "))
+	} else if err != nil {
+		return err
+	}
+	return result(fmt.Sprintf("rollback started: execution %s redeploys execution %s", id, target.ID))
+}
+
+// lastSucceeded returns the newest execution of failed's pipeline and version, not a rollback,
+// that succeeded in stage (nil when there is none).
+func lastSucceeded(ctx context.Context, tx store.Tx, failed *engine.Execution, stage string) (*engine.Execution, error) {
+	f := store.ExecutionFilter{Pipeline: failed.Pipeline, Limit: 100}
+	for {
+		page, err := tx.Executions(ctx, f)
+		if err != nil {
+			return nil, fmt.Errorf("find a rollback target for stage %s: %w", stage, err)
+		}
+		for _, e := range page {
+			if e.ID == failed.ID || e.Type == engine.TypeRollback || e.PipelineVersion != failed.PipelineVersion {
+				continue
+			}
+			if i := slices.IndexFunc(e.Stages, func(s engine.Stage) bool { return s.Name == stage }); i >= 0 && e.Stages[i].Status == engine.StageSucceeded {
+				return e, nil
+			}
+		}
+		if len(page) < f.Limit {
+			return nil, nil
+		}
+		f.BeforeSeq = page[len(page)-1].Seq
+	}
+}
+
 // step applies one inbox event inside tx.
 func (l *Loop) step(ctx context.Context, tx store.Tx, row *store.Event) (*engine.Result, error) {
 	ev := row.Event
@@ -288,6 +361,8 @@ func (l *Loop) save(ctx context.Context, tx store.Tx, row *store.Event, before *
 		case engine.CmdEmit:
 			key := fmt.Sprintf("%s:%s:%s:after:%d:%d", c.Event.Type, c.Event.ExecutionID, c.Event.Stage, row.Seq, i)
 			_, err = tx.AddEvent(ctx, &store.Event{Key: key, Event: *c.Event, CreatedAt: now})
+		case engine.CmdRollback:
+			err = l.autoRollback(ctx, tx, res.Execution, c)
 		case engine.CmdAwaitApproval, engine.CmdFinished:
 			// Watchers see these through Subscribe; status reporting will add outbox rows here.
 		}
