@@ -14,11 +14,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/spf13/cobra"
 
 	"github.com/conveyorci/conveyor/internal/api"
+	"github.com/conveyorci/conveyor/internal/engine"
 	"github.com/conveyorci/conveyor/internal/local"
 	"github.com/conveyorci/conveyor/internal/metrics"
+	"github.com/conveyorci/conveyor/internal/pipeline"
 	"github.com/conveyorci/conveyor/internal/store"
 )
 
@@ -31,6 +34,9 @@ type serverConfig struct {
 	DrainTimeout time.Duration
 	// AdminToken, when set (CONVEYOR_ADMIN_TOKEN), is the admin token.
 	AdminToken string
+	// Apply lists pipeline files applied at start; Start starts an execution of each.
+	Apply []string
+	Start bool
 }
 
 func (c *serverConfig) validate() error {
@@ -62,12 +68,16 @@ CONVEYOR_ADMIN_TOKEN set, that value is the admin token instead. SIGTERM or SIGI
 /readyz answers 503, requests in flight finish, running actions are stopped and recovered
 at the next start.`,
 		Example: `  conveyor server
+  conveyor server --apply examples/webapp/pipeline.yaml --start
   conveyor server --listen 0.0.0.0:8080 --data-dir /var/lib/conveyor --log-format json`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			cfg.AdminToken = os.Getenv("CONVEYOR_ADMIN_TOKEN")
 			if err := cfg.validate(); err != nil {
 				return err
+			}
+			if cfg.Start && len(cfg.Apply) == 0 {
+				return usageErr("--start starts the pipelines given with --apply: add --apply FILE")
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -80,6 +90,8 @@ at the next start.`,
 	f.IntVar(&cfg.Workers, "workers", 4, "how many actions may run at once")
 	f.StringVar(&cfg.LogFormat, "log-format", "text", "log format on stderr: text or json")
 	f.DurationVar(&cfg.DrainTimeout, "drain-timeout", 30*time.Second, "how long a shutdown waits for requests in flight")
+	f.StringArrayVar(&cfg.Apply, "apply", nil, "apply this pipeline file at start, as `conveyor pipeline apply` does (repeatable)")
+	f.BoolVar(&cfg.Start, "start", false, "start an execution of each pipeline given with --apply")
 	return cmd
 }
 
@@ -90,6 +102,16 @@ func serve(ctx context.Context, cfg serverConfig, stderr io.Writer) error {
 		h = slog.NewJSONHandler(stderr, nil)
 	}
 	log := slog.New(h)
+
+	// Pipelines to apply are checked before anything starts: a mistake is bad usage.
+	var apply []*pipeline.Pipeline
+	for _, f := range cfg.Apply {
+		p, err := load(f)
+		if err != nil {
+			return err
+		}
+		apply = append(apply, p)
+	}
 
 	eng, err := local.Open(ctx, local.Options{DataDir: cfg.DataDir, Workers: cfg.Workers, Logger: log})
 	if err != nil {
@@ -146,6 +168,11 @@ func serve(ctx context.Context, cfg serverConfig, stderr io.Writer) error {
 	go func() { serveDone <- srv.Serve(ln) }()
 	ready.Store(true)
 	fmt.Fprintf(stderr, "conveyor server listening on http://%s (data in %s)\n", ln.Addr(), cfg.DataDir)
+	for _, p := range apply {
+		if err := applyAtStart(ctx, eng, p, cfg.Start, stderr); err != nil {
+			log.Error("apply pipeline at start", "pipeline", p.Name, "err", err)
+		}
+	}
 
 	var runErr error
 	select {
@@ -199,4 +226,27 @@ func ensureAdminToken(ctx context.Context, st store.Store, given string) (string
 		return "", fmt.Errorf("create admin token: %w", err)
 	}
 	return shown, nil
+}
+
+// applyAtStart stores p as its pipeline's newest version and, with start, starts an execution.
+func applyAtStart(ctx context.Context, eng *local.Engine, p *pipeline.Pipeline, start bool, out io.Writer) error {
+	version, err := eng.Loop.Register(ctx, p)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "pipeline %s applied, version %d\n", p.Name, version)
+	if !start {
+		return nil
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return err
+	}
+	e, err := eng.Loop.Start(ctx, "start:"+id.String(), p.Name, id.String(),
+		engine.StartRequest{PipelineVersion: version, Trigger: engine.Trigger{Type: "Server", Detail: "conveyor server --start"}})
+	if err != nil {
+		return fmt.Errorf("start %s: %w", p.Name, err)
+	}
+	fmt.Fprintf(out, "execution %s of %s started: conveyor start --watch shows progress; conveyor status %s draws it\n", e.ID, p.Name, p.Name)
+	return nil
 }

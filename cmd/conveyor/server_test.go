@@ -33,8 +33,14 @@ var (
 // address it prints.
 func runServer(t *testing.T, dir string, env ...string) *serverProc {
 	t.Helper()
+	return runServerArgs(t, dir, nil, env...)
+}
+
+// runServerArgs is runServer with more arguments for the server.
+func runServerArgs(t *testing.T, dir string, args []string, env ...string) *serverProc {
+	t.Helper()
 	p := &serverProc{stderr: &syncBuffer{}, done: make(chan error, 1)}
-	p.cmd = exec.Command(conveyorBin, "server", "--listen", "127.0.0.1:0", "--data-dir", dir)
+	p.cmd = exec.Command(conveyorBin, append([]string{"server", "--listen", "127.0.0.1:0", "--data-dir", dir}, args...)...)
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stderr = p.stderr
 	if err := p.cmd.Start(); err != nil {
@@ -186,4 +192,46 @@ stages:
 	if code := env.stop(t); code != 0 {
 		t.Fatalf("exit: %d\n%s", code, env.stderr)
 	}
+}
+
+// TestServerApplyAtStart: --apply stores a pipeline when the server starts and --start starts
+// it; an invalid file stops the server before it starts (exit 2), and --start needs --apply.
+func TestServerApplyAtStart(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	file := writeFile(t, dir, "pipeline.yaml", `name: boot
+stages:
+  - name: Build
+    actions:
+      - name: Make
+        category: Build
+        provider: Commands
+        configuration: { commands: ["echo made"] }
+`)
+	p := runServerArgs(t, filepath.Join(dir, "data"), []string{"--apply", file, "--start"}, "CONVEYOR_ADMIN_TOKEN=cvy_test")
+	var list struct {
+		Executions []struct {
+			ID     string `json:"id"`
+			Status string `json:"status"`
+		} `json:"executions"`
+	}
+	waitFor(t, 60*time.Second, "the execution started by --start to succeed", func() bool {
+		httpCall(t, "GET", p.url+"/api/v1/pipelines/boot/executions", "cvy_test", "", nil, http.StatusOK, &list)
+		return len(list.Executions) == 1 && list.Executions[0].Status == "Succeeded"
+	})
+	if !strings.Contains(p.stderr.String(), "pipeline boot applied, version 1") {
+		t.Errorf("the server did not say it applied the pipeline:\n%s", p.stderr)
+	}
+	if code := p.stop(t); code != 0 {
+		t.Errorf("exit %d after SIGTERM", code)
+	}
+
+	bad := writeFile(t, dir, "bad.yaml", "name: bad\nstages: []\n")
+	code, out := conveyor(t, "server", "--listen", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "other"), "--apply", bad)
+	wantExit(t, code, 2, out)
+	if !strings.Contains(out, "bad.yaml:") {
+		t.Errorf("the invalid file is not named:\n%s", out)
+	}
+	code, out = conveyor(t, "server", "--listen", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "other"), "--start")
+	wantExit(t, code, 2, out)
 }
