@@ -102,10 +102,7 @@ func New(o Options) http.Handler {
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
-	if o.Metrics != nil {
-		return logRequests(o.Logger, o.Metrics.Instrument(mux))
-	}
-	return logRequests(o.Logger, mux)
+	return logRequests(o.Logger, o.Metrics, mux)
 }
 
 // Patterns returns the pattern of every route New registers (for the OpenAPI check).
@@ -220,14 +217,20 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-func logRequests(log *slog.Logger, next http.Handler) http.Handler {
+// logRequests logs every request and, with met, observes its latency by the route pattern
+// that matched (set on r by the mux) and the status code.
+func logRequests(log *slog.Logger, met *metrics.Metrics, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r)
+		took, status := time.Since(start), max(sw.status, http.StatusOK)
+		if met != nil {
+			met.ObserveRequest(r.Pattern, status, took)
+		}
 		log.LogAttrs(r.Context(), slog.LevelInfo, "request",
 			slog.String("method", r.Method), slog.String("path", r.URL.Path),
-			slog.Int("status", max(sw.status, http.StatusOK)), slog.Duration("duration", time.Since(start)))
+			slog.Int("status", status), slog.Duration("duration", took))
 	})
 }
 

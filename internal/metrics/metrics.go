@@ -102,44 +102,11 @@ func (m *Metrics) observe(e *engine.Execution) {
 	}
 }
 
-// Instrument observes the latency of every request next serves, labelled with the pattern
-// of the ServeMux route that matched (http.Request.Pattern, set by the mux next holds) and
-// the status code.
-func (m *Metrics) Instrument(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		sw := &statusWriter{ResponseWriter: w}
-		next.ServeHTTP(sw, r)
-		route := r.Pattern
-		if route == "" {
-			route = "unmatched"
-		}
-		code := sw.status
-		if code == 0 {
-			code = http.StatusOK
-		}
-		m.requests.WithLabelValues(route, strconv.Itoa(code)).Observe(time.Since(start).Seconds())
-	})
-}
-
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
+// ObserveRequest records the latency of one HTTP request, labelled with the pattern of the
+// ServeMux route that matched ("unmatched" when none did) and the status code.
+func (m *Metrics) ObserveRequest(route string, status int, took time.Duration) {
+	if route == "" {
+		route = "unmatched"
 	}
-	w.ResponseWriter.WriteHeader(code)
+	m.requests.WithLabelValues(route, strconv.Itoa(status)).Observe(took.Seconds())
 }
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-// Unwrap lets http.ResponseController reach the connection (Flush for streams).
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
