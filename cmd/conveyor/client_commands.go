@@ -53,7 +53,7 @@ func clientCommands() []*cobra.Command {
 		f.StringVar(&r.token, "token", "", "API token (default $CONVEYOR_TOKEN)")
 		f.StringVarP(&r.output, "output", "o", "table", "output format: table or json")
 	}
-	return cmds
+	return append(cmds, artifactCmd()) // its own flags: -o is the file it writes
 }
 
 // client checks the shared flags and returns a client of the server.
@@ -736,15 +736,17 @@ func drawState(out io.Writer, st *client.PipelineState) {
 
 func (r *remote) executionsCmd() *cobra.Command {
 	var (
-		statuses []string
-		limit    int
-		cursor   string
+		statuses  []string
+		limit     int
+		cursor    string
+		succeeded string
 	)
 	cmd := &cobra.Command{
 		Use:   "executions NAME",
 		Short: "List a pipeline's executions, newest first",
 		Example: `  conveyor executions webapp
-  conveyor executions webapp --status Failed --status Stopped --limit 10`,
+  conveyor executions webapp --status Failed --status Stopped --limit 10
+  conveyor executions webapp --succeeded-in-stage Deploy`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			cl, err := r.client()
@@ -754,7 +756,7 @@ func (r *remote) executionsCmd() *cobra.Command {
 			if limit < 0 || limit > 500 {
 				return usageErr("--limit %d: give 1 to 500", limit)
 			}
-			o := client.ListOptions{Limit: limit, Cursor: cursor}
+			o := client.ListOptions{Limit: limit, Cursor: cursor, SucceededInStage: succeeded}
 			for _, s := range statuses {
 				o.Statuses = append(o.Statuses, client.ExecutionStatus(s))
 			}
@@ -782,13 +784,21 @@ func (r *remote) executionsCmd() *cobra.Command {
 			}
 			tw.Flush()
 			if page.NextCursor != "" {
-				fmt.Fprintf(c.OutOrStdout(), "more: conveyor executions %s --cursor %s\n", args[0], page.NextCursor)
+				more := ""
+				for _, s := range statuses {
+					more += " --status " + s
+				}
+				if succeeded != "" {
+					more += " --succeeded-in-stage " + succeeded
+				}
+				fmt.Fprintf(c.OutOrStdout(), "more: conveyor executions %s%s --cursor %s\n", args[0], more, page.NextCursor)
 			}
 			return nil
 		},
 	}
 	f := cmd.Flags()
 	f.StringArrayVar(&statuses, "status", nil, "only executions in this status: InProgress, Stopping, Stopped, Succeeded, Failed, Superseded, Cancelled (repeatable)")
+	f.StringVar(&succeeded, "succeeded-in-stage", "", "only executions whose stage of this name succeeded")
 	f.IntVar(&limit, "limit", 0, "at most this many (default 50, at most 500)")
 	f.StringVar(&cursor, "cursor", "", "the page after the one that printed this cursor")
 	return cmd

@@ -136,7 +136,7 @@ func startServer(t *testing.T) *server {
 	}
 	done := make(chan error, 1)
 	go func() { done <- e.Run(ctx) }()
-	srv := httptest.NewServer(api.New(api.Options{Loop: e.Loop, Store: e.Store}))
+	srv := httptest.NewServer(api.New(api.Options{Loop: e.Loop, Store: e.Store, Artifacts: e.Artifacts}))
 	t.Cleanup(func() {
 		srv.Close()
 		cancel()

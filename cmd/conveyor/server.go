@@ -151,7 +151,7 @@ func serve(ctx context.Context, cfg serverConfig, stderr io.Writer) error {
 	drain := make(chan struct{}) // closed at Shutdown: event streams end, so the drain does not wait for them
 	srv := &http.Server{
 		Handler: api.New(api.Options{Loop: eng.Loop, Store: eng.Store, Logger: log, Ready: ready.Load,
-			Drain: drain, Metrics: met, ApprovalKey: approvalKey}),
+			Drain: drain, Metrics: met, ApprovalKey: approvalKey, Artifacts: eng.Artifacts}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(h, slog.LevelWarn),
 	}

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/conveyorci/conveyor/internal/artifact"
 	"github.com/conveyorci/conveyor/internal/engine"
 	"github.com/conveyorci/conveyor/internal/engine/loop"
 	"github.com/conveyorci/conveyor/internal/metrics"
@@ -44,6 +45,8 @@ type Options struct {
 	// ApprovalKey is the key approval tokens derive from (see LoadApprovalKey); empty: a
 	// random key for this process.
 	ApprovalKey []byte
+	// Artifacts is where the engine stores artifacts, for downloads (nil: downloads fail).
+	Artifacts *artifact.Store
 }
 
 // route is one endpoint: a ServeMux pattern ("METHOD /path/{param}") and its handler.
@@ -81,6 +84,7 @@ func routes(o Options) []route {
 		{"POST /api/v1/executions/{id}/stages/{stage}/override-condition", false, handleOverrideCondition(l)},
 		{"POST /api/v1/executions/{id}/stages/{stage}/actions/{action}/approval", false, handleApproval(l, key)},
 		{"GET /api/v1/executions/{id}/stages/{stage}/actions/{action}/log", false, lv.handleLog(handleLog(l, st))},
+		{"GET /api/v1/executions/{id}/artifacts/{name}", false, handleDownloadArtifact(l, o.Artifacts)},
 	}
 }
 

@@ -40,7 +40,7 @@ func setup(t *testing.T) *bundle {
 	}); err != nil {
 		t.Fatalf("put token: %v", err)
 	}
-	srv := httptest.NewServer(api.New(api.Options{Loop: eng.Loop, Store: eng.Store}))
+	srv := httptest.NewServer(api.New(api.Options{Loop: eng.Loop, Store: eng.Store, Artifacts: eng.Artifacts}))
 	t.Cleanup(func() {
 		srv.Close()
 		cancel()

@@ -42,7 +42,7 @@ func setupLive(t *testing.T) (*bundle, chan struct{}) {
 		t.Fatalf("put token: %v", err)
 	}
 	drain := make(chan struct{})
-	srv := httptest.NewServer(api.New(api.Options{Loop: eng.Loop, Store: eng.Store, Drain: drain, Metrics: m}))
+	srv := httptest.NewServer(api.New(api.Options{Loop: eng.Loop, Store: eng.Store, Artifacts: eng.Artifacts, Drain: drain, Metrics: m}))
 	t.Cleanup(func() {
 		srv.CloseClientConnections()
 		srv.Close()

@@ -104,6 +104,7 @@ func handleListExecutions(st store.Store) http.HandlerFunc {
 			}
 			f.Statuses = append(f.Statuses, engine.ExecutionStatus(s))
 		}
+		f.SucceededInStage = q.Get("succeededInStage")
 		if v := q.Get("limit"); v != "" {
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 1 || n > maxLimit {
@@ -156,11 +157,15 @@ func handleGetExecution(l *loop.Loop, key []byte) http.HandlerFunc {
 		if err == nil {
 			e, err = withApprovalTokens(r.Context(), l, key, e)
 		}
+		var v any
+		if err == nil {
+			v, err = withArtifactNames(r.Context(), l, e)
+		}
 		if err != nil {
 			fail(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, e)
+		writeJSON(w, http.StatusOK, v)
 	}
 }
 

@@ -182,6 +182,9 @@ type PipelineVersion struct {
 type ExecutionFilter struct {
 	Pipeline string
 	Statuses []engine.ExecutionStatus
+	// SucceededInStage, when set, selects only executions whose stage of that name is
+	// Succeeded (the filter applies before Limit: a page holds up to Limit matching ones).
+	SucceededInStage string
 	// BeforeSeq pages: only executions with Seq < BeforeSeq (needs Pipeline).
 	BeforeSeq int64
 	Limit     int

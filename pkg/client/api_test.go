@@ -35,7 +35,7 @@ func setup(t *testing.T) *client.Client {
 	}
 	done := make(chan error, 1)
 	go func() { done <- e.Run(ctx) }()
-	srv := httptest.NewServer(api.New(api.Options{Loop: e.Loop, Store: e.Store}))
+	srv := httptest.NewServer(api.New(api.Options{Loop: e.Loop, Store: e.Store, Artifacts: e.Artifacts}))
 	t.Cleanup(func() {
 		srv.Close()
 		cancel()

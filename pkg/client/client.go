@@ -246,6 +246,9 @@ func (c *Client) Executions(ctx context.Context, pipeline string, o ListOptions)
 	for _, s := range o.Statuses {
 		q.Add("status", string(s))
 	}
+	if o.SucceededInStage != "" {
+		q.Set("succeededInStage", o.SucceededInStage)
+	}
 	if o.Limit > 0 {
 		q.Set("limit", strconv.Itoa(o.Limit))
 	}

@@ -203,6 +203,10 @@ type Action struct {
 	Outputs       map[string]string `json:"outputs,omitempty"`
 	Summary       string            `json:"summary,omitempty"`
 	ExternalURL   string            `json:"externalUrl,omitempty"`
+	// InputArtifacts and OutputArtifacts name the artifacts the action reads and produces
+	// (set by Execution, from the pipeline version the execution runs).
+	InputArtifacts  []string `json:"inputArtifacts,omitempty"`
+	OutputArtifacts []string `json:"outputArtifacts,omitempty"`
 	// ApprovalToken is an approval's token while it waits for a decision.
 	ApprovalToken string `json:"approvalToken,omitempty"`
 	// Decision is the decision on an approval, once made.
@@ -233,8 +237,10 @@ type StartInput struct {
 // ListOptions filter and page Executions.
 type ListOptions struct {
 	Statuses []ExecutionStatus
-	Limit    int    // 0: the server's default (50)
-	Cursor   string // NextCursor of the previous page
+	// SucceededInStage, when set, lists only executions whose stage of that name succeeded.
+	SucceededInStage string
+	Limit            int    // 0: the server's default (50)
+	Cursor           string // NextCursor of the previous page
 }
 
 // RetryMode says which actions RetryStage runs again.

@@ -111,7 +111,7 @@ func (r *reader) Executions(ctx context.Context, f store.ExecutionFilter) ([]*en
 	if f.BeforeSeq > 0 && f.Pipeline == "" {
 		return nil, errors.New("list executions: BeforeSeq needs Pipeline")
 	}
-	// At most eight shapes of query, each a cached prepared statement.
+	// At most sixteen shapes of query, each a cached prepared statement.
 	var q strings.Builder
 	var args []any
 	q.WriteString("SELECT seq, doc FROM executions")
@@ -128,6 +128,12 @@ func (r *reader) Executions(ctx context.Context, f store.ExecutionFilter) ([]*en
 		}
 		q.WriteString(where + "status IN (SELECT value FROM json_each(?))")
 		args = append(args, list)
+		where = " AND "
+	}
+	if f.SucceededInStage != "" {
+		q.WriteString(where + "EXISTS (SELECT 1 FROM json_each(doc, '$.stages') AS st" +
+			" WHERE st.value ->> '$.name' = ? AND st.value ->> '$.status' = 'Succeeded')")
+		args = append(args, f.SucceededInStage)
 		where = " AND "
 	}
 	if f.BeforeSeq > 0 {

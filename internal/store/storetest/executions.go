@@ -384,6 +384,91 @@ func testExecutionsPaging(t *testing.T, s store.Store) {
 	}
 }
 
+// testExecutionsSucceededInStage checks the SucceededInStage filter, alone and with
+// statuses and paging: a page holds up to Limit matching executions, however many others
+// lie between them.
+func testExecutionsSucceededInStage(t *testing.T, s store.Store) {
+	c := t.Context()
+	const n = 30
+	// q01..q30: Build succeeded in every third one (q03, q06, ...); Deploy succeeded in
+	// q06, q12, ...; the execution succeeded when both did. r01 (another pipeline) succeeded
+	// in Build too.
+	update(t, s, func(tx store.Tx) error {
+		for i := 1; i <= n; i++ {
+			e := newExecution(fmt.Sprintf("q%02d", i), "q", i)
+			build, deploy := engine.StageFailed, engine.StageStatus("")
+			if i%3 == 0 {
+				build = engine.StageSucceeded
+				deploy = engine.StageFailed
+				e.Status = engine.ExecFailed
+			}
+			if i%6 == 0 {
+				deploy = engine.StageSucceeded
+				e.Status = engine.ExecSucceeded
+			}
+			e.Stages = []engine.Stage{
+				{Name: "Source", Status: engine.StageSucceeded},
+				{Name: "Build", Status: build},
+				{Name: "Deploy", Status: deploy},
+			}
+			if err := tx.CreateExecution(c, e); err != nil {
+				return err
+			}
+		}
+		r := newExecution("r01", "r", 0)
+		r.Stages = []engine.Stage{{Name: "Build", Status: engine.StageSucceeded}}
+		return tx.CreateExecution(c, r)
+	})
+	view(t, s, func(r store.Reader) error {
+		got, err := r.Executions(c, store.ExecutionFilter{Pipeline: "q", SucceededInStage: "Deploy"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		equal(t, "deploy", ids(got), []string{"q30", "q24", "q18", "q12", "q06"})
+		got, err = r.Executions(c, store.ExecutionFilter{Pipeline: "q", SucceededInStage: "Build",
+			Statuses: []engine.ExecutionStatus{engine.ExecFailed}, Limit: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		equal(t, "build, failed, limit", ids(got), []string{"q27", "q21", "q15"})
+		got, err = r.Executions(c, store.ExecutionFilter{SucceededInStage: "Build", Limit: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		equal(t, "build, every pipeline", ids(got), []string{"q30", "q27"})
+		got, err = r.Executions(c, store.ExecutionFilter{Pipeline: "q", SucceededInStage: "Nope"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		equal(t, "unknown stage", ids(got), []string{})
+		got, err = r.Executions(c, store.ExecutionFilter{Pipeline: "q", SucceededInStage: "build"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		equal(t, "stage names are case-sensitive", ids(got), []string{})
+
+		// Paging: 4 per page over the 10 matching executions.
+		var pages [][]string
+		var before int64
+		for {
+			page, err := r.Executions(c, store.ExecutionFilter{Pipeline: "q", SucceededInStage: "Build", BeforeSeq: before, Limit: 4})
+			if err != nil {
+				t.Fatalf("page before %d: %v", before, err)
+			}
+			if len(page) == 0 {
+				break
+			}
+			pages = append(pages, ids(page))
+			before = page[len(page)-1].Seq
+		}
+		want := [][]string{{"q30", "q27", "q24", "q21"}, {"q18", "q15", "q12", "q09"}, {"q06", "q03"}}
+		if fmt.Sprint(pages) != fmt.Sprint(want) {
+			t.Fatalf("pages: got %v, want %v", pages, want)
+		}
+		return nil
+	})
+}
+
 func testStageLocks(t *testing.T, s store.Store) {
 	c := t.Context()
 	view(t, s, func(r store.Reader) error {

@@ -33,6 +33,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ExecutionNotFound", testExecutionNotFound},
 		{"ExecutionsList", testExecutionsList},
 		{"ExecutionsPaging", testExecutionsPaging},
+		{"ExecutionsSucceededInStage", testExecutionsSucceededInStage},
 		{"StageLocks", testStageLocks},
 		{"CountExecutions", testCountExecutions},
 		{"NamedLocks", testNamedLocks},
