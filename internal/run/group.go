@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // KillGroup kills, with SIGKILL, what is left of the process group pgid whose leader started at
@@ -55,12 +56,33 @@ func KillGroup(pgid int, startTime uint64) error {
 	return killGroup(pgid)
 }
 
+// killGroup sends the group SIGKILL and returns once none of it is left: SIGKILL is sent at
+// once but a process takes a moment to die (longer on a loaded machine), and what comes next
+// (a new attempt of the action) must not run beside it.
 func killGroup(pgid int) error {
 	err := syscall.Kill(-pgid, syscall.SIGKILL)
-	if err == nil || err == syscall.ESRCH {
-		return nil
+	if err != nil && err != syscall.ESRCH {
+		return fmt.Errorf("kill process group %d: %w", pgid, err)
 	}
-	return fmt.Errorf("kill process group %d: %w", pgid, err)
+	deadline := time.Now().Add(killWait)
+	for delay := time.Millisecond; groupLive(pgid); delay = min(2*delay, 50*time.Millisecond) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("kill process group %d: still alive %v after SIGKILL", pgid, killWait)
+		}
+		time.Sleep(delay)
+	}
+	return nil
+}
+
+// killWait bounds how long killGroup waits for a killed group to die.
+const killWait = 10 * time.Second
+
+// groupLive reports whether the leader of group pgid or any member is alive (zombies are dead).
+func groupLive(pgid int) bool {
+	if st, err := readStat(pgid); err == nil && st.pgrp == pgid && st.state != 'Z' && st.state != 'X' {
+		return true
+	}
+	return groupAlive(pgid)
 }
 
 // StartTime returns the start time of process pid, in clock ticks since boot (field 22 of

@@ -89,12 +89,23 @@ func (p *Prepared) Run(ctx context.Context, work []byte, output io.Writer, start
 		p.kill()
 		return -1, fmt.Errorf("run %s: %w", p.name, err)
 	}
+	// started runs before the work is handed over: when it records the process group (as the
+	// job pool does, in the store), nothing of the job has run yet, so a crash at any moment
+	// leaves either no process doing the job's work or one that is recorded and can be killed.
+	if started != nil {
+		st, err := readStat(p.cmd.Process.Pid)
+		if err != nil {
+			p.kill()
+			return -1, &StartError{Name: p.name, Err: fmt.Errorf("read start time: %w", err)}
+		}
+		started(p.cmd.Process.Pid, st.start)
+	}
 	// The work may be larger than a pipe holds: write it while the process reads it.
 	go func() {
 		_, _ = p.input.Write(work)
 		p.input.Close()
 	}()
-	return finish(ctx, p.cmd, p.name, []*pipe{p.out}, started, grace)
+	return finish(ctx, p.cmd, p.name, []*pipe{p.out}, nil, grace)
 }
 
 // Close ends an unused prepared process and reaps it; it does nothing to a used one.
