@@ -131,3 +131,57 @@ func TestStageConditionRollback(t *testing.T) {
 		t.Fatalf("rollback execution: %+v", r)
 	}
 }
+
+// gatedOnFile enters Deploy only when the artifact Build produced holds a file "ok": a
+// beforeEntry Commands rule, run by a worker with Deploy's input artifact as its workspace.
+const gatedOnFile = `name: gated-on-file
+variables:
+  - name: OK
+    default: "no"
+stages:
+  - name: Build
+    actions:
+      - name: Make
+        category: Build
+        provider: Commands
+        configuration:
+          commands: ['if [ "#{variables.OK}" = yes ]; then touch ok; fi', "echo built > out"]
+        outputArtifacts: [{ name: BuildOut }]
+  - name: Deploy
+    beforeEntry:
+      conditions:
+        - result: FAIL
+          rules:
+            - name: HasOk
+              ruleType: Commands
+              configuration:
+                commands: ['test -f "$CONVEYOR_SRC_DIR/ok"']
+    actions:
+      - name: Ship
+        category: Deploy
+        provider: Commands
+        inputArtifacts: [BuildOut]
+        configuration:
+          commands: ["cat out"]
+`
+
+func TestCommandsCondition(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.put("gated-on-file", gatedOnFile, 201)
+
+	pass := b.start("gated-on-file", map[string]any{"variables": map[string]string{"OK": "yes"}}, 201)
+	e := b.waitStatus(pass.ID, engine.ExecSucceeded)
+	if d := e.Stages[1]; d.Status != engine.StageSucceeded || d.Check == nil || len(d.Check.Rules) != 1 ||
+		d.Check.Rules[0].Status != engine.ActionSucceeded || d.Check.Rules[0].Action != "rule:beforeEntry:HasOk" {
+		t.Fatalf("passing rule: %+v", d)
+	}
+
+	fail := b.start("gated-on-file", map[string]any{"variables": map[string]string{"OK": "no"}}, 201)
+	e = b.waitStatus(fail.ID, engine.ExecFailed)
+	d := e.Stages[1]
+	if d.Status != engine.StageFailed || !d.EntryFailed || d.Actions[0].Status != engine.ActionNotStarted ||
+		!strings.Contains(d.Condition, "rule HasOk") || d.Check.Rules[0].Failure != "failed" {
+		t.Fatalf("failing rule: %+v", d)
+	}
+}

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -290,6 +292,194 @@ var conditionCases = []stepCase{
 		w.wantExec("R", ExecFailed)
 		if len(w.rollbacks) != 0 || !strings.Contains(w.stage("R", "Build").Condition, "itself a rollback") {
 			t.Fatalf("rollbacks %+v, condition %q", w.rollbacks, w.stage("R", "Build").Condition)
+		}
+	}},
+}
+
+// commandsRule is a Commands rule running cmds.
+func commandsRule(name string, cmds ...string) pipeline.Rule {
+	return pipeline.Rule{Name: name, RuleType: pipeline.RuleCommands, Commands: cmds}
+}
+
+func init() { conditionCases = append(conditionCases, commandsCases...) }
+
+var commandsCases = []stepCase{
+	{"conditions/beforeEntry Commands rule passing enters the stage", func(t *testing.T) {
+		for _, mode := range modes {
+			w := newWorld(t, gated(mode, func(s *pipeline.Stage) {
+				s.BeforeEntry = conds(pipeline.ResultFail, "", varCheck("GO", "EQ", "no"), commandsRule("Ready", `test -f "$CONVEYOR_SRC_DIR/ok"`, "echo #{variables.GO}"))
+			}))
+			w.start("A")
+			w.succeed("A", "Source.Checkout", produced("SourceOutput"))
+			// The stage is held while the rule's job runs; no action starts.
+			w.wantStage("A", "Build", StageWaiting)
+			if jobs := w.jobsOf("A"); !slices.Equal(jobs, []string{"Build.rule:beforeEntry:Ready/1"}) {
+				t.Fatalf("%s: jobs %v", mode, jobs)
+			}
+			j := w.queuedJob("A", "Build.rule:beforeEntry:Ready")
+			if j.Category != "Compute" || j.Provider != "Commands" || j.Timeout != time.Hour ||
+				!reflect.DeepEqual(j.Configuration["commands"], []string{`test -f "$CONVEYOR_SRC_DIR/ok"`, "echo no"}) ||
+				len(j.Inputs) != 1 || j.Inputs[0].Name != "SourceOutput" || j.Inputs[0].Ref != refOf("SourceOutput") {
+				t.Fatalf("%s: rule job %+v", mode, j)
+			}
+			if st := w.stage("A", "Build"); st.WaitingFor != "condition beforeEntry" || st.Attempt != 0 {
+				t.Fatalf("%s: stage %+v", mode, st)
+			}
+			if mode != pipeline.Parallel {
+				w.wantHolder("Build", "A")
+				// A newer execution waits; superseding never happens inside a stage.
+				w.start("B")
+				w.succeed("B", "Source.Checkout", produced("SourceOutput"))
+				w.wantWaiting("Build", "B")
+				w.wantExec("A", ExecInProgress)
+			}
+			w.ruleDone("A", "Build", "rule:beforeEntry:Ready", true)
+			w.wantRunning("A", "Build.Compile")
+			st := w.stage("A", "Build")
+			if st.Attempt != 1 || st.WaitingFor != "" || st.Check == nil || st.Check.Rules[0].Status != ActionSucceeded {
+				t.Fatalf("%s: entered stage %+v", mode, st)
+			}
+			// A late duplicate of the result changes nothing.
+			if res := w.do(Event{Type: EvActionSucceeded, ExecutionID: "A", Stage: "Build", Action: "rule:beforeEntry:Ready", Attempt: 1}); res.Changed {
+				t.Fatalf("%s: a stale rule result changed the execution", mode)
+			}
+		}
+	}},
+	{"conditions/beforeEntry Commands rule failing fails the stage", func(t *testing.T) {
+		w := newWorld(t, gated(pipeline.Superseded, func(s *pipeline.Stage) {
+			s.BeforeEntry = conds(pipeline.ResultFail, "", commandsRule("Ready", "false"))
+		}))
+		w.start("A")
+		w.succeed("A", "Source.Checkout")
+		w.ruleDone("A", "Build", "rule:beforeEntry:Ready", false)
+		w.wantExec("A", ExecFailed)
+		w.wantHolder("Build", "")
+		st := w.stage("A", "Build")
+		if st.Status != StageFailed || st.Attempt != 1 || !st.EntryFailed || !strings.Contains(st.Condition, "rule Ready: command 1 exited with status 1") ||
+			st.Actions[0].Status != ActionNotStarted {
+			t.Fatalf("failed stage %+v", st)
+		}
+		// A retry checks it again with a new job; this time it times out: the rule fails.
+		w.retry("A", "Build", RetryFailed)
+		w.wantStage("A", "Build", StageWaiting)
+		if jobs := w.jobsOf("A"); !slices.Equal(jobs, []string{"Build.rule:beforeEntry:Ready/2"}) {
+			t.Fatalf("jobs %v", jobs)
+		}
+		w.fire(TimerID(w.ruleEvent(EvTimeout, "A", "Build", "rule:beforeEntry:Ready")))
+		w.wantExec("A", ExecFailed)
+		if st := w.stage("A", "Build"); st.Attempt != 2 || !strings.Contains(st.Condition, "timed out after 1h") || len(w.jobsOf("A")) != 0 {
+			t.Fatalf("timed-out rule: %+v", st)
+		}
+		// SKIP: the stage is skipped when the rule fails.
+		w2 := newWorld(t, gated(pipeline.Queued, func(s *pipeline.Stage) {
+			s.BeforeEntry = conds(pipeline.ResultSkip, "", commandsRule("Ready", "false"))
+		}))
+		w2.start("A")
+		w2.succeed("A", "Source.Checkout")
+		w2.ruleDone("A", "Build", "rule:beforeEntry:Ready", false)
+		w2.wantStage("A", "Build", StageSkipped)
+		w2.wantRunning("A", "Deploy.Release")
+	}},
+	{"conditions/Commands rules run only when the other rules leave the result open", func(t *testing.T) {
+		w := newWorld(t, gated(pipeline.Parallel, func(s *pipeline.Stage) {
+			s.BeforeEntry = conds(pipeline.ResultFail, "", varCheck("GO", "EQ", "yes"), commandsRule("Ready", "true"))
+		}))
+		w.start("A", "GO=no")
+		w.succeed("A", "Source.Checkout")
+		w.wantExec("A", ExecFailed) // the VariableCheck failed: no job
+		if len(w.queued) != 1 || !strings.Contains(w.stage("A", "Build").Condition, "CheckGO") {
+			t.Fatalf("queued %d, stage %+v", len(w.queued), w.stage("A", "Build"))
+		}
+	}},
+	{"conditions/onFailure Commands rule decides a RETRY", func(t *testing.T) {
+		w := newWorld(t, gated(pipeline.Superseded, func(s *pipeline.Stage) {
+			s.OnFailure = conds(pipeline.ResultRetry, pipeline.RetryFailedActions, commandsRule("Flaky", "grep -q flaky log"))
+		}))
+		w.start("A")
+		w.succeed("A", "Source.Checkout", produced("SourceOutput"))
+		w.fail("A", "Build.Compile", "failed")
+		w.wantStage("A", "Build", StageInProgress)
+		if st := w.stage("A", "Build"); st.WaitingFor != "condition onFailure" || st.Attempt != 1 {
+			t.Fatalf("stage %+v", st)
+		}
+		if j := w.queuedJob("A", "Build.rule:onFailure:Flaky"); j.Attempt != 1 || len(j.Inputs) != 1 {
+			t.Fatalf("rule job %+v", j)
+		}
+		w.ruleDone("A", "Build", "rule:onFailure:Flaky", true)
+		w.wantRunning("A", "Build.Compile")
+		if st := w.stage("A", "Build"); st.Attempt != 2 || !st.AutoRetried || !strings.Contains(st.Condition, "retried automatically") {
+			t.Fatalf("retried stage %+v", st)
+		}
+		// The second failure checks the rule again (attempt 2); it fails: the stage fails.
+		w.fail("A", "Build.Compile", "failed")
+		w.ruleDone("A", "Build", "rule:onFailure:Flaky", false)
+		w.wantExec("A", ExecFailed)
+		w.wantHolder("Build", "")
+		// Without a retry in this entry, a failing rule leaves the stage failed at once.
+		w.retry("A", "Build", RetryFailed)
+		w.fail("A", "Build.Compile", "failed")
+		w.ruleDone("A", "Build", "rule:onFailure:Flaky", false)
+		w.wantExec("A", ExecFailed)
+		if a := w.action("A", "Build.Compile"); a.Attempt != 3 {
+			t.Fatalf("compile %+v", a)
+		}
+	}},
+	{"conditions/onSuccess Commands rule failing fails the stage", func(t *testing.T) {
+		w := newWorld(t, gated(pipeline.Queued, func(s *pipeline.Stage) {
+			s.OnSuccess = conds(pipeline.ResultFail, "", commandsRule("Smoke", "curl -f localhost"))
+		}))
+		w.start("A")
+		w.succeed("A", "Source.Checkout")
+		w.succeed("A", "Build.Compile")
+		w.wantStage("A", "Build", StageInProgress)
+		w.ruleDone("A", "Build", "rule:onSuccess:Smoke", false)
+		w.wantExec("A", ExecFailed)
+		if st := w.stage("A", "Build"); !strings.Contains(st.Condition, "onSuccess condition not met: rule Smoke") || st.Actions[0].Status != ActionSucceeded {
+			t.Fatalf("stage %+v", st)
+		}
+		w.start("B")
+		w.succeed("B", "Source.Checkout")
+		w.succeed("B", "Build.Compile")
+		w.ruleDone("B", "Build", "rule:onSuccess:Smoke", true)
+		w.wantRunning("B", "Deploy.Release")
+	}},
+	{"conditions/a stop while a rule job runs cancels it", func(t *testing.T) {
+		for _, mode := range []StopMode{StopAndWait, Abandon} {
+			w := newWorld(t, gated(pipeline.Superseded, func(s *pipeline.Stage) {
+				s.BeforeEntry = conds(pipeline.ResultFail, "", commandsRule("Ready", "sleep 600"))
+			}))
+			w.start("A")
+			w.succeed("A", "Source.Checkout")
+			jid := w.queuedJob("A", "Build.rule:beforeEntry:Ready").ID
+			w.stop("A", mode)
+			w.wantExec("A", ExecStopped)
+			w.wantHolder("Build", "")
+			st := w.stage("A", "Build")
+			if st.Status != StageStopped || !slices.Contains(w.cancelled, jid) || st.Check.Rules[0].Status != ActionAbandoned || !st.EntryFailed {
+				t.Fatalf("%s: stage %+v, cancelled %v", mode, st, w.cancelled)
+			}
+			// The result that still arrives is stale; a retry checks the condition again.
+			if res := w.do(Event{Type: EvActionSucceeded, ExecutionID: "A", Stage: "Build", Action: "rule:beforeEntry:Ready", Attempt: 1}); res.Changed {
+				t.Fatalf("%s: a result after the stop changed the execution", mode)
+			}
+			w.retry("A", "Build", RetryFailed)
+			w.ruleDone("A", "Build", "rule:beforeEntry:Ready", true)
+			w.wantRunning("A", "Build.Compile")
+
+			// onSuccess: the stage is Stopped, as a stop after its actions succeeded.
+			w2 := newWorld(t, gated(pipeline.Parallel, func(s *pipeline.Stage) {
+				s.OnSuccess = conds(pipeline.ResultFail, "", commandsRule("Smoke", "sleep 600"))
+			}))
+			w2.start("A")
+			w2.succeed("A", "Source.Checkout")
+			w2.succeed("A", "Build.Compile")
+			jid = w2.queuedJob("A", "Build.rule:onSuccess:Smoke").ID
+			w2.stop("A", mode)
+			w2.wantExec("A", ExecStopped)
+			w2.wantStage("A", "Build", StageStopped)
+			if !slices.Contains(w2.cancelled, jid) {
+				t.Fatalf("%s: cancelled %v", mode, w2.cancelled)
+			}
 		}
 	}},
 }

@@ -762,12 +762,21 @@ func (w *world) invariants() []string {
 			if slices.Contains(l.Waiting, id) {
 				badf("%s is inside stage %s and waits for it", id, st.Name)
 			}
-			if !slices.ContainsFunc(st.Actions, func(a Action) bool { return a.Status == ActionInProgress }) {
+			if !slices.ContainsFunc(st.Actions, func(a Action) bool { return a.Status == ActionInProgress }) && !st.Check.pending() {
 				badf("%s: stage %s is InProgress with nothing running", id, st.Name)
 			}
 		case StageWaiting:
 			if e.Status != ExecInProgress {
 				badf("%s is %s while waiting before stage %s", id, e.Status, st.Name)
+			}
+			if strings.HasPrefix(st.WaitingFor, "condition ") { // inside the stage, checking its beforeEntry condition
+				if locked && l.Holder != id {
+					badf("%s checks the condition of stage %s, held by %q", id, st.Name, l.Holder)
+				}
+				if !st.Check.pending() || st.Check.Kind != "beforeEntry" {
+					badf("%s: stage %s waits for %s without a pending check", id, st.Name, st.WaitingFor)
+				}
+				break
 			}
 			if st.WaitingFor != "" { // inside the stage, waiting for its named lock
 				if locked && l.Holder != id {
@@ -841,9 +850,33 @@ func (w *world) invariants() []string {
 	// Jobs: one unfinished job per running (non-approval) action, for its current attempt.
 	for jid, j := range w.jobs {
 		e := w.execs[j.ExecutionID]
+		if IsRuleAction(j.Action) {
+			if rj := findRule(e, j.Stage, j.Action); rj == nil || rj.Status != ActionInProgress || rj.JobID != jid || e.Status != ExecInProgress {
+				badf("job %s is unfinished but its rule is not running it", jid)
+			}
+			continue
+		}
 		a := findAction(e, j.Stage, j.Action)
 		if a == nil || a.Status != ActionInProgress || a.JobID != jid {
 			badf("job %s is unfinished but its action is not running it", jid)
+		}
+	}
+	for _, id := range w.ids {
+		for _, st := range w.execs[id].Stages {
+			if st.Check == nil {
+				continue
+			}
+			if st.Check.pending() != strings.HasPrefix(st.WaitingFor, "condition ") {
+				badf("%s: stage %s: check pending %v, waiting for %q", id, st.Name, st.Check.pending(), st.WaitingFor)
+			}
+			for _, rj := range st.Check.Rules {
+				if rj.Status != ActionInProgress {
+					continue
+				}
+				if w.jobs[rj.JobID] == nil || w.timers[TimerID(Event{Type: EvTimeout, ExecutionID: id, Stage: st.Name, Action: rj.Action, Attempt: rj.Attempt})] == nil {
+					badf("%s: rule %s of stage %s runs without a job or a timer", id, rj.Action, st.Name)
+				}
+			}
 		}
 	}
 	for _, id := range w.ids {
@@ -875,6 +908,45 @@ func (w *world) invariants() []string {
 	}
 	slices.Sort(bad)
 	return bad
+}
+
+// findRule returns the rule job of a stage's check that an action name names.
+func findRule(e *Execution, stage, action string) *RuleJob {
+	if e == nil {
+		return nil
+	}
+	for i := range e.Stages {
+		if chk := e.Stages[i].Check; e.Stages[i].Name == stage && chk != nil {
+			for k := range chk.Rules {
+				if chk.Rules[k].Action == action {
+					return &chk.Rules[k]
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// ruleEvent is a result (or timeout) for the current job of a Commands rule, named
+// "Stage/rule:kind:Name".
+func (w *world) ruleEvent(typ EventType, id, stage, action string) Event {
+	w.t.Helper()
+	rj := findRule(w.exec(id), stage, action)
+	if rj == nil {
+		w.t.Fatalf("%s has no rule job %s in stage %s", id, action, stage)
+	}
+	return Event{Type: typ, ExecutionID: id, Stage: stage, Action: action, Attempt: rj.Attempt}
+}
+
+// ruleDone reports a rule job's end: exit status 0 (pass) or not.
+func (w *world) ruleDone(id, stage, action string, pass bool) Result {
+	w.t.Helper()
+	ev := w.ruleEvent(EvActionSucceeded, id, stage, action)
+	if !pass {
+		ev.Type, ev.Failure, ev.Message = EvActionFailed, "failed", "command 1 exited with status 1"
+	}
+	w.finishJob(ev)
+	return w.do(ev)
 }
 
 func findAction(e *Execution, stage, action string) *Action {

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"slices"
 	"time"
 
 	"github.com/conveyorci/conveyor/internal/artifact"
@@ -162,6 +163,44 @@ type Stage struct {
 	// EntryFailed is set while the stage is Failed by a beforeEntry condition (no action ran):
 	// a retry checks the condition again, an override (EvOverrideCondition) enters regardless.
 	EntryFailed bool `json:"entryFailed,omitempty"`
+	// Check is the latest evaluation of a condition with Commands rules: their jobs, pending
+	// (the stage's WaitingFor says "condition KIND") or done, and what the other rules gave.
+	Check *ConditionCheck `json:"check,omitempty"`
+}
+
+// ConditionCheck is the evaluation of one of a stage's conditions (beforeEntry, onSuccess,
+// onFailure) that has Commands rules: the pure rules are evaluated at once (Failed), each
+// Commands rule runs as a job (Rules); when every job has ended the condition's result is
+// decided and applied.
+type ConditionCheck struct {
+	// Kind is "beforeEntry", "onSuccess" or "onFailure".
+	Kind string `json:"kind"`
+	// Failed holds, per condition of Kind, why its pure rules failed ("" when they passed).
+	Failed []string `json:"failed"`
+	// Rules are the jobs of the Commands rules that decide.
+	Rules []RuleJob `json:"rules,omitempty"`
+}
+
+// RuleJob is the job of one Commands rule of a condition check.
+type RuleJob struct {
+	// Condition is the index of the rule's condition, Rule its name.
+	Condition int    `json:"condition"`
+	Rule      string `json:"rule"`
+	// Action is the job's action name, "rule:KIND:RULE" (action names cannot hold ':').
+	Action  string       `json:"action"`
+	Attempt int          `json:"attempt"`
+	JobID   string       `json:"jobId,omitempty"`
+	Status  ActionStatus `json:"status"`
+	// Failure and Message of a failed rule: "failed" when a command exited non-zero.
+	Failure    string    `json:"failure,omitempty"`
+	Message    string    `json:"message,omitempty"`
+	StartedAt  time.Time `json:"startedAt,omitzero"`
+	FinishedAt time.Time `json:"finishedAt,omitzero"`
+}
+
+// pending reports whether a job of the check is still running.
+func (c *ConditionCheck) pending() bool {
+	return c != nil && slices.ContainsFunc(c.Rules, func(r RuleJob) bool { return r.Status == ActionInProgress })
 }
 
 // Action is one action of one execution.

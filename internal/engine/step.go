@@ -293,11 +293,23 @@ func (s *stepper) request(i int) {
 func (s *stepper) enter(i int) {
 	s.changed = true
 	st := &s.e.Stages[i]
-	st.Condition, st.AutoRetried, st.EntryFailed = "", false, false
-	if c, why := s.condition(s.p.Stages[i].BeforeEntry, false); c != nil {
+	st.Condition, st.AutoRetried, st.EntryFailed, st.Check = "", false, false, nil
+	c, why, pending := s.evaluate(i, kindBeforeEntry)
+	if pending {
+		st.Status, st.EnteredAt = StageWaiting, s.now // holds the stage while its rule jobs run
+		return
+	}
+	if c != nil {
 		s.entryCondition(i, c, why)
 		return
 	}
+	s.admit(i)
+}
+
+// admit runs stage i, whose beforeEntry condition is met: attempt +1, every action anew.
+func (s *stepper) admit(i int) {
+	s.changed = true
+	st := &s.e.Stages[i]
 	st.Status, st.Attempt, st.EnteredAt, st.FinishedAt = StageInProgress, st.Attempt+1, s.now, time.Time{}
 	for j := range st.Actions {
 		st.Actions[j] = Action{Name: st.Actions[j].Name, RunOrder: st.Actions[j].RunOrder, Attempt: st.Actions[j].Attempt}
@@ -313,6 +325,9 @@ func (s *stepper) enter(i int) {
 func (s *stepper) advance(i int) {
 	s.releaseActionLocks(i)
 	st := &s.e.Stages[i]
+	if st.Check.pending() {
+		return // an onSuccess or onFailure condition waits for its rule jobs
+	}
 	next, failed := 0, false
 	for _, a := range st.Actions {
 		switch a.Status {
@@ -343,39 +358,13 @@ func (s *stepper) advance(i int) {
 		}
 		s.finish(ExecStopped, msg)
 	case failed:
-		c, _ := s.condition(s.p.Stages[i].OnFailure, true)
-		if c != nil && c.Result == pipeline.ResultRetry && !st.AutoRetried {
-			st.AutoRetried, st.Attempt = true, st.Attempt+1
-			st.Condition = "retried automatically (onFailure RETRY " + c.RetryMode + ") after: " + s.failureMessage(i)
-			s.resetActions(i, RetryMode(c.RetryMode))
-			s.advance(i)
-			return
-		}
-		st.Status, st.FinishedAt = StageFailed, s.now
-		s.release(i)
-		s.finish(ExecFailed, s.failureMessage(i))
-		if c != nil && c.Result == pipeline.ResultRollback {
-			s.rollback(i, "onFailure")
+		if c, _, pending := s.evaluate(i, kindOnFailure); !pending {
+			s.failed(i, c)
 		}
 	case next == 0:
-		if c, why := s.condition(s.p.Stages[i].OnSuccess, false); c != nil {
-			st.Status, st.FinishedAt = StageFailed, s.now
-			st.Condition = "onSuccess condition not met: " + why
-			s.release(i)
-			s.finish(ExecFailed, "stage "+st.Name+" succeeded but its onSuccess condition failed: "+why)
-			if c.Result == pipeline.ResultRollback {
-				s.rollback(i, "onSuccess")
-			}
-			return
+		if c, why, pending := s.evaluate(i, kindOnSuccess); !pending {
+			s.succeeded(i, c, why)
 		}
-		st.Status, st.FinishedAt = StageSucceeded, s.now
-		if s.last(i) {
-			s.release(i)
-			s.finish(ExecSucceeded, "")
-			return
-		}
-		s.request(i + 1)
-		s.release(i)
 	default:
 		for j := range st.Actions {
 			if st.Actions[j].Status == ActionNotStarted && st.Actions[j].RunOrder == next {
@@ -385,6 +374,51 @@ func (s *stepper) advance(i int) {
 		// Every action of the group may have failed at once (an unresolvable reference).
 		s.advance(i)
 	}
+}
+
+// failed ends stage i, whose actions failed, with c, the onFailure condition that applies
+// (nil: none): RETRY once per entry, ROLLBACK, or a plain failure.
+func (s *stepper) failed(i int, c *pipeline.Condition) {
+	s.changed = true
+	st := &s.e.Stages[i]
+	if c != nil && c.Result == pipeline.ResultRetry && !st.AutoRetried {
+		st.AutoRetried, st.Attempt = true, st.Attempt+1
+		st.Condition = "retried automatically (onFailure RETRY " + c.RetryMode + ") after: " + s.failureMessage(i)
+		s.resetActions(i, RetryMode(c.RetryMode))
+		s.advance(i)
+		return
+	}
+	st.Status, st.FinishedAt = StageFailed, s.now
+	s.release(i)
+	s.finish(ExecFailed, s.failureMessage(i))
+	if c != nil && c.Result == pipeline.ResultRollback {
+		s.rollback(i, "onFailure")
+	}
+}
+
+// succeeded ends stage i, whose actions succeeded, with c, the onSuccess condition that
+// applies (nil: none), and why.
+func (s *stepper) succeeded(i int, c *pipeline.Condition, why string) {
+	s.changed = true
+	st := &s.e.Stages[i]
+	if c != nil {
+		st.Status, st.FinishedAt = StageFailed, s.now
+		st.Condition = "onSuccess condition not met: " + why
+		s.release(i)
+		s.finish(ExecFailed, "stage "+st.Name+" succeeded but its onSuccess condition failed: "+why)
+		if c.Result == pipeline.ResultRollback {
+			s.rollback(i, "onSuccess")
+		}
+		return
+	}
+	st.Status, st.FinishedAt = StageSucceeded, s.now
+	if s.last(i) {
+		s.release(i)
+		s.finish(ExecSucceeded, "")
+		return
+	}
+	s.request(i + 1)
+	s.release(i)
 }
 
 func (s *stepper) failureMessage(i int) string {
@@ -557,6 +591,10 @@ func (s *stepper) find(stage, action string) (int, int) {
 // actionResult applies a job result, a timeout, a lost job or an approval decision to the
 // attempt it names; anything about another attempt, or an action no longer running, is stale.
 func (s *stepper) actionResult() {
+	if IsRuleAction(s.ev.Action) {
+		s.ruleResult()
+		return
+	}
 	i, j := s.find(s.ev.Stage, s.ev.Action)
 	if i < 0 {
 		return
@@ -666,6 +704,17 @@ func (s *stepper) stop() error {
 		st := &s.e.Stages[i]
 		switch st.Status {
 		case StageWaiting:
+			if st.Check.pending() {
+				// Inside the stage, its beforeEntry condition undecided: the rule jobs are
+				// cancelled (a stop checks no condition) and the stage is Stopped as one that
+				// failed at entry, so that a retry checks the condition again.
+				s.abandonRules(st, req.Reason)
+				st.Status, st.Attempt, st.FinishedAt, st.EntryFailed = StageStopped, st.Attempt+1, s.now, true
+				st.Condition = "beforeEntry condition not decided: stopped"
+				s.release(i)
+				s.finish(ExecStopped, "stopped while checking the beforeEntry condition of stage "+st.Name+": "+req.Reason)
+				return nil
+			}
 			l := s.lock(st.Name)
 			l.Waiting = slices.DeleteFunc(l.Waiting, func(id string) bool { return id == s.e.ID })
 			st.Status, st.FinishedAt = StageStopped, s.now
@@ -684,6 +733,7 @@ func (s *stepper) stop() error {
 					s.cancelJob(a)
 				}
 			}
+			s.abandonRules(st, req.Reason) // an onSuccess or onFailure condition is not checked after a stop
 			s.advance(i)
 			return nil
 		}
@@ -715,8 +765,8 @@ func (s *stepper) grant() {
 
 func (s *stepper) supersede() {
 	i := slices.IndexFunc(s.e.Stages, func(st Stage) bool { return st.Name == s.ev.Stage })
-	if i < 0 || s.e.Status != ExecInProgress || s.e.Stages[i].Status != StageWaiting {
-		return
+	if i < 0 || s.e.Status != ExecInProgress || s.e.Stages[i].Status != StageWaiting || s.e.Stages[i].Check.pending() {
+		return // a stage checking its beforeEntry condition is held, not waited for
 	}
 	if l := s.peek(s.ev.Stage); l != nil && slices.Contains(l.Waiting, s.e.ID) {
 		return // still in the queue: this supersede is stale
@@ -730,7 +780,7 @@ func (s *stepper) cancel() {
 		st := &s.e.Stages[i]
 		// A Cancel names the removed stage: by the time it arrives the execution may have
 		// been granted it and moved on to wait before a stage the new version kept.
-		if st.Status != StageWaiting || s.e.Status != ExecInProgress || (s.ev.Stage != "" && s.ev.Stage != st.Name) {
+		if st.Status != StageWaiting || st.Check.pending() || s.e.Status != ExecInProgress || (s.ev.Stage != "" && s.ev.Stage != st.Name) {
 			continue
 		}
 		l := s.lock(st.Name)
@@ -779,7 +829,13 @@ func (s *stepper) retry() error {
 	s.e.Status, s.e.Stop, s.e.Message, s.e.FinishedAt = ExecInProgress, nil, "", time.Time{}
 	if st.EntryFailed && !override {
 		// A retry checks the entry condition again; only an override enters regardless.
-		if c, why := s.condition(s.p.Stages[i].BeforeEntry, false); c != nil {
+		st.Check = nil
+		c, why, pending := s.evaluate(i, kindBeforeEntry)
+		if pending {
+			st.Status, st.Condition, st.AutoRetried, st.EntryFailed, st.FinishedAt = StageWaiting, "", false, false, time.Time{}
+			return nil
+		}
+		if c != nil {
 			s.entryCondition(i, c, why)
 			return nil
 		}
@@ -839,21 +895,217 @@ func (s *stepper) resetActions(i int, mode RetryMode) {
 	}
 }
 
-// condition returns the first condition of cs whose result applies, and why: for beforeEntry
-// and onSuccess (onFailure false) one whose rules do not all pass, for onFailure one whose
-// rules all pass (a condition without rules always applies there).
-func (s *stepper) condition(cs *pipeline.Conditions, onFailure bool) (*pipeline.Condition, string) {
-	if cs == nil {
-		return nil, ""
+// Condition kinds: the stage fields that hold conditions.
+const (
+	kindBeforeEntry = "beforeEntry"
+	kindOnSuccess   = "onSuccess"
+	kindOnFailure   = "onFailure"
+)
+
+// RuleAction is the action name of the job of a Commands rule of a condition: "rule:KIND:NAME".
+// Action names cannot hold ':', so it names no action.
+func RuleAction(kind, rule string) string { return "rule:" + kind + ":" + rule }
+
+// IsRuleAction reports whether an action name is that of a Commands rule's job.
+func IsRuleAction(action string) bool { return strings.HasPrefix(action, "rule:") }
+
+// conditions returns stage i's conditions of a kind.
+func (s *stepper) conditions(i int, kind string) *pipeline.Conditions {
+	ps := &s.p.Stages[i]
+	switch kind {
+	case kindBeforeEntry:
+		return ps.BeforeEntry
+	case kindOnSuccess:
+		return ps.OnSuccess
 	}
+	return ps.OnFailure
+}
+
+// evaluate looks for the first condition of stage i's kind whose result applies, and why: for
+// beforeEntry and onSuccess one whose rules do not all pass, for onFailure one whose rules all
+// pass (a condition without rules always applies there). The pure rules are evaluated at once;
+// when the answer depends on Commands rules, their jobs are queued, recorded in the stage's
+// Check, and pending is true: ruleResult decides once they have ended.
+func (s *stepper) evaluate(i int, kind string) (c *pipeline.Condition, why string, pending bool) {
+	cs := s.conditions(i, kind)
+	if cs == nil {
+		return nil, "", false
+	}
+	onFailure := kind == kindOnFailure
+	st := &s.e.Stages[i]
+	attempt := st.Attempt
+	if kind == kindBeforeEntry {
+		attempt++ // the attempt the stage is about to make
+	}
+	chk := &ConditionCheck{Kind: kind}
 	for k := range cs.Conditions {
 		c := &cs.Conditions[k]
 		met, why := c.Met(s.now, s.lookup)
-		if met == onFailure {
-			return c, why
+		chk.Failed = append(chk.Failed, why)
+		if met && c.HasCommands() {
+			for _, r := range c.Rules {
+				if !r.Pure() {
+					chk.Rules = append(chk.Rules, RuleJob{Condition: k, Rule: r.Name, Action: RuleAction(kind, r.Name), Attempt: attempt})
+				}
+			}
+			continue
+		}
+		if met == onFailure { // applies, whatever the later conditions say
+			if len(chk.Rules) == 0 {
+				return c, why, false
+			}
+			break
+		}
+	}
+	if len(chk.Rules) == 0 {
+		return nil, "", false
+	}
+	s.changed = true
+	st.Check, st.WaitingFor = chk, "condition "+kind
+	for k := range chk.Rules {
+		s.startRule(i, &chk.Rules[k])
+	}
+	if chk.pending() {
+		return nil, "", true
+	}
+	st.WaitingFor = "" // every rule failed at once (an unresolvable reference)
+	c, why = s.decide(i)
+	return c, why, false
+}
+
+// startRule queues the job of a Commands rule: it runs the rule's commands on the Commands
+// provider, with the input artifacts of the stage's actions (the first at the root).
+func (s *stepper) startRule(i int, rj *RuleJob) {
+	st := &s.e.Stages[i]
+	rule := s.conditions(i, st.Check.Kind).Conditions[rj.Condition].Rules
+	var commands []string
+	for _, r := range rule {
+		if r.Name == rj.Rule {
+			commands = r.Commands
+		}
+	}
+	rj.Status, rj.StartedAt = ActionInProgress, s.now
+	resolved, err := pipeline.ResolveValue(commands, s.lookup)
+	if err != nil {
+		rj.Status, rj.Failure, rj.Message, rj.FinishedAt = ActionFailed, "error", err.Error(), s.now
+		return
+	}
+	timeout := pipeline.DefaultRuleTimeout
+	spec := &JobSpec{
+		ID: JobID(s.e.ID, st.Name, rj.Action, rj.Attempt), ExecutionID: s.e.ID, Pipeline: s.e.Pipeline,
+		Stage: st.Name, Action: rj.Action, Attempt: rj.Attempt,
+		Category: string(pipeline.Compute), Provider: pipeline.ProviderCommands,
+		Configuration: map[string]any{"commands": resolved}, Timeout: timeout,
+	}
+	seen := map[string]bool{}
+	for _, pa := range s.p.Stages[i].Actions {
+		for _, name := range pa.InputArtifacts {
+			if ref, ok := s.e.Artifacts[name]; ok && !seen[name] {
+				seen[name] = true
+				spec.Inputs = append(spec.Inputs, NamedArtifact{Name: name, Ref: ref})
+			}
+		}
+	}
+	rj.JobID = spec.ID
+	timerEvent := Event{Type: EvTimeout, ExecutionID: s.e.ID, Pipeline: s.e.Pipeline, Stage: st.Name, Action: rj.Action, Attempt: rj.Attempt}
+	s.cmds = append(s.cmds,
+		Command{Type: CmdStartJob, Job: spec, ExecutionID: s.e.ID, Stage: st.Name, Action: rj.Action, Attempt: rj.Attempt},
+		Command{Type: CmdStartTimer, Timer: &Timer{ID: TimerID(timerEvent), Due: s.now.Add(timeout + timeoutGrace), Event: timerEvent}})
+}
+
+// decide returns the condition of stage i's finished check whose result applies, and why.
+func (s *stepper) decide(i int) (*pipeline.Condition, string) {
+	chk := s.e.Stages[i].Check
+	cs := s.conditions(i, chk.Kind)
+	for k := range cs.Conditions {
+		if k >= len(chk.Failed) {
+			break // after a condition that applied on its pure rules
+		}
+		met, why := chk.Failed[k] == "", chk.Failed[k]
+		for _, r := range chk.Rules {
+			if met && r.Condition == k && r.Status != ActionSucceeded {
+				met, why = false, "rule "+r.Rule+": "+cmpOr(r.Message, r.Failure)
+			}
+		}
+		if met == (chk.Kind == kindOnFailure) {
+			return &cs.Conditions[k], why
 		}
 	}
 	return nil, ""
+}
+
+// ruleResult applies the result of a Commands rule's job (its end, timeout or loss) to the
+// check waiting for it; when it was the last, the condition is decided and applied as it
+// would have been at once without Commands rules.
+func (s *stepper) ruleResult() {
+	i := slices.IndexFunc(s.e.Stages, func(st Stage) bool { return st.Name == s.ev.Stage })
+	if i < 0 || s.e.Stages[i].Check == nil {
+		return
+	}
+	st := &s.e.Stages[i]
+	k := slices.IndexFunc(st.Check.Rules, func(r RuleJob) bool { return r.Action == s.ev.Action })
+	if k < 0 || s.e.Status != ExecInProgress {
+		return
+	}
+	rj := &st.Check.Rules[k]
+	if rj.Status != ActionInProgress || (s.ev.Attempt != 0 && s.ev.Attempt != rj.Attempt) {
+		return
+	}
+	switch s.ev.Type {
+	case EvActionSucceeded:
+		rj.Status = ActionSucceeded
+	case EvActionFailed:
+		rj.Status, rj.Failure, rj.Message = ActionFailed, cmpOr(s.ev.Failure, "failed"), s.ev.Message
+	case EvTimeout:
+		rj.Status, rj.Failure = ActionFailed, "timeout"
+		rj.Message = "timed out after " + pipeline.Duration(pipeline.DefaultRuleTimeout).String()
+		s.cancelRule(rj)
+	case EvLost:
+		rj.Status, rj.Failure = ActionFailed, "lost"
+		rj.Message = "lost: " + cmpOr(s.ev.Message, "the process running it went away")
+		s.cancelRule(rj)
+	default:
+		return // a decision: not for a rule
+	}
+	s.changed = true
+	rj.FinishedAt = s.now
+	if st.Check.pending() {
+		return
+	}
+	st.WaitingFor = ""
+	c, why := s.decide(i)
+	switch st.Check.Kind {
+	case kindBeforeEntry:
+		if c != nil {
+			s.entryCondition(i, c, why)
+			return
+		}
+		s.admit(i)
+	case kindOnSuccess:
+		s.succeeded(i, c, why)
+	case kindOnFailure:
+		s.failed(i, c)
+	}
+}
+
+func (s *stepper) cancelRule(rj *RuleJob) {
+	if rj.JobID != "" {
+		s.cmds = append(s.cmds, Command{Type: CmdCancelJob, JobID: rj.JobID, ExecutionID: s.e.ID})
+	}
+}
+
+// abandonRules cancels the pending rule jobs of the stage's check (a stop).
+func (s *stepper) abandonRules(st *Stage, reason string) {
+	if !st.Check.pending() {
+		return
+	}
+	for k := range st.Check.Rules {
+		if rj := &st.Check.Rules[k]; rj.Status == ActionInProgress {
+			rj.Status, rj.Failure, rj.Message, rj.FinishedAt = ActionAbandoned, "stopped", "abandoned: "+reason, s.now
+			s.cancelRule(rj)
+		}
+	}
+	st.WaitingFor = ""
 }
 
 // entryCondition applies a beforeEntry condition that was not met: SKIP skips stage i (the
@@ -930,6 +1182,11 @@ func (e *Execution) Clone() *Execution {
 	c.Stages = make([]Stage, len(e.Stages))
 	for i, st := range e.Stages {
 		st.Actions = slices.Clone(st.Actions)
+		if st.Check != nil {
+			chk := *st.Check
+			chk.Failed, chk.Rules = slices.Clone(chk.Failed), slices.Clone(chk.Rules)
+			st.Check = &chk
+		}
 		c.Stages[i] = st
 	}
 	return &c

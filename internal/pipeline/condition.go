@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"encoding/json"
 	"fmt"
 	"regexp"
 	"slices"
@@ -48,10 +49,81 @@ const (
 
 // Rule is one check of a condition.
 type Rule struct {
-	Name          string            `json:"name" yaml:"name"`
-	RuleType      string            `json:"ruleType" yaml:"ruleType"`
+	Name     string `json:"name" yaml:"name"`
+	RuleType string `json:"ruleType" yaml:"ruleType"`
+	// Configuration of a VariableCheck or DeploymentWindow rule.
 	Configuration map[string]string `json:"configuration,omitempty" yaml:"configuration,omitempty"`
+	// Commands of a Commands rule (written configuration: {commands: [...]}): shell commands
+	// the engine runs as a job; the rule passes when they exit 0.
+	Commands []string `json:"-" yaml:"-"`
 }
+
+// ruleFile is a Rule as the pipeline file writes it: a Commands rule's commands sit inside
+// configuration.
+type ruleFile struct {
+	Name          string         `json:"name" yaml:"name"`
+	RuleType      string         `json:"ruleType" yaml:"ruleType"`
+	Configuration map[string]any `json:"configuration,omitempty" yaml:"configuration,omitempty"`
+}
+
+func (r *Rule) fileForm() ruleFile {
+	f := ruleFile{Name: r.Name, RuleType: r.RuleType}
+	if len(r.Configuration)+len(r.Commands) > 0 {
+		f.Configuration = make(map[string]any, len(r.Configuration)+1)
+		for k, v := range r.Configuration {
+			f.Configuration[k] = v
+		}
+		if r.Commands != nil {
+			f.Configuration["commands"] = r.Commands
+		}
+	}
+	return f
+}
+
+// MarshalJSON writes the rule as the pipeline file does, so that Parse reads it back.
+func (r Rule) MarshalJSON() ([]byte, error) { return json.Marshal(r.fileForm()) }
+
+// MarshalYAML writes the rule as the pipeline file does.
+func (r Rule) MarshalYAML() (any, error) { return r.fileForm(), nil }
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (r *Rule) UnmarshalJSON(b []byte) error {
+	var f struct {
+		Name          string                     `json:"name"`
+		RuleType      string                     `json:"ruleType"`
+		Configuration map[string]json.RawMessage `json:"configuration"`
+	}
+	if err := json.Unmarshal(b, &f); err != nil {
+		return err
+	}
+	*r = Rule{Name: f.Name, RuleType: f.RuleType}
+	for k, raw := range f.Configuration {
+		if k == "commands" && f.RuleType == RuleCommands {
+			if err := json.Unmarshal(raw, &r.Commands); err != nil {
+				return fmt.Errorf("rule %s: commands: %w", f.Name, err)
+			}
+			continue
+		}
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return fmt.Errorf("rule %s: configuration %s: %w", f.Name, k, err)
+		}
+		setMap(&r.Configuration, k, s)
+	}
+	return nil
+}
+
+// Pure reports whether the rule is evaluated by Eval, in the engine; a Commands rule is not:
+// it runs as a job.
+func (r *Rule) Pure() bool { return r.RuleType != RuleCommands }
+
+// HasCommands reports whether the condition has a Commands rule.
+func (c *Condition) HasCommands() bool {
+	return slices.ContainsFunc(c.Rules, func(r Rule) bool { return !r.Pure() })
+}
+
+// DefaultRuleTimeout bounds the job of a Commands rule.
+const DefaultRuleTimeout = time.Hour
 
 // Retry modes of a RETRY result.
 const (
@@ -63,7 +135,8 @@ var (
 	conditionFields     = []string{"conditions"}
 	conditionItemFields = []string{"result", "retryMode", "rules"}
 	ruleFields          = []string{"name", "ruleType", "configuration"}
-	ruleTypes           = []string{RuleVariableCheck, RuleDeploymentWindow}
+	ruleTypes           = []string{RuleVariableCheck, RuleDeploymentWindow, RuleCommands}
+	commandsRuleFields  = []string{"commands"}
 	variableCheckFields = []string{"variable", "operator", "value"}
 	windowFields        = []string{"cron", "timeZone"}
 	operators           = []string{"EQ", "NE", "CONTAINS", "MATCHES"}
@@ -110,9 +183,13 @@ func (r *Rule) Eval(now time.Time, lookup func(ns, name string) (string, bool)) 
 	return false, fmt.Sprintf("rule %s: unsupported rule type %s", r.Name, r.RuleType)
 }
 
-// Met reports whether every rule of the condition passes, and the first failure.
+// Met reports whether every pure rule of the condition passes (Commands rules are not
+// looked at: the engine runs them as jobs), and the first failure.
 func (c *Condition) Met(now time.Time, lookup func(ns, name string) (string, bool)) (bool, string) {
 	for i := range c.Rules {
+		if !c.Rules[i].Pure() {
+			continue
+		}
 		if ok, why := c.Rules[i].Eval(now, lookup); !ok {
 			return false, why
 		}
@@ -195,6 +272,7 @@ func (d *decoder) conditions(st *Stage, src *stageSrc, n *node, field string) *C
 	}
 	allowed := map[string][]string{"beforeEntry": {"FAIL", "SKIP"}, "onSuccess": {"FAIL", "ROLLBACK"}, "onFailure": {"RETRY", "ROLLBACK"}}[field]
 	out := &Conditions{}
+	var commandsNames []string
 	for _, cn := range list.items {
 		if !d.object(cn, "condition", conditionItemFields) {
 			continue
@@ -227,6 +305,13 @@ func (d *decoder) conditions(st *Stage, src *stageSrc, n *node, field string) *C
 			} else {
 				for _, r := range rl.items {
 					if rule, ok := d.rule(src, r, field != "beforeEntry"); ok {
+						// A Commands rule's job is named after it: one name per field of a stage.
+						if rule.RuleType == RuleCommands && slices.Contains(commandsNames, rule.Name) {
+							d.add(r.get("name"), "give each Commands rule of "+field+" its own name", "Commands rule %s appears twice in %s of stage %s", quoteShort(rule.Name), field, quoteShort(st.Name))
+						}
+						if rule.RuleType == RuleCommands {
+							commandsNames = append(commandsNames, rule.Name)
+						}
 						c.Rules = append(c.Rules, rule)
 					}
 				}
@@ -265,8 +350,7 @@ func (d *decoder) rule(src *stageSrc, n *node, after bool) (Rule, bool) {
 	case RuleDeploymentWindow:
 		known = windowFields
 	case RuleCommands:
-		d.add(tn, "use VariableCheck or DeploymentWindow", "rule type Commands is not supported yet")
-		return r, false
+		known = commandsRuleFields
 	default:
 		d.add(tn, didYouMean(r.RuleType, ruleTypes), "unknown rule type %s", quoteShort(r.RuleType))
 		return r, false
@@ -274,6 +358,24 @@ func (d *decoder) rule(src *stageSrc, n *node, after bool) (Rule, bool) {
 	cfg := d.required(n, "configuration", "rule")
 	if cfg == nil || !d.object(cfg, "rule configuration", known) {
 		return r, false
+	}
+	if r.RuleType == RuleCommands {
+		v := cfg.get("commands")
+		if v == nil || v.kind == kindNull {
+			d.add(cfg, `write commands: ["test -f ready"]`, "Commands rule %s is missing required field %q", quoteShort(r.Name), "commands")
+			return r, true
+		}
+		list, nodes := d.strList(v, "commands")
+		if v.kind == kindSeq && len(v.items) == 0 {
+			d.add(v, "list at least one shell command; the rule passes when they all exit 0", "Commands rule %s has no commands", quoteShort(r.Name))
+		}
+		for k, c := range list {
+			if strings.TrimSpace(c) == "" {
+				d.add(nodes[k], "", "command %d of Commands rule %s is empty", k+1, quoteShort(r.Name))
+			}
+		}
+		r.Commands = list
+		return r, true
 	}
 	r.Configuration = map[string]string{}
 	get := func(key string, required bool) (string, *node) {

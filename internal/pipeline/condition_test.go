@@ -1,6 +1,8 @@
 package pipeline
 
 import (
+	"encoding/json"
+	"reflect"
 	"testing"
 	"time"
 )
@@ -56,5 +58,44 @@ func TestRuleEval(t *testing.T) {
 		if got, why := c.r.Eval(now, lookup); got != c.want {
 			t.Errorf("rule %s: %v (%s), want %v", c.r.Name, got, why, c.want)
 		}
+	}
+}
+
+// TestRuleJSON checks that a pipeline's rules, written as JSON, read back with json.Unmarshal
+// (as the store does) to equal rules: a Commands rule's commands sit inside configuration.
+func TestRuleJSON(t *testing.T) {
+	t.Parallel()
+	p, err := Load("testdata/valid/conditions.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Pipeline
+	if err := json.Unmarshal(data, &back); err != nil {
+		t.Fatal(err)
+	}
+	var commands int
+	for si, st := range p.Stages {
+		for _, pair := range [][2]*Conditions{{st.BeforeEntry, back.Stages[si].BeforeEntry}, {st.OnSuccess, back.Stages[si].OnSuccess}, {st.OnFailure, back.Stages[si].OnFailure}} {
+			if !reflect.DeepEqual(pair[0], pair[1]) {
+				t.Errorf("stage %s: conditions differ after json.Unmarshal:\n%+v\n%+v", st.Name, pair[0], pair[1])
+			}
+			if pair[0] == nil {
+				continue
+			}
+			for _, c := range pair[0].Conditions {
+				for _, r := range c.Rules {
+					if r.RuleType == RuleCommands && len(r.Commands) > 0 {
+						commands++
+					}
+				}
+			}
+		}
+	}
+	if commands == 0 {
+		t.Fatal("testdata/valid/conditions.yaml has no Commands rule")
 	}
 }

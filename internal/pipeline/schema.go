@@ -206,6 +206,8 @@ func Schema(opts ...Option) []byte {
 										"value":    object{"type": "string"},
 										"cron":     object{"type": "string", "description": "DeploymentWindow: the rule passes in the minutes this cron expression matches."},
 										"timeZone": object{"type": "string", "description": "DeploymentWindow: an IANA time zone (default UTC)."},
+										"commands": object{"type": "array", "minItems": 1, "items": object{"type": "string", "minLength": 1},
+											"description": "Commands: shell commands run as a job by a worker; the rule passes when they exit 0."},
 									}},
 								},
 							}},
