@@ -36,6 +36,8 @@ func validateCmd() *cobra.Command {
 		Short: "Check pipeline files and print every problem as file:line:col",
 		Long: `Check pipeline files (YAML, or the same structure in JSON). Prints "ok" for a valid
 file, or every problem as file:line:col: message, with a hint where one helps, and exits 2.`,
+		Example: `  conveyor validate pipeline.yaml
+  conveyor validate pipelines/*.yaml`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			var bad []string
@@ -65,7 +67,8 @@ func schemaCmd() *cobra.Command {
 		Short: "Print the JSON Schema of the pipeline file (for editors)",
 		Long: `Print the JSON Schema of the pipeline file. Point your editor at it for completion
 and checking, e.g. with the YAML language server: # yaml-language-server: $schema=conveyor.schema.json`,
-		Args: cobra.NoArgs,
+		Example: `  conveyor schema > conveyor.schema.json`,
+		Args:    cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			_, err := c.OutOrStdout().Write(pipeline.Schema())
 			return err
