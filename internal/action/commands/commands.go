@@ -48,8 +48,9 @@ type spare struct {
 var _ action.Provider = (*Provider)(nil)
 
 // warmLoader is what a warm shell runs: it reads the whole script from fd 3, closes it, and
-// runs it in this same shell.
-const warmLoader = `IFS= read -r -d '' __conveyor_script <&3; exec 3<&-; eval "$__conveyor_script"`
+// runs it in this same shell. -N reads the pipe in blocks up to its end (a delimiter, even
+// NUL, would make bash read it one byte a system call); a script is far below 64 MiB.
+const warmLoader = `IFS= read -r -N 67108864 __conveyor_script <&3; exec 3<&-; eval "$__conveyor_script"`
 
 // takeSpare returns the warm shell for env (preparing one now if none is ready) and starts
 // preparing the next one in the background, off the action's path.
