@@ -26,6 +26,7 @@ type Prepared struct {
 	name  string
 	input *os.File // the write end of the process's fd 3
 	out   *pipe    // stdout and stderr, combined
+	start uint64   // the process's start time, as KillGroup checks it
 	once  sync.Once
 }
 
@@ -67,7 +68,15 @@ func Prepare(c Cmd) (*Prepared, error) {
 		outR.Close()
 		return nil, &StartError{Name: name, Err: err}
 	}
-	return &Prepared{cmd: cmd, name: name, input: inW, out: &pipe{r: outR}}, nil
+	// The start time is read now, off the path of the work to come: the process is this one's
+	// child and not reaped, so its pid cannot name another process in between.
+	st, err := readStat(cmd.Process.Pid)
+	if err != nil {
+		outR.Close()
+		(&Prepared{cmd: cmd, input: inW}).kill()
+		return nil, &StartError{Name: name, Err: fmt.Errorf("read start time: %w", err)}
+	}
+	return &Prepared{cmd: cmd, name: name, input: inW, out: &pipe{r: outR}, start: st.start}, nil
 }
 
 // Run hands the process its work on fd 3 and waits for it exactly as Run waits for a Cmd:
@@ -93,12 +102,7 @@ func (p *Prepared) Run(ctx context.Context, work []byte, output io.Writer, start
 	// job pool does, in the store), nothing of the job has run yet, so a crash at any moment
 	// leaves either no process doing the job's work or one that is recorded and can be killed.
 	if started != nil {
-		st, err := readStat(p.cmd.Process.Pid)
-		if err != nil {
-			p.kill()
-			return -1, &StartError{Name: p.name, Err: fmt.Errorf("read start time: %w", err)}
-		}
-		started(p.cmd.Process.Pid, st.start)
+		started(p.cmd.Process.Pid, p.start)
 	}
 	// The work may be larger than a pipe holds: write it while the process reads it.
 	go func() {
