@@ -145,6 +145,7 @@ func (t *tx) DeletePipeline(ctx context.Context, name string) error {
 		`DELETE FROM logs WHERE job_id IN (SELECT id FROM jobs WHERE pipeline = ?)`,
 		`DELETE FROM jobs WHERE pipeline = ?`,
 		`DELETE FROM stage_locks WHERE pipeline = ?`,
+		`DELETE FROM execution_actions WHERE execution_id IN (SELECT id FROM executions WHERE pipeline = ?)`,
 		`DELETE FROM executions WHERE pipeline = ?`,
 	} {
 		if _, err := t.c.exec(qctx, q, name); err != nil {

@@ -37,6 +37,17 @@ func (c *execCache) get(id string, rev int64) *engine.Execution {
 	return e.exec.Clone()
 }
 
+// peek returns the cached execution at revision rev itself, not a copy, for reading only.
+func (c *execCache) peek(id string, rev int64) *engine.Execution {
+	c.mu.Lock()
+	e, ok := c.m[id]
+	c.mu.Unlock()
+	if !ok || e.rev != rev {
+		return nil
+	}
+	return e.exec
+}
+
 // put records a committed state; the cache owns e from now on.
 func (c *execCache) put(id string, rev int64, e *engine.Execution) {
 	c.mu.Lock()

@@ -88,6 +88,9 @@ func (r *reader) Execution(ctx context.Context, id string) (*engine.Execution, e
 		return nil, fmt.Errorf("get execution %s: %w", id, err)
 	}
 	e, err := decodeExecution(seq, doc)
+	if err == nil {
+		err = r.loadActions(qctx, map[string]*engine.Execution{id: e})
+	}
 	if err == nil && !r.write {
 		r.cache.put(id, rev, e.Clone()) // a View reads committed state only
 	}
@@ -167,6 +170,14 @@ func (r *reader) Executions(ctx context.Context, f store.ExecutionFilter) ([]*en
 		out = append(out, e)
 	}
 	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list executions: %w", err)
+	}
+	rows.Close()
+	byID := make(map[string]*engine.Execution, len(out))
+	for _, e := range out {
+		byID[e.ID] = e
+	}
+	if err := r.loadActions(qctx, byID); err != nil {
 		return nil, fmt.Errorf("list executions: %w", err)
 	}
 	return out, nil

@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -453,6 +455,190 @@ func TestEmptyValues(t *testing.T) {
 		}
 		if len(pv.Definition) != 0 || !pv.CreatedAt.IsZero() {
 			return fmt.Errorf("pipeline version: %+v", pv)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSameActionCoversAllFields fails when engine.Action gains a field: sameAction must then
+// compare it, or a step that changes only that field would not be written.
+func TestSameActionCoversAllFields(t *testing.T) {
+	compared := []string{"Name", "RunOrder", "Status", "Attempt", "LostRetries", "JobID", "Configuration",
+		"Environment", "Outputs", "Summary", "ExternalURL", "Decision", "ApprovalToken", "Failure", "Message",
+		"WaitingFor", "StartedAt", "FinishedAt"}
+	var fields []string
+	for f := range reflect.TypeFor[engine.Action]().Fields() {
+		fields = append(fields, f.Name)
+	}
+	if !slices.Equal(fields, compared) {
+		t.Errorf("engine.Action has fields %v; sameAction compares %v: update it", fields, compared)
+	}
+	// Each field, changed alone, makes the actions differ.
+	base := engine.Action{Name: "a", Configuration: map[string]any{"k": "v"}, Environment: map[string]string{"E": "1"},
+		Outputs: map[string]string{"O": "1"}, Decision: &engine.Decision{By: "ann"}}
+	for i := range reflect.TypeFor[engine.Action]().NumField() {
+		changed := base
+		v := reflect.ValueOf(&changed).Elem().Field(i)
+		switch v.Kind() {
+		case reflect.String:
+			v.SetString(v.String() + "x")
+		case reflect.Int:
+			v.SetInt(v.Int() + 1)
+		case reflect.Map:
+			if v.Type().Elem().Kind() == reflect.String {
+				v.Set(reflect.ValueOf(map[string]string{"changed": "1"}))
+			} else {
+				v.Set(reflect.ValueOf(map[string]any{"changed": 1}))
+			}
+		case reflect.Pointer:
+			v.Set(reflect.ValueOf(&engine.Decision{By: "bob"}))
+		case reflect.Struct: // time.Time
+			v.Set(reflect.ValueOf(time.Unix(1, 0)))
+		default:
+			t.Fatalf("field %s: kind %s not covered by this test", reflect.TypeFor[engine.Action]().Field(i).Name, v.Kind())
+		}
+		if sameAction(&base, &changed) {
+			t.Errorf("changing %s alone leaves the actions the same", reflect.TypeFor[engine.Action]().Field(i).Name)
+		}
+	}
+	copied := base
+	copied.Configuration = map[string]any{"k": "v"}
+	if !sameAction(&base, &copied) {
+		t.Error("equal configurations in different maps compare different")
+	}
+}
+
+// wideExecution has stages stages of n actions each.
+func wideExecution(id string, stages, n int) *engine.Execution {
+	e := execution(id, "wide", 1)
+	e.Stages = nil
+	for i := range stages {
+		st := engine.Stage{Name: fmt.Sprintf("S%d", i)}
+		for j := range n {
+			st.Actions = append(st.Actions, engine.Action{Name: fmt.Sprintf("A%d", j), RunOrder: j + 1})
+		}
+		e.Stages = append(e.Stages, st)
+	}
+	return e
+}
+
+// TestActionRowsFollowSteps changes actions one at a time, as steps do (each write knows
+// the state it replaces from the cache), then reads the execution back from a store with
+// an empty cache: every change must have reached its row.
+func TestActionRowsFollowSteps(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "conveyor.db")
+	s, err := Open(ctx, path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := wideExecution("e1", 3, 5)
+	if err := s.Update(ctx, func(tx store.Tx) error { return tx.CreateExecution(ctx, want) }); err != nil {
+		t.Fatal(err)
+	}
+	for k := range 15 {
+		i, j := k%3, (k*2)%5
+		err := s.Update(ctx, func(tx store.Tx) error {
+			e, err := tx.Execution(ctx, "e1")
+			if err != nil {
+				return err
+			}
+			a := &e.Stages[i].Actions[j]
+			a.Status, a.Attempt = engine.ActionSucceeded, a.Attempt+1
+			a.Outputs = map[string]string{"K": strconv.Itoa(k)}
+			e.Stages[i].Status = engine.StageInProgress
+			if k%4 == 0 { // two writes in one transaction: the second diffs against the first
+				if err := tx.PutExecution(ctx, e); err != nil {
+					return err
+				}
+				e = e.Clone()
+				e.Stages[i].Actions[j].Message = fmt.Sprintf("second write %d", k)
+			}
+			want = e.Clone()
+			return tx.PutExecution(ctx, e)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openAt(t, path, Options{})
+	err = s.View(ctx, func(r store.Reader) error {
+		got, err := r.Execution(ctx, "e1")
+		if err != nil {
+			return err
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("read back from a fresh store:\n got %+v\nwant %+v", got.Stages, want.Stages)
+		}
+		list, err := r.Executions(ctx, store.ExecutionFilter{Pipeline: "wide"})
+		if err != nil {
+			return err
+		}
+		if len(list) != 1 || !reflect.DeepEqual(list[0], want) {
+			t.Errorf("listed: %+v; want the same execution", list)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestMigrationSplitsActions stores an execution as migration 00006 finds one (its actions
+// inside its document), runs that migration again, and reads the actions back from rows.
+func TestMigrationSplitsActions(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "conveyor.db")
+	s, err := Open(ctx, path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := wideExecution("e1", 2, 3)
+	want.Stages[1].Actions[2].Status = engine.ActionFailed
+	if err := s.Update(ctx, func(tx store.Tx) error { return tx.CreateExecution(ctx, want) }); err != nil {
+		t.Fatal(err)
+	}
+	want.Seq = 1
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, err := encode("execution", want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`DROP TABLE execution_actions`,
+		`DELETE FROM goose_db_version WHERE version_id = 6`,
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.Exec(`UPDATE executions SET doc = ? WHERE id = 'e1'`, full); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	s = openAt(t, path, Options{})
+	err = s.View(ctx, func(r store.Reader) error {
+		got, err := r.Execution(ctx, "e1")
+		if err != nil {
+			return err
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("after the migration:\n got %+v\nwant %+v", got.Stages, want.Stages)
 		}
 		return nil
 	})

@@ -65,7 +65,7 @@ func (t *tx) CreateExecution(ctx context.Context, e *engine.Execution) error {
 	}
 	c := *e
 	c.Seq = seq
-	doc, err := encode("execution", &c)
+	doc, err := encode("execution", head(&c))
 	if err != nil {
 		return err
 	}
@@ -80,9 +80,26 @@ func (t *tx) CreateExecution(ctx context.Context, e *engine.Execution) error {
 	} else if n == 0 {
 		return fmt.Errorf("create execution %s: id in use: %w", e.ID, store.ErrConflict)
 	}
+	if err := t.putActions(qctx, &c, nil); err != nil {
+		return err
+	}
 	e.Seq = seq
 	t.written = append(t.written, cachedWrite{rev: 1, exec: c.Clone()})
 	return nil
+}
+
+// previous returns the state of execution id at revision rev, as this transaction wrote it
+// or the cache holds it, or nil. It is only read.
+func (t *tx) previous(id string, rev int64) *engine.Execution {
+	for i := len(t.written) - 1; i >= 0; i-- {
+		if w := t.written[i]; w.exec.ID == id {
+			if w.rev == rev {
+				return w.exec
+			}
+			return nil
+		}
+	}
+	return t.cache.peek(id, rev)
 }
 
 // cachedWrite is an execution written by a transaction, at the revision it wrote.
@@ -96,7 +113,7 @@ func (t *tx) PutExecution(ctx context.Context, e *engine.Execution) error {
 	if err != nil {
 		return err
 	}
-	doc, err := encode("execution", e)
+	doc, err := encode("execution", head(e))
 	if err != nil {
 		return err
 	}
@@ -108,6 +125,11 @@ func (t *tx) PutExecution(ctx context.Context, e *engine.Execution) error {
 	}
 	if err != nil {
 		return fmt.Errorf("put execution %s: %w", e.ID, err)
+	}
+	// The actions to write are those that differ from the state this one replaces, when
+	// it is known (written earlier in this batch, or cached); otherwise all of them.
+	if err := t.putActions(qctx, e, t.previous(e.ID, rev-1)); err != nil {
+		return err
 	}
 	t.written = append(t.written, cachedWrite{rev: rev, exec: e.Clone()})
 	return nil
