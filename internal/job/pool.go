@@ -10,11 +10,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/conveyorci/conveyor/internal/action"
@@ -26,9 +26,11 @@ import (
 )
 
 // Reporter takes the result of a job attempt, with the last chunk of its log. Complete must
-// refuse (with an error wrapping store.ErrConflict) a result whose lease epoch is stale.
+// refuse (with an error wrapping store.ErrConflict) a result whose lease epoch is stale, and
+// run then (when not nil) in the transaction that records the result: the pool leases its
+// next job there.
 type Reporter interface {
-	Complete(ctx context.Context, jobID string, epoch int64, ev engine.Event, log []byte) error
+	Complete(ctx context.Context, jobID string, epoch int64, ev engine.Event, log []byte, then func(tx store.Tx) error) error
 }
 
 // Options configure a Pool.
@@ -65,7 +67,103 @@ type Pool struct {
 	mu      sync.Mutex
 	running map[string]context.CancelCauseFunc
 
-	trash chan string // workspaces to remove
+	trash  chan string   // workspaces to remove
+	spares chan string   // empty workspaces ready for the next jobs
+	want   chan struct{} // tells stock the spares ran out
+}
+
+// stock makes a spare workspace each time one is wanted (the spares ran out), until ctx is
+// done; then it removes the spares left. A directory costs a mkdir, which on some disks takes
+// longer than a no-op action: made here, it is off the action's path, and reuse (workspaces
+// handed back empty) makes most unnecessary.
+func (p *Pool) stock(ctx context.Context, done chan<- struct{}) {
+	defer close(done)
+	defer func() {
+		for {
+			select {
+			case d := <-p.spares:
+				os.Remove(d)
+			default:
+				return
+			}
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.want:
+		}
+		if len(p.spares) == cap(p.spares) {
+			continue
+		}
+		d, err := os.MkdirTemp(p.opts.WorkDir, "ws-")
+		if err != nil {
+			p.log.Warn("prepare workspace", "dir", p.opts.WorkDir, "err", err)
+			continue
+		}
+		select {
+		case p.spares <- d:
+		default:
+			os.Remove(d)
+		}
+	}
+}
+
+// wantSpare asks stock for one more spare workspace.
+func (p *Pool) wantSpare() {
+	select {
+	case p.want <- struct{}{}:
+	default:
+	}
+}
+
+// reuse hands a finished workspace back as a spare when the action left it as it was made:
+// empty, with its mode, owned by this process's user. Such a directory cannot be told apart
+// from a new one, and reusing it saves a mkdir and an rmdir (no-op and tidy actions leave
+// their workspace so). It reports whether dir was taken.
+func (p *Pool) reuse(dir string) bool {
+	f, err := os.Open(dir)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o700 || !ownedByUs(fi) {
+		return false
+	}
+	if _, err := f.Readdirnames(1); err != io.EOF {
+		return false
+	}
+	select {
+	case p.spares <- dir:
+		return true
+	default:
+		return false
+	}
+}
+
+// ownedByUs reports whether fi belongs to this process's effective user.
+func ownedByUs(fi os.FileInfo) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && int(st.Uid) == os.Geteuid()
+}
+
+// workspace returns a fresh, empty workspace: a spare one when one is ready.
+func (p *Pool) workspace() (string, error) {
+	select {
+	case d := <-p.spares:
+		if len(p.spares) == 0 {
+			p.wantSpare()
+		}
+		return d, nil
+	default:
+	}
+	p.wantSpare()
+	if err := os.MkdirAll(p.opts.WorkDir, 0o755); err != nil {
+		return "", err
+	}
+	return os.MkdirTemp(p.opts.WorkDir, "ws-")
 }
 
 // discard hands finished workspaces to the janitor (or removes them at once when it is busy).
@@ -149,6 +247,15 @@ func (p *Pool) Run(ctx context.Context) error {
 		close(p.trash)
 		<-janitorDone
 	}()
+	p.spares, p.want = make(chan string, p.opts.Workers), make(chan struct{}, 1)
+	p.wantSpare()
+	stockCtx, stopStock := context.WithCancel(context.Background())
+	stockDone := make(chan struct{})
+	go p.stock(stockCtx, stockDone)
+	defer func() {
+		stopStock()
+		<-stockDone
+	}()
 	wake := p.st.Notify(store.TopicJobs)
 	slots := make(chan struct{}, p.opts.Workers)
 	for range p.opts.Workers {
@@ -185,7 +292,10 @@ func (p *Pool) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			p.run(ctx, j)
+			// The slot runs the jobs leased with each result until none is ready.
+			for j != nil {
+				j = p.run(ctx, j)
+			}
 			slots <- struct{}{}
 		}()
 	}
@@ -201,7 +311,7 @@ func sleep(ctx context.Context, d time.Duration) {
 }
 
 // run runs one leased job to its end and reports it.
-func (p *Pool) run(parent context.Context, j *store.Job) {
+func (p *Pool) run(parent context.Context, j *store.Job) (next *store.Job) {
 	ctx, cancel := context.WithCancelCause(parent)
 	defer cancel(nil)
 	p.mu.Lock()
@@ -221,17 +331,37 @@ func (p *Pool) run(parent context.Context, j *store.Job) {
 	ev := p.execute(ctx, j, log)
 	rest := log.close()
 	if parent.Err() != nil {
-		return // shutting down: the lease stays, recovery decides
+		return nil // shutting down: the lease stays, recovery decides
 	}
 	ev.ExecutionID, ev.Pipeline, ev.Stage, ev.Action, ev.Attempt = j.ExecutionID, j.Pipeline, j.Spec.Stage, j.Spec.Action, j.Spec.Attempt
 	ev.At = p.opts.Now()
-	if err := p.rep.Complete(context.WithoutCancel(parent), j.ID, j.Epoch, ev, rest); err != nil {
-		if errors.Is(err, store.ErrConflict) {
-			p.log.Info("result refused: lease lost or job cancelled", "job", j.ID)
-			return
+	// The next job is leased in the transaction that records this result: the action that
+	// this one's end lets start is usually that job, and it costs no transaction of its own.
+	leaseNext := func(tx store.Tx) error {
+		next = nil
+		if parent.Err() != nil {
+			return nil
 		}
-		p.log.Error("report job result", "job", j.ID, "err", err)
+		var err error
+		next, err = tx.LeaseJob(parent, p.id, p.keys, p.opts.Now(), p.opts.Lease)
+		return err
 	}
+	bg := context.WithoutCancel(parent)
+	err := p.rep.Complete(bg, j.ID, j.Epoch, ev, rest, leaseNext)
+	if err != nil && !errors.Is(err, store.ErrConflict) {
+		// Whatever failed, the result must not be lost for the sake of the next lease.
+		next = nil
+		err = p.rep.Complete(bg, j.ID, j.Epoch, ev, rest, nil)
+	}
+	switch {
+	case errors.Is(err, store.ErrConflict):
+		p.log.Info("result refused: lease lost or job cancelled", "job", j.ID)
+		return nil
+	case err != nil:
+		p.log.Error("report job result", "job", j.ID, "err", err)
+		return nil
+	}
+	return next
 }
 
 // heartbeat extends the lease until ctx ends; when the lease cannot be renewed (the job was
@@ -271,19 +401,20 @@ func (p *Pool) execute(ctx context.Context, j *store.Job, log io.Writer) engine.
 	if prov == nil {
 		return fail(action.Errored, fmt.Errorf("no provider %s on this worker", j.Provider))
 	}
-	// The workspace is one directory; inputs other than the first go beside it, so a no-op
-	// action costs one mkdir. Removing it is left to the janitor, off the action's path.
-	root := filepath.Join(p.opts.WorkDir, url.PathEscape(j.ID))
-	inputs := root + ".in"
-	if err := os.Mkdir(root, 0o755); err != nil {
-		// Left over by a crash, or the work directory is missing: start afresh.
-		os.RemoveAll(root)
-		os.RemoveAll(inputs)
-		if err := os.MkdirAll(root, 0o755); err != nil {
-			return fail(action.Errored, fmt.Errorf("create workspace: %w", err))
-		}
+	// The workspace is one directory, made ahead (see stock); inputs other than the first go
+	// beside it. Removing it is left to the janitor, off the action's path.
+	root, err := p.workspace()
+	if err != nil {
+		return fail(action.Errored, fmt.Errorf("create workspace: %w", err))
 	}
-	defer p.discard(root, inputs)
+	inputs := root + ".in"
+	defer func() {
+		if p.reuse(root) {
+			p.discard(inputs)
+		} else {
+			p.discard(root, inputs)
+		}
+	}()
 	ws := &action.Workspace{Dir: root, Inputs: map[string]string{}}
 	for i, in := range j.Spec.Inputs {
 		dir := ws.Dir

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,6 +31,8 @@ type report struct {
 	ev    engine.Event
 	log   []byte
 	err   error
+	// leased are the jobs leased when the result's transaction ended.
+	leased []string
 }
 
 // reporter stands in for the engine loop: it finishes the job under its epoch in the store,
@@ -38,11 +41,35 @@ type report struct {
 type reporter struct {
 	st      store.Store
 	reports chan report
+	// follow, when set, runs in the result's transaction before then, as a step of the
+	// engine adds the jobs a result lets start.
+	follow func(tx store.Tx, jobID string) error
 }
 
-func (r *reporter) Complete(ctx context.Context, jobID string, epoch int64, ev engine.Event, log []byte) error {
-	err := r.st.Update(ctx, func(tx store.Tx) error { return tx.FinishJob(ctx, jobID, epoch, ev.At) })
-	r.reports <- report{jobID: jobID, epoch: epoch, ev: ev, log: log, err: err}
+func (r *reporter) Complete(ctx context.Context, jobID string, epoch int64, ev engine.Event, log []byte, then func(store.Tx) error) error {
+	var leased []string
+	err := r.st.Update(ctx, func(tx store.Tx) error {
+		if err := tx.FinishJob(ctx, jobID, epoch, ev.At); err != nil {
+			return err
+		}
+		if r.follow != nil {
+			if err := r.follow(tx, jobID); err != nil {
+				return err
+			}
+		}
+		if then == nil {
+			return nil
+		}
+		if err := then(tx); err != nil {
+			return err
+		}
+		js, err := tx.Jobs(ctx, store.JobLeased)
+		for _, j := range js {
+			leased = append(leased, j.ID)
+		}
+		return err
+	})
+	r.reports <- report{jobID: jobID, epoch: epoch, ev: ev, log: log, err: err, leased: leased}
 	return err
 }
 
@@ -123,6 +150,16 @@ func setup(t *testing.T, opts job.Options) *bundle {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("pool.Run: %v", err)
+		}
+		// A stopped pool leaves no spare workspace behind.
+		if entries, err := os.ReadDir(b.workDir); err == nil {
+			for _, e := range entries {
+				if strings.HasPrefix(e.Name(), "ws-") && !strings.Contains(e.Name(), ".") {
+					if sub, _ := os.ReadDir(filepath.Join(b.workDir, e.Name())); len(sub) == 0 {
+						t.Errorf("spare workspace %s left after the pool stopped", e.Name())
+					}
+				}
+			}
 		}
 	})
 	return b
@@ -317,14 +354,15 @@ func TestPoolRunsJobEndToEnd(t *testing.T) {
 		t.Fatalf("workspace %q is not under the work directory %s", ws, b.workDir)
 	}
 	// The janitor removes workspaces off the action's path: wait for it, with a deadline.
+	// What may stay are the empty spare workspaces made ahead for the next jobs.
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
 		_, err := os.Stat(ws)
-		entries, _ := os.ReadDir(b.workDir)
-		if errors.Is(err, os.ErrNotExist) && len(entries) == 0 {
+		left := leftovers(t, b.workDir)
+		if errors.Is(err, os.ErrNotExist) && len(left) == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Errorf("workspace %s left behind (%v); the work directory holds %v", ws, err, entries)
+			t.Errorf("workspace %s left behind (%v); the work directory holds %v besides empty spares", ws, err, left)
 			break
 		}
 	}
@@ -446,5 +484,50 @@ func TestPoolRecordsProcessStartedWhileCancelled(t *testing.T) {
 	}
 	if got := b.job(t, j.ID); got.Pgid != 4242 || got.PStart != 7 {
 		t.Errorf("recorded process: pgid %d start %d, want 4242 7", got.Pgid, got.PStart)
+	}
+}
+
+// leftovers lists what dir holds besides empty directories (the spare workspaces).
+func leftovers(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	for _, e := range entries {
+		if sub, err := os.ReadDir(filepath.Join(dir, e.Name())); !e.IsDir() || err != nil || len(sub) > 0 {
+			left = append(left, e.Name())
+		}
+	}
+	return left
+}
+
+// TestPoolLeasesNextJobWithResult checks that the job a result lets start is leased in the
+// transaction that records the result, so a sequence of actions costs one transaction each.
+func TestPoolLeasesNextJobWithResult(t *testing.T) {
+	t.Parallel()
+	b := setup(t, job.Options{})
+	second := commandsSpec("Build", "Second", "true")
+	second.ExecutionID, second.Pipeline, second.Attempt = "e1", "webapp", 1
+	second.ID = engine.JobID(second.ExecutionID, second.Stage, second.Action, second.Attempt)
+	b.rep.follow = func(tx store.Tx, jobID string) error {
+		if strings.Contains(jobID, "Second") {
+			return nil
+		}
+		_, err := tx.AddJob(t.Context(), &store.Job{ID: second.ID, ExecutionID: "e1", Pipeline: "webapp",
+			Provider: "Build/Commands", Spec: second, State: store.JobQueued, CreatedAt: time.Now(), UpdatedAt: time.Now()})
+		return err
+	}
+	first := b.add(t, commandsSpec("Build", "First", "true"))
+	r := b.result(t)
+	if r.jobID != first.ID || r.err != nil {
+		t.Fatalf("first result: %s (%v); want %s", r.jobID, r.err, first.ID)
+	}
+	if !slices.Contains(r.leased, second.ID) {
+		t.Errorf("jobs leased when the first result committed: %v; want %s among them", r.leased, second.ID)
+	}
+	if r := b.result(t); r.jobID != second.ID || r.ev.Type != engine.EvActionSucceeded {
+		t.Errorf("second result: %s %s %q; want %s succeeded", r.jobID, r.ev.Type, r.ev.Message, second.ID)
 	}
 }

@@ -213,7 +213,7 @@ func (b *bundle) lease(t *testing.T, id string, ttl time.Duration) *store.Job {
 func (b *bundle) succeed(t *testing.T, j *store.Job) {
 	t.Helper()
 	err := b.loop.Complete(t.Context(), j.ID, j.Epoch, engine.Event{Type: engine.EvActionSucceeded,
-		ExecutionID: j.ExecutionID, Pipeline: j.Pipeline, Stage: j.Spec.Stage, Action: j.Spec.Action, Attempt: j.Spec.Attempt}, nil)
+		ExecutionID: j.ExecutionID, Pipeline: j.Pipeline, Stage: j.Spec.Stage, Action: j.Spec.Action, Attempt: j.Spec.Attempt}, nil, nil)
 	if err != nil {
 		t.Fatalf("complete %s: %v", j.ID, err)
 	}

@@ -52,7 +52,7 @@ func TestApplyRefusedLeavesNoTrace(t *testing.T) {
 	b.start(t, "e1")
 	j := b.lease(t, engine.JobID("e1", "Build", "Compile", 1), time.Hour)
 	err := b.loop.Complete(t.Context(), j.ID, j.Epoch, engine.Event{Type: engine.EvActionFailed, ExecutionID: "e1",
-		Pipeline: "webapp", Stage: "Build", Action: "Compile", Attempt: 1, Failure: "failed", Message: "exit status 2"}, nil)
+		Pipeline: "webapp", Stage: "Build", Action: "Compile", Attempt: 1, Failure: "failed", Message: "exit status 2"}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +152,7 @@ func TestCompleteStaleEpochRefused(t *testing.T) {
 
 	ev := engine.Event{Type: engine.EvActionSucceeded, ExecutionID: "e1", Pipeline: "webapp", Stage: "Build", Action: "Compile", Attempt: 1}
 	for _, stale := range []int64{j.Epoch - 1, j.Epoch + 1} {
-		if err := b.loop.Complete(t.Context(), j.ID, stale, ev, nil); !errors.Is(err, store.ErrConflict) {
+		if err := b.loop.Complete(t.Context(), j.ID, stale, ev, nil, nil); !errors.Is(err, store.ErrConflict) {
 			t.Fatalf("complete with epoch %d (lease has %d): %v, want ErrConflict", stale, j.Epoch, err)
 		}
 	}
@@ -166,7 +166,7 @@ func TestCompleteStaleEpochRefused(t *testing.T) {
 		t.Fatalf("a refused result used up the job's result key")
 	}
 
-	if err := b.loop.Complete(t.Context(), j.ID, j.Epoch, ev, nil); err != nil {
+	if err := b.loop.Complete(t.Context(), j.ID, j.Epoch, ev, nil, nil); err != nil {
 		t.Fatalf("complete with the lease's epoch: %v", err)
 	}
 	e := b.exec(t, "e1")
@@ -181,7 +181,7 @@ func TestCompleteStaleEpochRefused(t *testing.T) {
 		t.Errorf("queued: %v, want %v", got, want)
 	}
 	// The same result again (a worker retrying after a lost answer) is refused: the job is done.
-	if err := b.loop.Complete(t.Context(), j.ID, j.Epoch, ev, nil); !errors.Is(err, store.ErrConflict) {
+	if err := b.loop.Complete(t.Context(), j.ID, j.Epoch, ev, nil, nil); !errors.Is(err, store.ErrConflict) {
 		t.Errorf("second complete: %v, want ErrConflict", err)
 	}
 }
@@ -347,7 +347,7 @@ func TestExpiredLeaseRetriesBuildAndFailsDeploy(t *testing.T) {
 	}
 	// The silent worker comes back: its result is refused.
 	err := b.loop.Complete(t.Context(), first.ID, first.Epoch, engine.Event{Type: engine.EvActionSucceeded, ExecutionID: "e1",
-		Pipeline: "webapp", Stage: "Build", Action: "Compile", Attempt: 1}, nil)
+		Pipeline: "webapp", Stage: "Build", Action: "Compile", Attempt: 1}, nil, nil)
 	if !errors.Is(err, store.ErrConflict) {
 		t.Errorf("result of the expired lease: %v, want ErrConflict", err)
 	}
@@ -556,7 +556,7 @@ func TestSubscribeOrderUnderConcurrentResults(t *testing.T) {
 		for _, j := range jobs {
 			wg.Go(func() {
 				err := b.loop.Complete(t.Context(), j.ID, j.Epoch, engine.Event{Type: engine.EvActionSucceeded,
-					ExecutionID: j.ExecutionID, Pipeline: j.Pipeline, Stage: j.Spec.Stage, Action: j.Spec.Action, Attempt: j.Spec.Attempt}, nil)
+					ExecutionID: j.ExecutionID, Pipeline: j.Pipeline, Stage: j.Spec.Stage, Action: j.Spec.Action, Attempt: j.Spec.Attempt}, nil, nil)
 				if err != nil {
 					t.Errorf("complete %s: %v", j.ID, err)
 				}

@@ -90,7 +90,11 @@ func (l *Loop) takeTicket() uint64 {
 // log appended and the result event applied, in one transaction. What the event is about
 // (execution, stage, action, attempt) comes from the job, never from the worker; the worker
 // only says how it went.
-func (l *Loop) Complete(ctx context.Context, jobID string, epoch int64, ev engine.Event, log []byte) error {
+//
+// then, when not nil, runs last in the same transaction: a worker leases its next job there,
+// so the next action of a sequence starts without a transaction of its own. Its error fails
+// the whole Complete.
+func (l *Loop) Complete(ctx context.Context, jobID string, epoch int64, ev engine.Event, log []byte, then func(tx store.Tx) error) error {
 	if ev.Type != engine.EvActionSucceeded && ev.Type != engine.EvActionFailed {
 		return fmt.Errorf("complete job %s: %q is not a job result", jobID, ev.Type)
 	}
@@ -109,6 +113,9 @@ func (l *Loop) Complete(ctx context.Context, jobID string, epoch int64, ev engin
 		}
 		ev.ExecutionID, ev.Pipeline, ev.Stage, ev.Action, ev.Attempt = j.ExecutionID, j.Pipeline, j.Spec.Stage, j.Spec.Action, j.Spec.Attempt
 		res, err := l.applyRow(ctx, tx, "result:"+jobID, ev)
+		if err == nil && then != nil {
+			err = then(tx)
+		}
 		return []*engine.Result{res}, err
 	})
 }
