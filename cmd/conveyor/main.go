@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -48,7 +49,9 @@ Start with:
 	})
 	root.AddCommand(validateCmd(), runCmd(), schemaCmd(), serverCmd())
 	root.AddCommand(clientCommands()...)
+	stopProfile := startCPUProfile()
 	err := root.Execute()
+	stopProfile()
 	if err == nil {
 		return
 	}
@@ -63,6 +66,30 @@ Start with:
 		fmt.Fprintln(os.Stderr, "conveyor: "+msg)
 	}
 	os.Exit(code)
+}
+
+// startCPUProfile writes a CPU profile of the whole command to the file named by
+// CONVEYOR_CPUPROFILE, when it is set: how the benchmarks' figures are explained (go tool pprof).
+// It returns the function that ends the profile.
+func startCPUProfile() func() {
+	path := os.Getenv("CONVEYOR_CPUPROFILE")
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "conveyor: CONVEYOR_CPUPROFILE:", err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		fmt.Fprintln(os.Stderr, "conveyor: CONVEYOR_CPUPROFILE:", err)
+		f.Close()
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
 }
 
 // isUsage recognises cobra's own usage errors (unknown command, wrong argument count).
