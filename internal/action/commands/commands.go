@@ -128,7 +128,8 @@ func (p *Provider) Run(ctx context.Context, job *action.Job, ws *action.Workspac
 	}
 	defer os.RemoveAll(dir)
 	s := newScript(dir, cfg)
-	if err := s.write(); err != nil {
+	warm := p.warm(cfg, shell, env, base)
+	if err := s.write(!warm); err != nil {
 		return nil, &action.Error{Kind: action.Errored, Message: "write script", Err: err}
 	}
 
@@ -139,7 +140,7 @@ func (p *Provider) Run(ctx context.Context, job *action.Job, ws *action.Workspac
 		defer cancel()
 	}
 	var code int
-	if p.warm(cfg, shell, env, base) {
+	if warm {
 		// The same shell, environment and directory as a cold start, given by the script's
 		// prologue instead of execve: see warmPrologue.
 		var pr *run.Prepared

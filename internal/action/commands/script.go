@@ -26,13 +26,16 @@ func newScript(dir string, cfg config) *script {
 	}
 }
 
-// write writes the script, and creates the variables file so that a umask the commands set
-// cannot make it unreadable.
-func (s *script) write() error {
+// write creates the variables file, so that a umask the commands set cannot make it
+// unreadable, and writes the script file unless a warm shell is to be handed its text.
+func (s *script) write(file bool) error {
 	if len(s.cfg.outputVariables) > 0 {
 		if err := os.WriteFile(s.varsPath, nil, 0o600); err != nil {
 			return err
 		}
+	}
+	if !file {
+		return nil
 	}
 	return os.WriteFile(s.path, s.text(), 0o600)
 }
