@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/conveyorci/conveyor/internal/engine"
 	"github.com/conveyorci/conveyor/internal/engine/loop"
@@ -181,10 +182,15 @@ func handleApproval(l *loop.Loop, key []byte) http.HandlerFunc {
 			fail(w, errConflict("approval %s.%s of execution %s is not waiting for a decision (it is %s)", stage, action, id, statusText(string(a.Status))))
 			return
 		}
+		who := caller(r)
+		if err := mayApprove(e, a, who, *b.Approved); err != nil {
+			fail(w, err)
+			return
+		}
 		ev := engine.Event{Type: engine.EvApproval, ExecutionID: id, Stage: stage, Action: action, Attempt: a.Attempt,
-			Approved: *b.Approved, Comment: b.Comment, By: caller(r), From: r.RemoteAddr}
-		// One decision per attempt: a second one (a double click) changes nothing.
-		got, err := l.Apply(r.Context(), "approval:"+engine.JobID(id, stage, action, a.Attempt), ev)
+			Approved: *b.Approved, Comment: b.Comment, By: who, From: r.RemoteAddr}
+		// One decision per person and attempt: a second one (a double click) changes nothing.
+		got, err := l.Apply(r.Context(), "approval:"+engine.JobID(id, stage, action, a.Attempt)+":"+who, ev)
 		if err != nil {
 			fail(w, err)
 			return
@@ -217,6 +223,24 @@ func showApprovals(ctx context.Context, l *loop.Loop, key []byte, ans *pipelineS
 				approved := d.Approved
 				a.Approved, a.DecidedBy, a.DecidedAt, a.DecidedFrom, a.Comment = &approved, d.By, timePtr(d.At), d.From, d.Comment
 			}
+		}
+	}
+	return nil
+}
+
+// mayApprove refuses a decision the engine would ignore, with the reason: an approver counts
+// once per attempt, and with separationOfDuties whoever started the execution cannot approve.
+func mayApprove(e *engine.Execution, a *engine.Action, who string, approved bool) error {
+	if !approved {
+		return nil
+	}
+	if sod, _ := a.Configuration["separationOfDuties"].(bool); sod && e.Trigger.User != "" && e.Trigger.User == who {
+		return &badRequest{http.StatusForbidden, "forbidden", fmt.Sprintf(
+			"separation of duties: %s started execution %s and cannot approve it; another approver must", who, e.ID)}
+	}
+	for _, d := range a.Approvals {
+		if d.By == who {
+			return errConflict("%s approved this attempt already at %s; it needs approvals from different people", who, d.At.Format(time.RFC3339))
 		}
 	}
 	return nil

@@ -36,7 +36,7 @@ func start(r *http.Request, l *loop.Loop, name string, version int, b startBody)
 	if b.ClientRequestToken != "" {
 		key = "start:" + name + ":" + b.ClientRequestToken
 	}
-	req := engine.StartRequest{PipelineVersion: version, Trigger: engine.Trigger{Type: "API", Detail: caller(r)}, Variables: b.Variables}
+	req := engine.StartRequest{PipelineVersion: version, Trigger: engine.Trigger{Type: "API", Detail: caller(r), User: caller(r)}, Variables: b.Variables}
 	if len(b.SourceRevisions) > 0 {
 		p, err := l.Pipeline(r.Context(), name, version)
 		if err != nil {

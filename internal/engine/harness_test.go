@@ -102,11 +102,14 @@ func threeStages(mode pipeline.ExecutionMode) *pipeline.Pipeline {
 }
 
 // withApproval is Source → Approve (a manual gate) → Deploy.
-func withApproval(mode pipeline.ExecutionMode) *pipeline.Pipeline {
+func withApproval(mode pipeline.ExecutionMode, config ...any) *pipeline.Pipeline {
 	checkout := action("Checkout", pipeline.Source, 0)
 	checkout.Namespace = "SourceVariables"
 	gate := action("Gate", pipeline.Approval, 0)
 	gate.Configuration = map[string]any{"summary": "Ship #{SourceVariables.CommitId}?"}
+	for i := 0; i+1 < len(config); i += 2 { // more configuration: name, value, ...
+		gate.Configuration[config[i].(string)] = config[i+1]
+	}
 	return newPipeline(mode, stage("Source", checkout), stage("Approve", gate),
 		stage("Deploy", action("Release", pipeline.Deploy, 0)))
 }
@@ -296,7 +299,7 @@ func (w *world) start(id string, vars ...string) Result {
 
 func (w *world) startEvent(id string, vars ...string) Event {
 	w.t.Helper()
-	req := &StartRequest{PipelineVersion: 1, Trigger: Trigger{Type: "Manual", Detail: "alice"}}
+	req := &StartRequest{PipelineVersion: 1, Trigger: Trigger{Type: "Manual", Detail: "alice", User: "alice"}}
 	for _, kv := range vars {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok {

@@ -121,6 +121,9 @@ type Execution struct {
 type Trigger struct {
 	Type   string `json:"type"`             // "Manual", "CLI", "API", "Webhook", "Poll", "Schedule", ...
 	Detail string `json:"detail,omitempty"` // who or what
+	// User is the user who started the execution, when a person did (through the API): with
+	// separationOfDuties, that user cannot approve it.
+	User string `json:"user,omitempty"`
 }
 
 // SourceOverride pins what a source action fetches for one execution.
@@ -219,8 +222,12 @@ type Action struct {
 	Outputs       map[string]string `json:"outputs,omitempty"`
 	Summary       string            `json:"summary,omitempty"`
 	ExternalURL   string            `json:"externalUrl,omitempty"`
-	// Decision records who decided on an approval attempt, when, from where and why.
+	// Decision records who decided on an approval attempt, when, from where and why: the
+	// rejection, or the approval that completed it.
 	Decision *Decision `json:"decision,omitempty"`
+	// Approvals are the approvals of the current attempt so far, one per approver, while an
+	// approval needs several (its `approvals` configuration).
+	Approvals []Decision `json:"approvals,omitempty"`
 	// ApprovalToken identifies the attempt of an approval waiting for a decision. Step never
 	// sets it and the store never keeps it: the API fills it in its answers (it derives from
 	// a server key).

@@ -486,6 +486,7 @@ func (s *stepper) startAction(i, j int) {
 	a.Attempt++
 	a.Status, a.StartedAt, a.FinishedAt = ActionInProgress, s.now, time.Time{}
 	a.Outputs, a.Summary, a.ExternalURL, a.Failure, a.Message, a.JobID = nil, "", "", "", "", ""
+	a.Decision, a.Approvals = nil, nil
 
 	cfg, err := pipeline.ResolveValue(map[string]any(pa.Configuration), s.lookup)
 	if err == nil {
@@ -643,10 +644,24 @@ func (s *stepper) actionResult() {
 		if who == "" {
 			who = "someone"
 		}
-		a.Decision = &Decision{Approved: s.ev.Approved, By: who, At: s.now, Comment: s.ev.Comment, From: s.ev.From}
+		d := Decision{Approved: s.ev.Approved, By: who, At: s.now, Comment: s.ev.Comment, From: s.ev.From}
 		if s.ev.Approved {
-			a.Status, a.Summary = ActionSucceeded, "approved by "+who
+			if approvalRefused(a, s.e, who) {
+				s.changed = false // the API refuses these first; a late one changes nothing
+				return
+			}
+			a.Approvals = append(slices.Clone(a.Approvals), d)
+			if need := approvalsNeeded(a.Configuration); len(a.Approvals) < need {
+				a.Summary = fmt.Sprintf("%d of %d approvals (%s)", len(a.Approvals), need, approvers(a.Approvals))
+				if q, ok := a.Configuration["summary"].(string); ok && q != "" {
+					a.Summary = q + " — " + a.Summary
+				}
+				return
+			}
+			a.Decision = &d
+			a.Status, a.Summary = ActionSucceeded, "approved by "+approvers(a.Approvals)
 		} else {
+			a.Decision = &d
 			a.Status, a.Failure, a.Message = ActionFailed, "rejected", "rejected by "+who
 		}
 		if s.ev.Comment != "" {
@@ -1190,4 +1205,40 @@ func (e *Execution) Clone() *Execution {
 		c.Stages[i] = st
 	}
 	return &c
+}
+
+// approvalsNeeded is how many distinct approvers an approval action needs: its resolved
+// `approvals` configuration, 1 by default.
+func approvalsNeeded(cfg map[string]any) int {
+	switch n := cfg["approvals"].(type) {
+	case int:
+		return max(n, 1)
+	case int64:
+		return max(int(n), 1)
+	case uint64:
+		return max(int(min(n, 1000)), 1)
+	case float64: // configurations read back from JSON
+		return max(int(n), 1)
+	}
+	return 1
+}
+
+// approvalRefused reports whether who may not approve action a of e: they approved this
+// attempt already (each approver counts once), or separation of duties is on and they
+// started the execution.
+func approvalRefused(a *Action, e *Execution, who string) bool {
+	if slices.ContainsFunc(a.Approvals, func(d Decision) bool { return d.By == who }) {
+		return true
+	}
+	sod, _ := a.Configuration["separationOfDuties"].(bool)
+	return sod && e.Trigger.User != "" && e.Trigger.User == who
+}
+
+// approvers lists who approved, in order: "ann, bob".
+func approvers(ds []Decision) string {
+	names := make([]string, len(ds))
+	for i, d := range ds {
+		names[i] = d.By
+	}
+	return strings.Join(names, ", ")
 }

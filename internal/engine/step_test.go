@@ -65,7 +65,7 @@ var executionCases = []stepCase{
 			t.Fatalf("variables %v, want %v", e.Variables, want)
 		}
 		if e.Status != ExecInProgress || e.Mode != pipeline.Superseded || e.PipelineVersion != 1 || e.Type != "Standard" ||
-			e.Trigger != (Trigger{Type: "Manual", Detail: "alice"}) || !e.CreatedAt.Equal(t0) || e.Pipeline != "webapp" {
+			e.Trigger != (Trigger{Type: "Manual", Detail: "alice", User: "alice"}) || !e.CreatedAt.Equal(t0) || e.Pipeline != "webapp" {
 			t.Fatalf("execution %+v", e)
 		}
 		w.wantHolder("Source", "A") // SUPERSEDED by default: stages are locked
@@ -1087,6 +1087,56 @@ var actionCases = []stepCase{
 				t.Fatalf("anonymous decision %+v", d)
 			}
 		}
+	}},
+	{"approval/needs N distinct approvers", func(t *testing.T) {
+		w := newWorld(t, withApproval(pipeline.Queued, "approvals", 2))
+		w.start("A")
+		w.succeed("A", "Source.Checkout", outputs("CommitId=a1b2c3"))
+		w.approve("A", "Approve.Gate", "ann", "")
+		a := w.wantAction("A", "Approve.Gate", ActionInProgress)
+		if a.Summary != "Ship a1b2c3? — 1 of 2 approvals (ann)" || len(a.Approvals) != 1 || a.Decision != nil {
+			t.Fatalf("after one approval of two: summary %q, approvals %+v, decision %+v", a.Summary, a.Approvals, a.Decision)
+		}
+		// The same person approving again counts once: nothing changes.
+		ev := w.actionEvent(EvApproval, "A", "Approve.Gate")
+		ev.Approved, ev.By = true, "ann"
+		if res := w.do(ev); res.Changed {
+			t.Fatalf("a second approval by ann changed the execution: %+v", res)
+		}
+		w.approve("A", "Approve.Gate", "bob", "ship it")
+		a = w.wantAction("A", "Approve.Gate", ActionSucceeded)
+		if a.Summary != "approved by ann, bob: ship it" || len(a.Approvals) != 2 || a.Decision == nil || a.Decision.By != "bob" {
+			t.Fatalf("after two approvals: summary %q, approvals %+v, decision %+v", a.Summary, a.Approvals, a.Decision)
+		}
+		w.wantRunning("A", "Deploy.Release")
+		// A rejection after some approvals fails the action at once.
+		w2 := newWorld(t, withApproval(pipeline.Queued, "approvals", 3))
+		w2.start("B")
+		w2.pass("B")
+		w2.approve("B", "Approve.Gate", "ann", "")
+		w2.reject("B", "Approve.Gate", "bob", "no")
+		if a := w2.wantAction("B", "Approve.Gate", ActionFailed); a.Failure != "rejected" {
+			t.Fatalf("failure %q", a.Failure)
+		}
+	}},
+	{"approval/separation of duties", func(t *testing.T) {
+		w := newWorld(t, withApproval(pipeline.Queued, "separationOfDuties", true))
+		w.start("A") // started by alice
+		w.pass("A")
+		ev := w.actionEvent(EvApproval, "A", "Approve.Gate")
+		ev.Approved, ev.By = true, "alice"
+		if res := w.do(ev); res.Changed {
+			t.Fatalf("alice approved her own execution: %+v", res)
+		}
+		w.wantAction("A", "Approve.Gate", ActionInProgress)
+		w.approve("A", "Approve.Gate", "bob", "")
+		w.wantAction("A", "Approve.Gate", ActionSucceeded)
+		// Off by default: a one-person team approves its own executions.
+		w2 := newWorld(t, withApproval(pipeline.Queued))
+		w2.start("B")
+		w2.pass("B")
+		w2.approve("B", "Approve.Gate", "alice", "")
+		w2.wantAction("B", "Approve.Gate", ActionSucceeded)
 	}},
 	{"approval/retry starts without a decision", func(t *testing.T) {
 		w := newWorld(t, withApproval(pipeline.Queued))

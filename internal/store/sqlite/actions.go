@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"reflect"
+	"slices"
 
 	"github.com/conveyorci/conveyor/internal/engine"
 )
@@ -109,7 +110,8 @@ func sameAction(a, b *engine.Action) bool {
 		a.StartedAt.Equal(b.StartedAt) && a.FinishedAt.Equal(b.FinishedAt) &&
 		sameMap(a.Environment, b.Environment) && sameMap(a.Outputs, b.Outputs) &&
 		sameConfig(a.Configuration, b.Configuration) &&
-		(a.Decision == b.Decision || a.Decision != nil && b.Decision != nil && reflect.DeepEqual(*a.Decision, *b.Decision))
+		(a.Decision == b.Decision || a.Decision != nil && b.Decision != nil && reflect.DeepEqual(*a.Decision, *b.Decision)) &&
+		slices.EqualFunc(a.Approvals, b.Approvals, func(x, y engine.Decision) bool { return reflect.DeepEqual(x, y) })
 }
 
 func sameMap(a, b map[string]string) bool {

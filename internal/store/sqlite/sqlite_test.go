@@ -467,7 +467,7 @@ func TestEmptyValues(t *testing.T) {
 // compare it, or a step that changes only that field would not be written.
 func TestSameActionCoversAllFields(t *testing.T) {
 	compared := []string{"Name", "RunOrder", "Status", "Attempt", "LostRetries", "JobID", "Configuration",
-		"Environment", "Outputs", "Summary", "ExternalURL", "Decision", "ApprovalToken", "Failure", "Message",
+		"Environment", "Outputs", "Summary", "ExternalURL", "Decision", "Approvals", "ApprovalToken", "Failure", "Message",
 		"WaitingFor", "StartedAt", "FinishedAt"}
 	var fields []string
 	for f := range reflect.TypeFor[engine.Action]().Fields() {
@@ -495,6 +495,8 @@ func TestSameActionCoversAllFields(t *testing.T) {
 			}
 		case reflect.Pointer:
 			v.Set(reflect.ValueOf(&engine.Decision{By: "bob"}))
+		case reflect.Slice:
+			v.Set(reflect.ValueOf([]engine.Decision{{By: "bob"}}))
 		case reflect.Struct: // time.Time
 			v.Set(reflect.ValueOf(time.Unix(1, 0)))
 		default:
