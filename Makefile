@@ -30,6 +30,7 @@ test-short: ## the unit tests only, fast
 fuzz: ## run each fuzz target for FUZZTIME (default 10s)
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/pipeline/
 	$(GO) test -run '^$$' -fuzz '^FuzzUnpack$$' -fuzztime $(FUZZTIME) ./internal/artifact/
+	$(GO) test -run '^$$' -fuzz '^FuzzMasker$$' -fuzztime $(FUZZTIME) ./internal/secret/
 
 bench: ## run the benchmarks B1-B5 and print their figures with their baselines
 	$(GO) test -p 1 -run '^$$' -bench 'B1|B2|B3|B4|B5' -benchtime 1x -count 5 -timeout 60m ./bench/ ./internal/artifact/

@@ -19,6 +19,7 @@ import (
 	"github.com/conveyorci/conveyor/internal/engine"
 	"github.com/conveyorci/conveyor/internal/local"
 	"github.com/conveyorci/conveyor/internal/pipeline"
+	"github.com/conveyorci/conveyor/internal/secret"
 )
 
 // load reads and validates a pipeline file; an invalid file is exit status 2.
@@ -78,10 +79,10 @@ and checking, e.g. with the YAML language server: # yaml-language-server: $schem
 
 func runCmd() *cobra.Command {
 	var (
-		vars, sources, approve []string
-		logs, durable          bool
-		dataDir, maxArtifact   string
-		workers                int
+		vars, sources, approve, secrets   []string
+		logs, durable                     bool
+		dataDir, maxArtifact, secretsFile string
+		workers                           int
 	)
 	cmd := &cobra.Command{
 		Use:   "run FILE",
@@ -99,14 +100,12 @@ actions finish and starts nothing new; a second abandons them (their processes a
 Actions are named as Stage.Action, or Action where that name is unique.`,
 		Example: `  conveyor run pipeline.yaml
   conveyor run pipeline.yaml --source Checkout=.       # test your working tree, uncommitted changes included
-  conveyor run pipeline.yaml --var DEPLOY_ENV=prod --approve all --logs`,
+  conveyor run pipeline.yaml --var DEPLOY_ENV=prod --approve all --logs
+  DEPLOY_KEY=... conveyor run pipeline.yaml --secret DEPLOY_KEY   # masked as *** in all output`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			p, err := load(args[0])
 			if err != nil {
-				return err
-			}
-			if err := refuseSecrets(p); err != nil {
 				return err
 			}
 			o := local.RunOptions{Pipeline: p, File: args[0], Logs: logs, DataDir: dataDir, Workers: workers, Durable: durable, Out: c.OutOrStdout()}
@@ -121,6 +120,9 @@ Actions are named as Stage.Action, or Action where that name is unique.`,
 				return err
 			}
 			if o.Sources, err = parseSources(p, sources); err != nil {
+				return err
+			}
+			if o.Secrets, err = parseSecrets(p, secrets, secretsFile, os.LookupEnv); err != nil {
 				return err
 			}
 			if o.ApproveAll, o.Approve, err = parseApprovals(p, approve); err != nil {
@@ -156,7 +158,78 @@ Actions are named as Stage.Action, or Action where that name is unique.`,
 	f.IntVar(&workers, "workers", 4, "how many actions may run at once")
 	f.StringVar(&maxArtifact, "max-artifact-size", "", "refuse an artifact larger than this, uncompressed, e.g. 500MiB (default 5GiB)")
 	f.BoolVar(&durable, "durable", false, "make every state change survive a power loss, not only a crash (slower)")
+	f.StringArrayVar(&secrets, "secret", nil, "give a secret the pipeline lists: NAME (its value from the environment variable NAME) or NAME=VALUE (repeatable)")
+	f.StringVar(&secretsFile, "secrets-file", "", "read secrets from a file of NAME=VALUE lines (# comments and blank lines ignored)")
 	return cmd
+}
+
+// parseSecrets gathers the values of the pipeline's secrets from --secret and
+// --secrets-file (the flags win over the file), and checks that every secret an action takes
+// has one.
+func parseSecrets(p *pipeline.Pipeline, flags []string, file string, getenv func(string) (string, bool)) (map[string]string, error) {
+	out := map[string]string{}
+	set := func(where, name, value string) error {
+		if !slices.Contains(p.Secrets, name) {
+			if len(p.Secrets) == 0 {
+				return usageErr("%s: pipeline %s lists no secrets (add them under secrets:)", where, p.Name)
+			}
+			return usageErr("%s: pipeline %s does not list secret %s; it lists %s", where, p.Name, name, strings.Join(p.Secrets, ", "))
+		}
+		if err := secret.CheckValue(value); err != nil {
+			return usageErr("%s: secret %s: %v", where, name, err)
+		}
+		out[name] = value
+		return nil
+	}
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, usageErr("--secrets-file: %v", err)
+		}
+		for i, line := range strings.Split(string(b), "\n") {
+			line = strings.TrimSpace(line)
+			if line == "" || strings.HasPrefix(line, "#") {
+				continue
+			}
+			name, value, ok := strings.Cut(line, "=")
+			where := fmt.Sprintf("%s:%d", file, i+1)
+			if !ok || strings.TrimSpace(name) == "" {
+				return nil, usageErr("%s: write NAME=VALUE", where)
+			}
+			if err := set(where, strings.TrimSpace(name), value); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for _, f := range flags {
+		name, value, ok := strings.Cut(f, "=")
+		if !ok {
+			v, found := getenv(name)
+			if !found {
+				return nil, usageErr("--secret %s: the environment variable %s is not set (or give --secret %s=VALUE)", name, name, name)
+			}
+			value = v
+		}
+		if err := set("--secret "+name, name, value); err != nil {
+			return nil, err
+		}
+	}
+	var missing []string
+	for _, st := range p.Stages {
+		for _, a := range st.Actions {
+			for _, name := range a.SecretEnvironment {
+				if _, ok := out[name]; !ok && !slices.Contains(missing, name) {
+					missing = append(missing, name)
+				}
+			}
+		}
+	}
+	if len(missing) > 0 {
+		slices.Sort(missing)
+		return nil, usageErr("actions take secrets with no value: %s; pass each with --secret NAME (from the environment), --secret NAME=VALUE or --secrets-file FILE",
+			strings.Join(missing, ", "))
+	}
+	return out, nil
 }
 
 func parseVars(p *pipeline.Pipeline, args []string) (map[string]string, error) {
@@ -225,18 +298,4 @@ func parseApprovals(p *pipeline.Pipeline, args []string) (all bool, refs []strin
 		refs = append(refs, p.Stages[si].Name+"."+act.Name)
 	}
 	return all, refs, nil
-}
-
-// refuseSecrets stops a run whose actions take secrets: conveyor run has no secret store, and
-// an action must never run without a secret it declares.
-func refuseSecrets(p *pipeline.Pipeline) error {
-	for _, st := range p.Stages {
-		for _, a := range st.Actions {
-			for key, name := range a.SecretEnvironment {
-				return usageErr("%s.%s takes secret %s as %s, but conveyor run has no secret store: for a local test, pass the value in the action's environment or a pipeline variable instead",
-					st.Name, a.Name, name, key)
-			}
-		}
-	}
-	return nil
 }

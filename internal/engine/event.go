@@ -158,10 +158,13 @@ type JobSpec struct {
 	Provider      string            `json:"provider"`
 	Configuration map[string]any    `json:"configuration,omitempty"`
 	Environment   map[string]string `json:"environment,omitempty"`
-	Inputs        []NamedArtifact   `json:"inputs,omitempty"`
-	Outputs       []OutputSpec      `json:"outputs,omitempty"`
-	Timeout       time.Duration     `json:"timeout"`
-	Source        *SourceOverride   `json:"source,omitempty"`
+	// Secrets maps environment variables to the names of the secrets the worker puts in
+	// them when the job starts. Values never enter the engine, the store or a log.
+	Secrets map[string]string `json:"secrets,omitempty"`
+	Inputs  []NamedArtifact   `json:"inputs,omitempty"`
+	Outputs []OutputSpec      `json:"outputs,omitempty"`
+	Timeout time.Duration     `json:"timeout"`
+	Source  *SourceOverride   `json:"source,omitempty"`
 }
 
 // NamedArtifact is an input artifact of a job.

@@ -513,6 +513,7 @@ func (s *stepper) startAction(i, j int) {
 		Stage: st.Name, Action: a.Name, Attempt: a.Attempt,
 		Category: string(pa.Category), Provider: pa.Provider,
 		Configuration: a.Configuration, Environment: a.Environment, Timeout: timeout,
+		Secrets: maps.Clone(pa.SecretEnvironment),
 	}
 	for _, name := range pa.InputArtifacts {
 		spec.Inputs = append(spec.Inputs, NamedArtifact{Name: name, Ref: s.e.Artifacts[name]})

@@ -10,8 +10,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,6 +23,7 @@ import (
 	"github.com/conveyorci/conveyor/internal/artifact"
 	"github.com/conveyorci/conveyor/internal/engine"
 	"github.com/conveyorci/conveyor/internal/pipeline"
+	"github.com/conveyorci/conveyor/internal/secret"
 	"github.com/conveyorci/conveyor/internal/store"
 	"github.com/google/uuid"
 )
@@ -49,10 +52,19 @@ type Options struct {
 	// Lease is how long a lease lasts without a heartbeat (default 30 s); heartbeats come
 	// every third of it.
 	Lease time.Duration
+	// Secrets gives jobs the values of the secrets they take (nil: a job that takes one fails).
+	Secrets SecretSource
 	// PipelineDir returns the directory a pipeline's relative paths are relative to.
 	PipelineDir func(pipeline string) string
 	Logger      *slog.Logger
 	Now         func() time.Time
+}
+
+// SecretSource returns the values of the named secrets as pipeline may use them. A missing
+// secret is an error that names it and says how to set it. It is called once per job that
+// takes secrets, when the job starts, and must be safe for concurrent use.
+type SecretSource interface {
+	Secrets(ctx context.Context, pipeline string, names []string) (map[string]string, error)
 }
 
 // Pool is a set of in-process workers.
@@ -391,9 +403,62 @@ func (p *Pool) heartbeat(ctx context.Context, j *store.Job, cancel context.Cance
 	}
 }
 
-// execute prepares the workspace, runs the provider and stores the outputs. It returns the
-// result event (without its addressing fields).
+// execute runs the job and returns its result event (without its addressing fields). A job
+// that takes secrets gets their values in its environment, and its log and result are
+// masked: no value, in any of its encoded forms, leaves the worker.
 func (p *Pool) execute(ctx context.Context, j *store.Job, log io.Writer) engine.Event {
+	if len(j.Spec.Secrets) == 0 {
+		return p.executeWith(ctx, j, log, j.Spec.Environment)
+	}
+	env, masker, err := p.secrets(ctx, j)
+	if err != nil {
+		return engine.Event{Type: engine.EvActionFailed, Failure: string(action.Errored), Message: err.Error()}
+	}
+	mw := masker.Writer(log)
+	ev := p.executeWith(ctx, j, mw, env)
+	if err := mw.Close(); err != nil {
+		p.log.Warn("write job log", "job", j.ID, "err", err)
+	}
+	ev.Message, ev.Summary, ev.ExternalURL = masker.String(ev.Message), masker.String(ev.Summary), masker.String(ev.ExternalURL)
+	for k, v := range ev.Outputs {
+		ev.Outputs[k] = masker.String(v)
+	}
+	return ev
+}
+
+// secrets returns the job's environment with its secrets' values, and the masker of those values.
+func (p *Pool) secrets(ctx context.Context, j *store.Job) (map[string]string, *secret.Masker, error) {
+	names := slices.Sorted(maps.Values(j.Spec.Secrets))
+	names = slices.Compact(names)
+	if p.opts.Secrets == nil {
+		return nil, nil, fmt.Errorf("the action takes secrets (%s) and this worker has no secret store", strings.Join(names, ", "))
+	}
+	values, err := p.opts.Secrets.Secrets(ctx, j.Pipeline, names)
+	if err != nil {
+		return nil, nil, fmt.Errorf("get secrets: %w", err)
+	}
+	env := maps.Clone(j.Spec.Environment)
+	if env == nil {
+		env = make(map[string]string, len(j.Spec.Secrets))
+	}
+	var vals []string
+	for key, name := range j.Spec.Secrets {
+		v, ok := values[name]
+		if !ok {
+			return nil, nil, fmt.Errorf("get secrets: secret %s has no value", name)
+		}
+		env[key] = v
+		vals = append(vals, v)
+	}
+	masker, err := secret.NewMasker(vals...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("get secrets: %w", err)
+	}
+	return env, masker, nil
+}
+
+// executeWith prepares the workspace, runs the provider with env and stores the outputs.
+func (p *Pool) executeWith(ctx context.Context, j *store.Job, log io.Writer, env map[string]string) engine.Event {
 	fail := func(kind action.Failure, err error) engine.Event {
 		return engine.Event{Type: engine.EvActionFailed, Failure: string(kind), Message: err.Error()}
 	}
@@ -440,7 +505,7 @@ func (p *Pool) execute(ctx context.Context, j *store.Job, log io.Writer) engine.
 	aj := &action.Job{
 		ID: j.ID, ExecutionID: j.ExecutionID, Pipeline: j.Pipeline, Stage: j.Spec.Stage, Action: j.Spec.Action,
 		Attempt: j.Spec.Attempt, Category: pipeline.Category(j.Spec.Category), Provider: j.Spec.Provider,
-		Configuration: j.Spec.Configuration, Environment: j.Spec.Environment, Timeout: j.Spec.Timeout,
+		Configuration: j.Spec.Configuration, Environment: env, Timeout: j.Spec.Timeout,
 		PipelineDir: p.opts.PipelineDir(j.Pipeline),
 	}
 	if s := j.Spec.Source; s != nil {

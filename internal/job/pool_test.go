@@ -2,7 +2,9 @@ package job_test
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
+	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
@@ -529,5 +531,63 @@ func TestPoolLeasesNextJobWithResult(t *testing.T) {
 	}
 	if r := b.result(t); r.jobID != second.ID || r.ev.Type != engine.EvActionSucceeded {
 		t.Errorf("second result: %s %s %q; want %s succeeded", r.jobID, r.ev.Type, r.ev.Message, second.ID)
+	}
+}
+
+// secretMap is a SecretSource over fixed values, recording what it was asked.
+type secretMap map[string]string
+
+func (m secretMap) Secrets(_ context.Context, pipeline string, names []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, n := range names {
+		v, ok := m[n]
+		if !ok {
+			return nil, fmt.Errorf("secret %s is not set for pipeline %s: set it with conveyor secret set %s", n, pipeline, n)
+		}
+		out[n] = v
+	}
+	return out, nil
+}
+
+// TestPoolSecrets checks that a job gets the values of the secrets it takes in its
+// environment, and that neither its log nor its result shows them, in any encoded form.
+func TestPoolSecrets(t *testing.T) {
+	t.Parallel()
+	const value = "hunter2-correct-horse"
+	b := setup(t, job.Options{Secrets: secretMap{"deploy-key": value}})
+	spec := commandsSpec("Deploy", "Ship",
+		`test "$API_TOKEN" = 'hunter2-correct-horse' && echo "the token is right"`,
+		`echo "raw: $API_TOKEN"`,
+		`printf '%s' "x$API_TOKEN" | base64`,
+		`printf '%s' "$API_TOKEN" | od -An -c | tr -d ' \n'; echo`, // one byte at a time: not a form the masker knows
+		`LEAK="$API_TOKEN"`)
+	spec.Configuration["outputVariables"] = []string{"LEAK"}
+	spec.Secrets = map[string]string{"API_TOKEN": "deploy-key"}
+	b.add(t, spec)
+	r := b.result(t)
+	if r.ev.Type != engine.EvActionSucceeded {
+		t.Fatalf("result %s %q; want success", r.ev.Type, r.ev.Message)
+	}
+	log, _ := b.output(t, r)
+	if !strings.Contains(log, "the token is right") || !strings.Contains(log, "raw: ***") {
+		t.Errorf("log lacks the commands' output, masked:\n%s", log)
+	}
+	b64 := base64.StdEncoding.EncodeToString([]byte("x" + value))
+	for _, leak := range []string{value, b64[4 : len(b64)-4]} {
+		if strings.Contains(log, leak) {
+			t.Errorf("log shows %q:\n%s", leak, log)
+		}
+	}
+	if got := r.ev.Outputs["LEAK"]; got != "***" {
+		t.Errorf("output variable LEAK = %q, want it masked", got)
+	}
+
+	// A secret the source does not have fails the job with an error that names it.
+	spec = commandsSpec("Deploy", "Other", "true")
+	spec.Secrets = map[string]string{"X": "missing-one"}
+	b.add(t, spec)
+	r = b.result(t)
+	if r.ev.Type != engine.EvActionFailed || r.ev.Failure != string(action.Errored) || !strings.Contains(r.ev.Message, "missing-one") {
+		t.Errorf("missing secret: %s %q %q; want an error naming it", r.ev.Type, r.ev.Failure, r.ev.Message)
 	}
 }

@@ -29,9 +29,15 @@ import (
 	"github.com/conveyorci/conveyor/internal/store/sqlite"
 )
 
-// Providers returns the built-in action providers by "Category/Provider".
-func Providers() map[string]action.Provider {
-	cmds := &commands.Provider{}
+// Providers returns the built-in action providers by "Category/Provider", running their
+// processes on the host.
+func Providers() map[string]action.Provider { return builtinProviders(nil) }
+
+// builtinProviders returns the built-in providers, the Commands provider running its shells
+// through ex (nil: run.Host). Git runs on the host: it needs the network and writes where
+// the pool tells it.
+func builtinProviders(ex run.Executor) map[string]action.Provider {
+	cmds := &commands.Provider{Executor: ex}
 	m := map[string]action.Provider{"Source/Git": &git.Provider{}}
 	for _, c := range []pipeline.Category{pipeline.Build, pipeline.Test, pipeline.Deploy, pipeline.Compute} {
 		m[string(c)+"/Commands"] = cmds
@@ -68,9 +74,16 @@ type Options struct {
 	PipelineDir func(pipeline string) string
 	// Tee, when set, also receives every action's output, line by line.
 	Tee func(jobID string, line []byte)
-	// Providers by "Category/Provider"; nil means Providers(), the built-in ones.
+	// Providers by "Category/Provider"; nil means the built-in ones, running actions through
+	// Executor.
 	Providers map[string]action.Provider
-	Logger    *slog.Logger
+	// Executor runs the built-in Commands actions' shells: nil means run.Host, a
+	// *run.Sandbox confines them (conveyor server's default where bubblewrap works).
+	// Unused with Providers set.
+	Executor run.Executor
+	// Secrets gives actions the secrets they take (nil: an action that takes one fails).
+	Secrets job.SecretSource
+	Logger  *slog.Logger
 }
 
 // ErrBusy means another process is using the data directory.
@@ -128,7 +141,7 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 	e.Artifacts = artifact.New(blobs, artifact.Options{TempDir: tmpDir, MaxSize: opts.MaxArtifactSize, Logger: opts.Logger})
 	providers := opts.Providers
 	if providers == nil {
-		providers = Providers()
+		providers = builtinProviders(opts.Executor)
 	}
 	e.providers = providers
 	var pool *job.Pool
@@ -141,6 +154,7 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 	pool = job.NewPool(e.Store, e.Loop, job.Options{
 		Workers: max(opts.Workers, 4), WorkDir: filepath.Join(dir, "work"), Providers: providers,
 		Artifacts: e.Artifacts, Tee: opts.Tee, PipelineDir: opts.PipelineDir, Logger: opts.Logger,
+		Secrets: opts.Secrets,
 	})
 	e.Pool = pool
 	// This process owns the data directory alone: any job still leased was running in a

@@ -46,6 +46,24 @@ type RunOptions struct {
 	Prompt func(question string) (answer string, err error)
 	// Interrupts receives a value per Ctrl-C: the first stops and waits, the second abandons.
 	Interrupts <-chan os.Signal
+	// Secrets are the values of the secrets the pipeline's actions take, by name.
+	Secrets map[string]string
+}
+
+// Secrets is a job.SecretSource of fixed values, the same for every pipeline.
+type Secrets map[string]string
+
+// Secrets returns the values of names; one that is missing is an error naming it.
+func (s Secrets) Secrets(_ context.Context, _ string, names []string) (map[string]string, error) {
+	out := make(map[string]string, len(names))
+	for _, n := range names {
+		v, ok := s[n]
+		if !ok {
+			return nil, fmt.Errorf("secret %s has no value: pass it with --secret %s=VALUE, --secret %s (from the environment) or --secrets-file", n, n, n)
+		}
+		out[n] = v
+	}
+	return out, nil
 }
 
 // Run runs the pipeline to the end and returns the execution's final status.
@@ -68,6 +86,7 @@ func Run(ctx context.Context, o RunOptions) (*engine.Execution, error) {
 		DataDir: dataDir, Workers: o.Workers, Durable: o.Durable, MaxArtifactSize: o.MaxArtifactSize,
 		PipelineDir: func(string) string { return pipelineDir },
 		Tee:         s.tee,
+		Secrets:     Secrets(o.Secrets),
 	})
 	if err != nil {
 		return nil, err
