@@ -2,6 +2,7 @@ package artifact
 
 import (
 	"bufio"
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/hmac"
@@ -30,6 +31,10 @@ type Options struct {
 	TempDir string
 	// Logger receives a debug line per save and restore; nil discards.
 	Logger *slog.Logger
+	// Keys, if set, encrypts each blob saved with a data key of its own, stored wrapped in a
+	// small key blob beside it (see Keys); the temporary file holds only ciphertext. Nil stores
+	// blobs as they are. Either way blobs saved the other way are read too, if it has the keys.
+	Keys Keys
 }
 
 // defaultDedupKey is used when Options.DedupKey is nil: blob keys are then stable across
@@ -43,6 +48,7 @@ type Store struct {
 	maxSize  int64
 	dedupKey []byte
 	tempDir  string
+	keys     Keys
 	log      *slog.Logger
 }
 
@@ -59,6 +65,7 @@ func New(blobs Blobs, opts Options) *Store {
 		maxSize:  opts.MaxSize,
 		dedupKey: slices.Clone(opts.DedupKey),
 		tempDir:  opts.TempDir,
+		keys:     opts.Keys,
 		log:      cmp.Or(opts.Logger, slog.New(slog.DiscardHandler)),
 	}
 }
@@ -74,7 +81,8 @@ func (s *Store) Key(ref Ref) string {
 
 // Save packs the files of root selected by globs (see Pack) and stores them, unless the same
 // content is stored already, and returns the artifact's Ref. The compressed archive is
-// streamed to a temporary file, never held in memory.
+// streamed to a temporary file, never held in memory. With Keys, it is encrypted on its way to
+// the temporary file, and the wrapped data key is stored before the blob that needs it.
 func (s *Store) Save(ctx context.Context, root string, globs []string) (Ref, error) {
 	start := time.Now()
 	tmp, err := os.CreateTemp(s.tempDir, "conveyor-artifact-*.tar.zst")
@@ -85,7 +93,18 @@ func (s *Store) Save(ctx context.Context, root string, globs []string) (Ref, err
 	defer tmp.Close()
 
 	bw := bufio.NewWriterSize(tmp, 1<<20)
-	ref, err := pack(ctx, root, globs, bw, s.maxSize)
+	var w io.Writer = bw
+	var enc *sealer
+	if s.keys != nil {
+		if enc, err = newSealer(s.keys, bw); err != nil {
+			return Ref{}, fmt.Errorf("save artifact: %w", err)
+		}
+		w = enc.w
+	}
+	ref, err := pack(ctx, root, globs, w, s.maxSize)
+	if err == nil && enc != nil {
+		err = enc.w.Close()
+	}
 	if err == nil {
 		err = bw.Flush()
 	}
@@ -101,6 +120,11 @@ func (s *Store) Save(ctx context.Context, root string, globs []string) (Ref, err
 	case !errors.Is(err, ErrNotFound):
 		return Ref{}, fmt.Errorf("save artifact %s: %w", ref.Digest, err)
 	}
+	if enc != nil {
+		if err := s.blobs.Put(ctx, keyBlobKey(key, enc.id), bytes.NewReader(enc.wrapped)); err != nil {
+			return Ref{}, fmt.Errorf("save artifact %s: %w", ref.Digest, err)
+		}
+	}
 	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
 		return Ref{}, fmt.Errorf("save artifact %s: %w", ref.Digest, err)
 	}
@@ -108,22 +132,27 @@ func (s *Store) Save(ctx context.Context, root string, globs []string) (Ref, err
 		return Ref{}, fmt.Errorf("save artifact %s: %w", ref.Digest, err)
 	}
 	s.log.DebugContext(ctx, "artifact stored", "digest", ref.Digest, "size", ref.Size,
-		"files", ref.Files, "duration", time.Since(start))
+		"files", ref.Files, "encrypted", enc != nil, "duration", time.Since(start))
 	return ref, nil
 }
 
 // Restore fetches the artifact, verifies it and unpacks it into dest, which must be an empty
 // directory or not exist. The files are unpacked into a staging directory next to dest and
 // moved into place only once the digest is verified: if the blob does not match ref, Restore
-// returns an error wrapping ErrCorrupt and dest is left as it was. A missing blob is an error
-// wrapping ErrNotFound.
+// returns an error wrapping ErrCorrupt and dest is left as it was. An encrypted blob that fails
+// authentication gives an error wrapping ErrCorrupt and keyring.ErrIntegrity. A missing blob
+// is an error wrapping ErrNotFound.
 func (s *Store) Restore(ctx context.Context, ref Ref, dest string) (err error) {
 	start := time.Now()
 	if err := ref.validate(); err != nil {
 		return fmt.Errorf("restore artifact: %w", err)
 	}
 	defer func() {
-		if err != nil {
+		var ie *integrityError
+		switch {
+		case errors.As(err, &ie): // it names the artifact, and says all there is to say
+			err = fmt.Errorf("restore into %s: %w", dest, ie)
+		case err != nil:
 			err = fmt.Errorf("restore artifact %s into %s: %w", ref.Digest, dest, err)
 		}
 	}()
@@ -131,11 +160,16 @@ func (s *Store) Restore(ctx context.Context, ref Ref, dest string) (err error) {
 	if err := checkEmptyDir(dest); err != nil {
 		return err
 	}
-	rc, err := s.blobs.Get(ctx, s.Key(ref))
+	key := s.Key(ref)
+	rc, err := s.blobs.Get(ctx, key)
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
+	src, err := s.plainReader(ctx, ref, key, rc)
+	if err != nil {
+		return err
+	}
 	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
 		return err
 	}
@@ -150,7 +184,14 @@ func (s *Store) Restore(ctx context.Context, ref Ref, dest string) (err error) {
 	}()
 
 	// The ref bounds what we accept: a blob cannot make us write more than the artifact holds.
-	got, err := Unpack(ctx, rc, staging, Limits{MaxSize: ref.Size, MaxFiles: max(ref.Files, 1)})
+	got, err := Unpack(ctx, src, staging, Limits{MaxSize: ref.Size, MaxFiles: max(ref.Files, 1)})
+	if _, ok := src.(*integrityReader); ok && err == nil {
+		// Unpack reads to the end; make sure the last chunk was authenticated all the same.
+		var n int64
+		if n, err = io.Copy(io.Discard, src); err == nil && n > 0 {
+			err = fmt.Errorf("%w: %d bytes after the archive", ErrCorrupt, n)
+		}
+	}
 	switch {
 	case errors.Is(err, ErrUnsafe), errors.Is(err, ErrTooLarge):
 		return fmt.Errorf("%w: %w", ErrCorrupt, err) // no Pack writes these: the blob is not what was saved
@@ -208,26 +249,52 @@ func moveInto(staging, dest string) error {
 }
 
 // Open returns the stored blob of the artifact, compressed as Pack wrote it, for download.
-// It is not verified; Unpack verifies as it reads.
+// Its digest is not verified; Unpack verifies as it reads. An encrypted blob is decrypted,
+// each 64 KiB authenticated before it is returned: an altered one gives a read error wrapping
+// ErrCorrupt and keyring.ErrIntegrity.
 func (s *Store) Open(ctx context.Context, ref Ref) (io.ReadCloser, error) {
 	if err := ref.validate(); err != nil {
 		return nil, fmt.Errorf("open artifact: %w", err)
 	}
-	rc, err := s.blobs.Get(ctx, s.Key(ref))
+	key := s.Key(ref)
+	rc, err := s.blobs.Get(ctx, key)
 	if err != nil {
 		return nil, fmt.Errorf("open artifact %s: %w", ref.Digest, err)
 	}
-	return rc, nil
+	src, err := s.plainReader(ctx, ref, key, rc)
+	if err != nil {
+		rc.Close()
+		return nil, fmt.Errorf("open artifact %s: %w", ref.Digest, err)
+	}
+	if r, ok := src.(io.ReadCloser); ok && r == rc {
+		return rc, nil // the blob as stored, as before encryption
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{src, rc}, nil
 }
 
-// Delete removes the artifact's blob; deleting one that is not stored is not an error. The
-// caller makes sure nothing refers to it any more: the same content saved later is stored anew.
+// Delete removes the artifact's blob, and its key blob if it is encrypted; deleting one that
+// is not stored is not an error. The caller makes sure nothing refers to it any more: the same
+// content saved later is stored anew.
 func (s *Store) Delete(ctx context.Context, ref Ref) error {
 	if err := ref.validate(); err != nil {
 		return fmt.Errorf("delete artifact: %w", err)
 	}
-	if err := s.blobs.Delete(ctx, s.Key(ref)); err != nil {
+	key := s.Key(ref)
+	kb, err := s.keyBlobOf(ctx, key)
+	if err != nil {
 		return fmt.Errorf("delete artifact %s: %w", ref.Digest, err)
+	}
+	// The blob first: a key blob left alone is garbage, a blob left without its key is corrupt.
+	if err := s.blobs.Delete(ctx, key); err != nil {
+		return fmt.Errorf("delete artifact %s: %w", ref.Digest, err)
+	}
+	if kb != "" {
+		if err := s.blobs.Delete(ctx, kb); err != nil {
+			return fmt.Errorf("delete artifact %s: %w", ref.Digest, err)
+		}
 	}
 	return nil
 }
