@@ -1,10 +1,29 @@
 # Conveyor's everyday commands. `make help` lists them.
 GO      ?= go
 BIN     := bin/conveyor
+# The Go release every target builds and tests with: the first without the standard-library
+# vulnerabilities `make vulncheck` reports in go1.26.8 (the go command fetches it through the
+# module proxy once). An environment variable, so it wins over GOTOOLCHAIN=local in go env.
+export GOTOOLCHAIN := go1.26.10
+
 # Tests need only git and a POSIX shell for now; scripts/test-deps installs what is missing.
 FUZZTIME ?= 10s
 
-.PHONY: help build run run-once test test-short fuzz bench vet fmt clean
+# `make vulncheck` runs govulncheck against a local copy of the Go vulnerability database:
+# vuln.go.dev is out of reach here and in CI, but its source, the module golang.org/x/vulndb,
+# comes through the module proxy, and scripts/vulndb turns it into the database layout.
+# To bump either pin, take the version printed by
+#   go list -m golang.org/x/vuln@latest      (GOVULNCHECK_VERSION)
+#   go list -m golang.org/x/vulndb@latest    (VULNDB_VERSION, a pseudo-version: the data as of that commit)
+# and paste it below; the next `make vulncheck` fetches it and rebuilds the cached database.
+# After changing scripts/vulndb itself, rm -rf $(VULN_CACHE) to rebuild the database.
+GOVULNCHECK_VERSION ?= v1.9.0
+VULNDB_VERSION      ?= v0.0.0-20261105234957-e22db6528018
+VULN_CACHE          ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/conveyor-vulndb
+GOVULNCHECK         := $(abspath $(VULN_CACHE)/govulncheck@$(GOVULNCHECK_VERSION))/govulncheck
+VULNDB              := $(abspath $(VULN_CACHE)/vulndb@$(VULNDB_VERSION))
+
+.PHONY: help build run run-once test test-short fuzz bench vet vulncheck fmt clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -18,9 +37,10 @@ run: build ## start the server with the example pipeline applied and started (Ct
 run-once: build ## run the example pipeline once, in this process, with nothing else (conveyor run)
 	$(BIN) run examples/webapp/pipeline.yaml --source Checkout=examples/webapp --approve all
 
-test: ## install what the tests need, then vet, race-test everything and fuzz the parsers briefly
+test: ## install what the tests need, then vet, vulncheck, race-test everything and fuzz the parsers briefly
 	./scripts/test-deps
 	$(GO) vet ./...
+	$(MAKE) vulncheck
 	$(GO) test -race -count=1 -timeout 20m ./...
 	$(MAKE) fuzz
 
@@ -38,6 +58,37 @@ bench: ## run the benchmarks B1-B5 and print their figures with their baselines
 vet: ## go vet and gofmt check
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'run: gofmt -w .'; exit 1; }
+
+vulncheck: $(GOVULNCHECK) $(VULNDB)/index/db.json ## fail if the code calls anything with a known vulnerability (govulncheck, offline)
+	@GOWORK=off $(GO) -C scripts/vulndb vet ./... && GOWORK=off $(GO) -C scripts/vulndb test ./...
+	@echo "vulncheck: govulncheck $(GOVULNCHECK_VERSION), database golang.org/x/vulndb@$(VULNDB_VERSION)"
+	@rc=0; $(GOVULNCHECK) -db file://$(VULNDB) ./... || rc=$$?; \
+	if [ $$rc -eq 3 ]; then \
+	  echo; \
+	  echo "vulncheck: FAILED: Conveyor calls code that has the known vulnerabilities listed above."; \
+	  echo "  A module: upgrade it to its 'Fixed in' version: go get MODULE@FIXED && go mod tidy, then make test."; \
+	  echo "  The standard library (stdlib): build with a Go release at or past 'Fixed in': install it here and in CI"; \
+	  echo "    (try it first with: GOTOOLCHAIN=go1.X.Y make vulncheck; go env sets GOTOOLCHAIN=local, so a toolchain line in go.mod alone does not switch)."; \
+	  echo "  No fix yet: avoid the call shown in the trace, or remove the dependency."; \
+	  echo "  Details: https://pkg.go.dev/vuln/ID. To see every trace: $(GOVULNCHECK) -db file://$(VULNDB) -show traces ./..."; \
+	elif [ $$rc -ne 0 ]; then \
+	  echo "vulncheck: govulncheck failed to run (exit status $$rc), see above; this is not a vulnerability finding."; \
+	fi; exit $$rc
+
+# govulncheck, at the pinned version, in its own directory (not whichever one is on PATH).
+$(GOVULNCHECK):
+	rm -rf $(VULN_CACHE)/govulncheck@*
+	cd / && GOWORK=off GOBIN=$(@D) $(GO) install golang.org/x/vuln/cmd/govulncheck@$(GOVULNCHECK_VERSION)
+
+# The database, built once per VULNDB_VERSION; scripts/vulndb replaces the directory only when it is complete.
+$(VULNDB)/index/db.json:
+	@echo "vulncheck: building the vulnerability database golang.org/x/vulndb@$(VULNDB_VERSION) in $(VULNDB)"
+	@mkdir -p $(VULN_CACHE) && rm -rf $(VULN_CACHE)/vulndb@*
+	@json=$$(cd $(VULN_CACHE) && GOWORK=off $(GO) mod download -json golang.org/x/vulndb@$(VULNDB_VERSION)) || \
+	  { echo "$$json"; echo "vulncheck: cannot download golang.org/x/vulndb@$(VULNDB_VERSION) from the module proxy ($$($(GO) env GOPROXY))"; exit 1; }; \
+	dir=$$(printf '%s\n' "$$json" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$$/\1/p'); \
+	test -n "$$dir" || { echo "$$json"; echo "vulncheck: go mod download printed no Dir"; exit 1; }; \
+	GOWORK=off $(GO) -C scripts/vulndb run . -o $(VULNDB) "$$dir"
 
 fmt: ## gofmt every file
 	gofmt -w $$(git ls-files '*.go')

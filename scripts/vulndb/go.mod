@@ -1,0 +1,3 @@
+module github.com/conveyorci/conveyor/scripts/vulndb
+
+go 1.22
