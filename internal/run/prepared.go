@@ -27,12 +27,19 @@ type Prepared struct {
 	input *os.File // the write end of the process's fd 3
 	out   *pipe    // stdout and stderr, combined
 	start uint64   // the process's start time, as KillGroup checks it
-	once  sync.Once
+	// signal stops it when Run's context is done; nil signals its process group.
+	signal func(pid int, sig syscall.Signal)
+	once   sync.Once
 }
 
 // Prepare starts c's program to wait for its work. c.Output, c.Stdout and c.Started are not
 // used: Run takes them.
 func Prepare(c Cmd) (*Prepared, error) {
+	return prepareCmd(c, hostLaunch)
+}
+
+// prepareCmd is Prepare, executing what mk makes of c.
+func prepareCmd(c Cmd, mk func(Cmd, []string) (launch, error)) (*Prepared, error) {
 	if len(c.Args) == 0 {
 		return nil, &StartError{Err: errors.New("no program given")}
 	}
@@ -41,7 +48,7 @@ func Prepare(c Cmd) (*Prepared, error) {
 	if env == nil {
 		env = []string{}
 	}
-	path, err := LookPath(name, Getenv(env, "PATH"))
+	l, err := mk(c, env)
 	if err != nil {
 		return nil, &StartError{Name: name, Err: err}
 	}
@@ -56,7 +63,7 @@ func Prepare(c Cmd) (*Prepared, error) {
 		return nil, &StartError{Name: name, Err: err}
 	}
 	cmd := &exec.Cmd{
-		Path: path, Args: c.Args, Dir: c.Dir, Env: env,
+		Path: l.path, Args: l.args, Dir: l.dir, Env: env,
 		Stdout: outW, Stderr: outW, ExtraFiles: []*os.File{inR},
 		SysProcAttr: &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL},
 	}
@@ -76,7 +83,7 @@ func Prepare(c Cmd) (*Prepared, error) {
 		(&Prepared{cmd: cmd, input: inW}).kill()
 		return nil, &StartError{Name: name, Err: fmt.Errorf("read start time: %w", err)}
 	}
-	return &Prepared{cmd: cmd, name: name, input: inW, out: &pipe{r: outR}, start: st.start}, nil
+	return &Prepared{cmd: cmd, name: name, input: inW, out: &pipe{r: outR}, start: st.start, signal: l.signal}, nil
 }
 
 // Run hands the process its work on fd 3 and waits for it exactly as Run waits for a Cmd:
@@ -109,7 +116,7 @@ func (p *Prepared) Run(ctx context.Context, work []byte, output io.Writer, start
 		_, _ = p.input.Write(work)
 		p.input.Close()
 	}()
-	return finish(ctx, p.cmd, p.name, []*pipe{p.out}, nil, grace)
+	return finish(ctx, p.cmd, p.name, []*pipe{p.out}, nil, grace, p.signal)
 }
 
 // Close ends an unused prepared process and reaps it; it does nothing to a used one.

@@ -38,6 +38,10 @@ type Cmd struct {
 	// Grace is how long the group has between SIGTERM and SIGKILL once the context is done.
 	// Zero means DefaultGrace.
 	Grace time.Duration
+	// Writable lists the directories the process may write, for an executor that confines
+	// it (Sandbox binds them read-write at the same paths). Host ignores it: there the
+	// process may write wherever its user may.
+	Writable []string
 }
 
 // StartError reports a process that could not be started: the program is missing or not
@@ -70,6 +74,34 @@ func (e *StartError) Unwrap() error { return e.Err }
 // wraps ctx.Err() when ctx ended it, reports a failed write to Output (the process still ran
 // to the end), and is nil otherwise, whatever the exit status.
 func Run(ctx context.Context, c Cmd) (exitCode int, err error) {
+	return runCmd(ctx, c, hostLaunch)
+}
+
+// launch is what executing a Cmd takes: the program, arguments and directory to execute,
+// and how to signal what runs. Host executes the Cmd's own program; Sandbox executes bwrap,
+// which runs the Cmd's program inside.
+type launch struct {
+	path string
+	args []string
+	dir  string
+	// signal sends sig to what should get it of what was started as pid, when the context
+	// ends; nil sends it to pid's process group.
+	signal func(pid int, sig syscall.Signal)
+}
+
+// hostLaunch executes c as it is, its program looked up in the PATH of env.
+func hostLaunch(c Cmd, env []string) (launch, error) {
+	path, err := LookPath(c.Args[0], Getenv(env, "PATH"))
+	if err != nil {
+		return launch{}, err
+	}
+	return launch{path: path, args: c.Args, dir: c.Dir}, nil
+}
+
+func signalGroup(pgid int, sig syscall.Signal) { _ = syscall.Kill(-pgid, sig) }
+
+// runCmd is Run, executing what mk makes of c.
+func runCmd(ctx context.Context, c Cmd, mk func(Cmd, []string) (launch, error)) (exitCode int, err error) {
 	if len(c.Args) == 0 {
 		return -1, &StartError{Err: errors.New("no program given")}
 	}
@@ -81,14 +113,14 @@ func Run(ctx context.Context, c Cmd) (exitCode int, err error) {
 	if env == nil {
 		env = []string{} // nil would make exec inherit the runner's environment
 	}
-	path, err := LookPath(name, Getenv(env, "PATH"))
+	l, err := mk(c, env)
 	if err != nil {
 		return -1, &StartError{Name: name, Err: err}
 	}
 	cmd := &exec.Cmd{
-		Path:        path,
-		Args:        c.Args,
-		Dir:         c.Dir,
+		Path:        l.path,
+		Args:        l.args,
+		Dir:         l.dir,
 		Env:         env,
 		SysProcAttr: &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL},
 	}
@@ -129,12 +161,16 @@ func Run(ctx context.Context, c Cmd) (exitCode int, err error) {
 	if err != nil {
 		return -1, &StartError{Name: name, Err: err}
 	}
-	return finish(ctx, cmd, name, pipes, c.Started, c.Grace)
+	return finish(ctx, cmd, name, pipes, c.Started, c.Grace, l.signal)
 }
 
-// finish waits for a started process as Run describes, and reaps it.
-func finish(ctx context.Context, cmd *exec.Cmd, name string, pipes []*pipe, started func(int, uint64), grace time.Duration) (exitCode int, err error) {
+// finish waits for a started process as Run describes, and reaps it. signal stops it when
+// ctx is done; nil means signalGroup.
+func finish(ctx context.Context, cmd *exec.Cmd, name string, pipes []*pipe, started func(int, uint64), grace time.Duration, signal func(int, syscall.Signal)) (exitCode int, err error) {
 	pid := cmd.Process.Pid // also the group id (Setpgid with Pgid 0)
+	if signal == nil {
+		signal = signalGroup
+	}
 	if started != nil {
 		st, err := readStat(pid)
 		if err != nil {
@@ -171,8 +207,8 @@ func finish(ctx context.Context, cmd *exec.Cmd, name string, pipes []*pipe, star
 	case <-exited:
 	case <-ctx.Done():
 		stopErr = ctx.Err()
-		_ = syscall.Kill(-pid, syscall.SIGTERM)
-		stopGroup(pid, grace, exited, outDone)
+		signal(pid, syscall.SIGTERM)
+		stopGroup(func() { signal(pid, syscall.SIGKILL) }, grace, exited, outDone)
 	}
 	// Until it is reaped, the exited leader keeps its pid from naming any other process or
 	// group, so this cannot hit an unrelated group that reused the number.
@@ -203,8 +239,8 @@ func finish(ctx context.Context, cmd *exec.Cmd, name string, pipes []*pipe, star
 // stopGroup gives a group sent SIGTERM the grace period to exit, the leader and the others
 // (a tool releasing a lock on SIGTERM may outlive the shell that started it): it waits for the
 // leader to exit and the output to be closed by everyone, and sends SIGKILL when grace runs
-// out. outDone is nil when there is no output pipe.
-func stopGroup(pgid int, grace time.Duration, exited, outDone <-chan struct{}) {
+// out (kill). outDone is nil when there is no output pipe.
+func stopGroup(kill func(), grace time.Duration, exited, outDone <-chan struct{}) {
 	t := time.NewTimer(grace)
 	defer t.Stop()
 	for exited != nil || outDone != nil {
@@ -214,7 +250,7 @@ func stopGroup(pgid int, grace time.Duration, exited, outDone <-chan struct{}) {
 		case <-outDone:
 			outDone = nil
 		case <-t.C:
-			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+			kill()
 			if exited != nil {
 				<-exited
 			}

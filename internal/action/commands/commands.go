@@ -31,7 +31,11 @@ type Provider struct {
 	TempDir string
 	// Cold turns warm shells off: every action then starts its shell when it starts.
 	Cold bool
-	// Executor runs the shells; nil means run.Host, directly on this machine.
+	// Executor runs the shells; nil means run.Host, directly on this machine. Under an
+	// executor that confines the shell to the directories it is given (run.Sandbox: one with
+	// a method Sandboxed returning true), every shell starts cold, its workspace, input
+	// directories and script directory writable: a warm shell starts before its job's
+	// directories are known.
 	Executor run.Executor
 
 	mu     sync.Mutex
@@ -155,12 +159,13 @@ func (p *Provider) Run(ctx context.Context, job *action.Job, ws *action.Workspac
 		}
 	} else {
 		code, err = run.Or(p.Executor).Run(runCtx, run.Cmd{
-			Args:    append(shell, s.path),
-			Dir:     ws.Dir,
-			Env:     env,
-			Output:  log,
-			Started: ws.Started,
-			Grace:   p.Grace,
+			Args:     append(shell, s.path),
+			Dir:      ws.Dir,
+			Env:      env,
+			Output:   log,
+			Started:  ws.Started,
+			Grace:    p.Grace,
+			Writable: writable(ws, dir),
 		})
 	}
 	n := len(cfg.commands)
@@ -228,7 +233,7 @@ func (p *Provider) warm(cfg config, shell, env, base []string) bool {
 	p.mu.Lock()
 	closed := p.closed
 	p.mu.Unlock()
-	if closed || p.Cold || cfg.shell != "" || filepath.Base(shell[0]) != "bash" || len(env) < len(base) || !slices.Equal(env[:len(base)], base) {
+	if closed || p.Cold || p.sandboxed() || cfg.shell != "" || filepath.Base(shell[0]) != "bash" || len(env) < len(base) || !slices.Equal(env[:len(base)], base) {
 		return false
 	}
 	for _, kv := range env[len(base):] {
@@ -238,6 +243,24 @@ func (p *Provider) warm(cfg config, shell, env, base []string) bool {
 		}
 	}
 	return true
+}
+
+// sandboxed reports whether the executor confines the shell to the directories it is given.
+func (p *Provider) sandboxed() bool {
+	s, ok := p.Executor.(interface{ Sandboxed() bool })
+	return ok && s.Sandboxed()
+}
+
+// writable lists the directories the commands write: the workspace, the input artifacts'
+// directories, and the script's (progress and output variables).
+func writable(ws *action.Workspace, scriptDir string) []string {
+	dirs := []string{ws.Dir, scriptDir}
+	for _, name := range slices.Sorted(maps.Keys(ws.Inputs)) {
+		if d := ws.Inputs[name]; !slices.Contains(dirs, d) {
+			dirs = append(dirs, d)
+		}
+	}
+	return dirs
 }
 
 // startupVariables are read by bash when it starts, so exporting them later would not do
