@@ -116,7 +116,11 @@ func explain(verb string, err error, nf notFound) error {
 	}
 	switch {
 	case ae.Status == 401:
-		return &exitError{code: 1, err: errors.New("the server refused the token: pass --token or set CONVEYOR_TOKEN (the server printed an admin token on its first start)")}
+		why := "the server printed an admin token on its first start"
+		if strings.Contains(msg, "expired") || strings.Contains(msg, "revoked") {
+			why = msg // and what to do
+		}
+		return &exitError{code: 1, err: fmt.Errorf("the server refused the token: pass --token or set CONVEYOR_TOKEN (%s)", why)}
 	case ae.Status == 404 && nf != nil:
 		return &exitError{code: 1, err: errors.New(nf(msg))}
 	case ae.Status == 400:

@@ -154,12 +154,13 @@ var listenRE = regexp.MustCompile(`(?:127\.0\.0\.1|localhost|\[::1\]):([1-9][0-9
 // own, in dir (the test's directory when empty), with CONVEYOR_ADMIN_TOKEN set, and waits
 // until it is ready. It skips the test when the
 // binary has no server command.
-func startServerCommand(t *testing.T, dir string) *server {
+func startServerCommand(t *testing.T, dir string, args ...string) *server {
 	t.Helper()
 	if code, out := conveyor(t, "server", "--help"); code != 0 || !strings.Contains(out, "--listen") {
 		t.Skip("conveyor has no server command (with --listen) yet")
 	}
-	p := &proc{t: t, cmd: exec.Command(conveyorBin, "server", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir()), done: make(chan struct{})}
+	args = append([]string{"server", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir()}, args...)
+	p := &proc{t: t, cmd: exec.Command(conveyorBin, args...), done: make(chan struct{})}
 	p.cmd.Dir = dir
 	p.cmd.Env = append(os.Environ(), "CONVEYOR_ADMIN_TOKEN="+testToken)
 	p.cmd.Stdout = &p.out
@@ -492,7 +493,9 @@ func TestClientExamplePipeline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := startServerCommand(t, top)
+	// Unsandboxed: the example builds Go code, which in a fresh sandbox starts with an empty
+	// build cache (tens of seconds); the sandbox has tests of its own.
+	s := startServerCommand(t, top, "--sandbox", "off")
 	out := s.must(t, "pipeline", "apply", "-f", filepath.Join(top, "examples/webapp/pipeline.yaml"))
 	if !strings.Contains(out, "webapp created, version 1") {
 		t.Errorf("apply:\n%s", out)

@@ -49,6 +49,8 @@ Start with:
 	})
 	root.AddCommand(validateCmd(), runCmd(), schemaCmd(), serverCmd())
 	root.AddCommand(clientCommands()...)
+	root.AddCommand(authCommands()...)
+	root.AddCommand(auditCmd())
 	stopProfile := startCPUProfile()
 	err := root.Execute()
 	stopProfile()

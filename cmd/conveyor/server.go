@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -22,6 +23,7 @@ import (
 	"github.com/conveyorci/conveyor/internal/local"
 	"github.com/conveyorci/conveyor/internal/metrics"
 	"github.com/conveyorci/conveyor/internal/pipeline"
+	"github.com/conveyorci/conveyor/internal/run"
 	"github.com/conveyorci/conveyor/internal/store"
 )
 
@@ -37,6 +39,13 @@ type serverConfig struct {
 	// Apply lists pipeline files applied at start; Start starts an execution of each.
 	Apply []string
 	Start bool
+	// Sandbox is auto, on or off: whether actions run in a bubblewrap sandbox (run.Sandbox);
+	// auto means where bubblewrap works.
+	Sandbox string
+	// SandboxNetwork gives sandboxed actions the host's network.
+	SandboxNetwork bool
+	// SandboxHide lists paths sandboxed actions must not see, besides the data directory.
+	SandboxHide []string
 }
 
 func (c *serverConfig) validate() error {
@@ -52,6 +61,9 @@ func (c *serverConfig) validate() error {
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return usageErr("--listen %q: want HOST:PORT, e.g. 127.0.0.1:8080", c.Listen)
 	}
+	if c.Sandbox != "auto" && c.Sandbox != "on" && c.Sandbox != "off" {
+		return usageErr("--sandbox %q: want auto, on or off", c.Sandbox)
+	}
 	return nil
 }
 
@@ -66,7 +78,13 @@ embedded SQLite store and artifacts under --data-dir.
 The first start on a data directory creates an admin token and prints it once; with
 CONVEYOR_ADMIN_TOKEN set, that value is the admin token instead. SIGTERM or SIGINT drains:
 /readyz answers 503, requests in flight finish, running actions are stopped and recovered
-at the next start.`,
+at the next start.
+
+Actions' commands run in a bubblewrap sandbox where it works (--sandbox auto): the system
+read-only, only their workspace writable, the data directory and the rest of the machine
+invisible, processes and network of their own (--sandbox-network gives them the host's,
+for every action). Without bubblewrap the server warns and runs them on the host;
+--sandbox on refuses to start instead.`,
 		Example: `  conveyor server
   conveyor server --apply examples/webapp/pipeline.yaml --start
   conveyor server --listen 0.0.0.0:8080 --data-dir /var/lib/conveyor --log-format json`,
@@ -92,6 +110,9 @@ at the next start.`,
 	f.DurationVar(&cfg.DrainTimeout, "drain-timeout", 30*time.Second, "how long a shutdown waits for requests in flight")
 	f.StringArrayVar(&cfg.Apply, "apply", nil, "apply this pipeline file at start, as `conveyor pipeline apply` does (repeatable)")
 	f.BoolVar(&cfg.Start, "start", false, "start an execution of each pipeline given with --apply")
+	f.StringVar(&cfg.Sandbox, "sandbox", "auto", "run actions in a bubblewrap sandbox (read-only system, only the workspace writable, private network and processes): auto (where bubblewrap works), on or off")
+	f.BoolVar(&cfg.SandboxNetwork, "sandbox-network", false, "give sandboxed actions the host's network (they have none by default: fetching dependencies needs it)")
+	f.StringArrayVar(&cfg.SandboxHide, "sandbox-hide", nil, "a path sandboxed actions must not see, besides the data directory, e.g. a key file (repeatable)")
 	return cmd
 }
 
@@ -113,7 +134,11 @@ func serve(ctx context.Context, cfg serverConfig, stderr io.Writer) error {
 		apply = append(apply, p)
 	}
 
-	eng, err := local.Open(ctx, local.Options{DataDir: cfg.DataDir, Workers: cfg.Workers, Logger: log})
+	ex, err := executor(cfg, log)
+	if err != nil {
+		return err
+	}
+	eng, err := local.Open(ctx, local.Options{DataDir: cfg.DataDir, Workers: cfg.Workers, Executor: ex, Logger: log})
 	if err != nil {
 		if errors.Is(err, local.ErrBusy) {
 			return &exitError{code: 2, err: err}
@@ -206,21 +231,59 @@ func serve(ctx context.Context, cfg serverConfig, stderr io.Writer) error {
 	return runErr
 }
 
-// ensureAdminToken makes sure an admin token exists. With a given token, it is (re)stored
-// and nothing is returned; otherwise a token is created only when none exists, and returned
-// to be shown once.
+// executor is what runs actions: a sandbox hiding the data directory, where --sandbox asks
+// for one and bubblewrap works; nil (the host) otherwise.
+func executor(cfg serverConfig, log *slog.Logger) (run.Executor, error) {
+	if cfg.Sandbox == "off" {
+		log.Warn("actions run unsandboxed, with the server's rights on this machine (--sandbox off)")
+		return nil, nil
+	}
+	if err := run.SandboxAvailable(); err != nil {
+		if cfg.Sandbox == "on" {
+			return nil, &exitError{code: 1, err: fmt.Errorf("--sandbox on: %w", err)}
+		}
+		log.Warn("actions run unsandboxed, with the server's rights on this machine: "+err.Error(), "sandbox", "auto")
+		return nil, nil
+	}
+	var hide []string
+	for _, p := range append([]string{cfg.DataDir}, cfg.SandboxHide...) {
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			return nil, fmt.Errorf("sandbox: %w", err)
+		}
+		hide = append(hide, abs)
+	}
+	sb := &run.Sandbox{Network: cfg.SandboxNetwork, Hide: hide}
+	if err := sb.Validate(); err != nil {
+		return nil, usageErr("--sandbox: %v", err)
+	}
+	log.Info("actions run sandboxed", "network", cfg.SandboxNetwork, "hidden", hide)
+	return sb, nil
+}
+
+// ensureAdminToken makes sure the user admin has an API token (its ID is admin too). With a
+// given token (CONVEYOR_ADMIN_TOKEN), it is (re)stored, admin gets the global admin role
+// back, and nothing is returned; otherwise a token is created, with the role, only when none
+// exists, and returned to be shown once. A revoked admin token stays revoked until a token
+// is given.
 func ensureAdminToken(ctx context.Context, st store.Store, given string) (string, error) {
 	var shown string
 	err := st.Update(ctx, func(tx store.Tx) error {
-		if given != "" {
-			return tx.PutToken(ctx, "admin", api.HashToken(given), time.Now())
+		token := given
+		if token == "" {
+			ok, err := tx.HasToken(ctx, "admin")
+			if err != nil || ok {
+				return err
+			}
+			shown = api.NewToken()
+			token = shown
 		}
-		ok, err := tx.HasToken(ctx, "admin")
-		if err != nil || ok {
+		now := time.Now()
+		if err := tx.PutToken(ctx, "admin", api.HashToken(token), now); err != nil {
 			return err
 		}
-		shown = api.NewToken()
-		return tx.PutToken(ctx, "admin", api.HashToken(shown), time.Now())
+		_, err := tx.PutGrant(ctx, &store.Grant{User: "admin", Role: string(api.RoleAdmin), CreatedAt: now})
+		return err
 	})
 	if err != nil {
 		return "", fmt.Errorf("create admin token: %w", err)

@@ -73,7 +73,9 @@ stages:
 // and returns the process with an API client; the token is the one the first start printed.
 func startCrashServer(t *testing.T, dataDir, token string) (*proc, *client.Client, string) {
 	t.Helper()
-	p := start(t, "", "server", "--listen", "127.0.0.1:0", "--data-dir", dataDir,
+	// Unsandboxed: the test follows the actions' processes and files from the host ($$ and
+	// a directory outside the workspace), which a sandbox hides by design.
+	p := start(t, "", "server", "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--sandbox", "off",
 		"--workers", strconv.Itoa(serverCrashExecutions+4), "--drain-timeout", serverCrashDrain.String())
 	p.waitOutput(time.Minute, "listening on")
 	m := serverURLRE.FindStringSubmatch(p.out.String())

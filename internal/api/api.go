@@ -1,11 +1,7 @@
 package api
 
 import (
-	"context"
-	"crypto/rand"
-	"crypto/sha256"
 	_ "embed"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -47,44 +43,60 @@ type Options struct {
 	ApprovalKey []byte
 	// Artifacts is where the engine stores artifacts, for downloads (nil: downloads fail).
 	Artifacts *artifact.Store
+	// Now is the clock of token expiry, sign-in limits and times recorded (nil: time.Now).
+	Now func() time.Time
 }
 
-// route is one endpoint: a ServeMux pattern ("METHOD /path/{param}") and its handler.
+// route is one endpoint: a ServeMux pattern ("METHOD /path/{param}"), what a caller needs to
+// call it (a role, and where it must be held), and its handler.
 type route struct {
 	pattern string
-	public  bool // no token needed
+	access  access
 	h       http.HandlerFunc
 }
 
 func routes(o Options) []route {
-	l, st := o.Loop, o.Store
+	l, st, now := o.Loop, o.Store, o.Now
 	lv := newLive(o)
 	key := approvalKey(o)
 	return []route{
-		{"GET /healthz", true, handleHealth},
-		{"GET /readyz", true, handleReady(o.Ready)},
-		{"GET /api/v1/openapi.yaml", true, handleOpenAPI},
-		{"GET /metrics", true, handleMetrics(o.Metrics)},
-		{"GET /api/v1/events", false, lv.handleEvents},
+		{"GET /healthz", public, handleHealth},
+		{"GET /readyz", public, handleReady(o.Ready)},
+		{"GET /api/v1/openapi.yaml", public, handleOpenAPI},
+		{"GET /metrics", public, handleMetrics(o.Metrics)},
+		{"GET /api/v1/events", RoleViewer.on(scopeSomePipeline), lv.handleEvents},
 
-		{"PUT /api/v1/pipelines/{name}", false, handlePutPipeline(l, st)},
-		{"GET /api/v1/pipelines", false, handleListPipelines(st)},
-		{"GET /api/v1/pipelines/{name}", false, handleGetPipeline(st)},
-		{"GET /api/v1/pipelines/{name}/versions", false, handlePipelineVersions(st)},
-		{"DELETE /api/v1/pipelines/{name}", false, handleDeletePipeline(l, st)},
-		{"GET /api/v1/pipelines/{name}/state", false, handlePipelineState(l, st, key)},
-		{"PUT /api/v1/pipelines/{name}/stages/{stage}/transition", false, handleTransition(l, st)},
-		{"POST /api/v1/pipelines/{name}/stages/{stage}/rollback", false, handleRollback(l)},
+		{"PUT /api/v1/pipelines/{name}", RoleAdmin.on(scopePipeline), handlePutPipeline(l, st)},
+		{"GET /api/v1/pipelines", RoleViewer.on(scopeSomePipeline), handleListPipelines(st)},
+		{"GET /api/v1/pipelines/{name}", RoleViewer.on(scopePipeline), handleGetPipeline(st)},
+		{"GET /api/v1/pipelines/{name}/versions", RoleViewer.on(scopePipeline), handlePipelineVersions(st)},
+		{"DELETE /api/v1/pipelines/{name}", RoleAdmin.on(scopePipeline), handleDeletePipeline(l, st)},
+		{"GET /api/v1/pipelines/{name}/state", RoleViewer.on(scopePipeline), handlePipelineState(l, st, key)},
+		{"PUT /api/v1/pipelines/{name}/stages/{stage}/transition", RoleOperator.on(scopePipeline), handleTransition(l, st)},
+		{"POST /api/v1/pipelines/{name}/stages/{stage}/rollback", RoleOperator.on(scopePipeline), handleRollback(l)},
 
-		{"POST /api/v1/pipelines/{name}/executions", false, handleStart(l, st)},
-		{"GET /api/v1/pipelines/{name}/executions", false, handleListExecutions(st)},
-		{"GET /api/v1/executions/{id}", false, handleGetExecution(l, key)},
-		{"POST /api/v1/executions/{id}/stop", false, handleStop(l)},
-		{"POST /api/v1/executions/{id}/stages/{stage}/retry", false, handleRetry(l)},
-		{"POST /api/v1/executions/{id}/stages/{stage}/override-condition", false, handleOverrideCondition(l)},
-		{"POST /api/v1/executions/{id}/stages/{stage}/actions/{action}/approval", false, handleApproval(l, key)},
-		{"GET /api/v1/executions/{id}/stages/{stage}/actions/{action}/log", false, lv.handleLog(handleLog(l, st))},
-		{"GET /api/v1/executions/{id}/artifacts/{name}", false, handleDownloadArtifact(l, o.Artifacts)},
+		{"POST /api/v1/pipelines/{name}/executions", RoleOperator.on(scopePipeline), handleStart(l, st)},
+		{"GET /api/v1/pipelines/{name}/executions", RoleViewer.on(scopePipeline), handleListExecutions(st)},
+		{"GET /api/v1/executions/{id}", RoleViewer.on(scopeExecution), handleGetExecution(l, key)},
+		{"POST /api/v1/executions/{id}/stop", RoleOperator.on(scopeExecution), handleStop(l)},
+		{"POST /api/v1/executions/{id}/stages/{stage}/retry", RoleOperator.on(scopeExecution), handleRetry(l)},
+		{"POST /api/v1/executions/{id}/stages/{stage}/override-condition", RoleOperator.on(scopeExecution), handleOverrideCondition(l)},
+		{"POST /api/v1/executions/{id}/stages/{stage}/actions/{action}/approval", RoleApprover.on(scopeExecution), handleApproval(l, key)},
+		{"GET /api/v1/executions/{id}/stages/{stage}/actions/{action}/log", RoleViewer.on(scopeExecution), lv.handleLog(handleLog(l, st))},
+		{"GET /api/v1/executions/{id}/artifacts/{name}", RoleViewer.on(scopeExecution), handleDownloadArtifact(l, o.Artifacts)},
+
+		{"POST /api/v1/auth/signin", public, handleSignin(st, now, newLimiter(signinFailures, signinWindow))},
+		{"GET /api/v1/whoami", anyToken, handleWhoami},
+		{"POST /api/v1/users", RoleAdmin.on(scopeGlobal), handleCreateUser(st, now)},
+		{"GET /api/v1/users", RoleAdmin.on(scopeGlobal), handleListUsers(st)},
+		{"PUT /api/v1/groups/{group}/members/{user}", RoleAdmin.on(scopeGlobal), handleGroupMember(st, true)},
+		{"DELETE /api/v1/groups/{group}/members/{user}", RoleAdmin.on(scopeGlobal), handleGroupMember(st, false)},
+		{"POST /api/v1/tokens", RoleAdmin.on(scopeGlobal), handleCreateToken(st, now)},
+		{"GET /api/v1/tokens", self, handleListTokens(st)},
+		{"DELETE /api/v1/tokens/{id}", self, handleRevokeToken(st, now)},
+		{"GET /api/v1/grants", RoleAdmin.on(scopeGlobal), handleListGrants(st)},
+		{"PUT /api/v1/grants", RoleAdmin.on(scopeGlobal), handlePutGrant(st, now)},
+		{"DELETE /api/v1/grants", RoleAdmin.on(scopeGlobal), handleDeleteGrant(st)},
 	}
 }
 
@@ -93,14 +105,13 @@ func New(o Options) http.Handler {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
 	mux := http.NewServeMux()
-	auth := authenticate(o.Store)
+	auth := newAuthenticator(o)
 	for _, r := range routes(o) {
-		h := http.Handler(r.h)
-		if !r.public {
-			h = auth(h)
-		}
-		mux.Handle(r.pattern, h)
+		mux.Handle(r.pattern, auth.guard(r.access, r.h))
 	}
 	// Anything else under /api/ answers in the API's own error format.
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
@@ -138,64 +149,6 @@ func handleReady(ready func() bool) http.HandlerFunc {
 func handleOpenAPI(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/yaml")
 	w.Write(OpenAPI)
-}
-
-// Tokens.
-
-// TokenPrefix starts every API token, so a leaked one is recognisable (secret scanners).
-const TokenPrefix = "cvy_"
-
-// NewToken returns a new random API token: 32 random bytes, base64url, after TokenPrefix.
-func NewToken() string {
-	b := make([]byte, 32)
-	rand.Read(b) // never fails (crypto/rand panics rather than return an error)
-	return TokenPrefix + base64.RawURLEncoding.EncodeToString(b)
-}
-
-// HashToken is what the store keeps of a token.
-func HashToken(token string) []byte {
-	h := sha256.Sum256([]byte(token))
-	return h[:]
-}
-
-type ctxKey struct{}
-
-// caller returns the name of the token the request was authenticated with.
-func caller(r *http.Request) string {
-	name, _ := r.Context().Value(ctxKey{}).(string)
-	return name
-}
-
-// authenticate checks the bearer token by looking up its SHA-256 (see store.Reader.TokenByHash
-// on why no constant-time comparison is needed).
-func authenticate(st store.Store) func(http.Handler) http.Handler {
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			token = strings.TrimSpace(token)
-			if !ok || token == "" {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="conveyor"`)
-				writeError(w, http.StatusUnauthorized, "unauthorized", "missing bearer token: send Authorization: Bearer TOKEN")
-				return
-			}
-			var name string
-			err := st.View(r.Context(), func(rd store.Reader) error {
-				var err error
-				name, err = rd.TokenByHash(r.Context(), HashToken(token))
-				return err
-			})
-			if errors.Is(err, store.ErrNotFound) {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="conveyor", error="invalid_token"`)
-				writeError(w, http.StatusUnauthorized, "unauthorized", "invalid token")
-				return
-			}
-			if err != nil {
-				writeError(w, http.StatusInternalServerError, "internal", "check token: "+err.Error())
-				return
-			}
-			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, name)))
-		})
-	}
 }
 
 // Logging.

@@ -25,7 +25,9 @@ type bundle struct {
 	token string
 }
 
-func setup(t *testing.T) *bundle {
+// setup serves the API with opts applied to its options (the loop, store and artifacts are
+// set already).
+func setup(t *testing.T, opts ...func(*api.Options)) *bundle {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	eng, err := local.Open(ctx, local.Options{DataDir: t.TempDir(), Workers: 4})
@@ -40,7 +42,11 @@ func setup(t *testing.T) *bundle {
 	}); err != nil {
 		t.Fatalf("put token: %v", err)
 	}
-	srv := httptest.NewServer(api.New(api.Options{Loop: eng.Loop, Store: eng.Store, Artifacts: eng.Artifacts}))
+	o := api.Options{Loop: eng.Loop, Store: eng.Store, Artifacts: eng.Artifacts}
+	for _, f := range opts {
+		f(&o)
+	}
+	srv := httptest.NewServer(api.New(o))
 	t.Cleanup(func() {
 		srv.Close()
 		cancel()

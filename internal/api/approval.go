@@ -187,6 +187,10 @@ func handleApproval(l *loop.Loop, key []byte) http.HandlerFunc {
 			fail(w, err)
 			return
 		}
+		if g, _ := a.Configuration["role"].(string); g != "" && !slices.Contains(principalOf(r).groups, g) {
+			fail(w, errForbidden("approval %s.%s may be decided only by members of group %s, and user %s is not one", stage, action, g, who))
+			return
+		}
 		ev := engine.Event{Type: engine.EvApproval, ExecutionID: id, Stage: stage, Action: action, Attempt: a.Attempt,
 			Approved: *b.Approved, Comment: b.Comment, By: who, From: r.RemoteAddr}
 		// One decision per person and attempt: a second one (a double click) changes nothing.

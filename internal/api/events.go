@@ -92,10 +92,19 @@ func (s *sse) keepalive() error {
 }
 
 // handleEvents streams every execution state committed from the time the stream opened
-// (of one pipeline with ?pipeline=NAME). It never slows the engine down: the loop's
+// (of one pipeline with ?pipeline=NAME), of the pipelines the caller may view (its grants as
+// they were when the stream opened). It never slows the engine down: the loop's
 // subscription drops the oldest states for a client that does not keep up.
 func (lv *live) handleEvents(w http.ResponseWriter, r *http.Request) {
 	pipeline := r.URL.Query().Get("pipeline")
+	p := principalOf(r)
+	if pipeline != "" {
+		if err := p.need(RoleViewer, pipeline); err != nil {
+			fail(w, err)
+			return
+		}
+	}
+	visible := map[string]bool{} // by pipeline: whether the caller may view it
 	states, unsubscribe := lv.l.Subscribe()
 	defer unsubscribe()
 	s, err := startSSE(w)
@@ -116,6 +125,14 @@ func (lv *live) handleEvents(w http.ResponseWriter, r *http.Request) {
 			}
 		case e := <-states:
 			if pipeline != "" && e.Pipeline != pipeline {
+				continue
+			}
+			see, ok := visible[e.Pipeline]
+			if !ok {
+				see = p.can(RoleViewer, e.Pipeline)
+				visible[e.Pipeline] = see
+			}
+			if !see {
 				continue
 			}
 			data, err := json.Marshal(e)

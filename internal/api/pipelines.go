@@ -115,8 +115,11 @@ func handleListPipelines(st store.Store) http.HandlerFunc {
 			return
 		}
 		out := []pipelineSummary{}
+		p := principalOf(r)
 		for _, pv := range list {
-			out = append(out, pipelineSummary{pv.Name, pv.Version, pv.CreatedAt})
+			if p.can(RoleViewer, pv.Name) { // only the pipelines the caller may see
+				out = append(out, pipelineSummary{pv.Name, pv.Version, pv.CreatedAt})
+			}
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"pipelines": out})
 	}

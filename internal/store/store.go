@@ -97,12 +97,47 @@ type Reader interface {
 	// Log returns the chunks of a job's log after afterSeq (0: from the start), in order, up
 	// to limit chunks (limit <= 0: all).
 	Log(ctx context.Context, jobID string, afterSeq int64, limit int) ([]LogChunk, error)
-	// TokenByHash returns the name of the API token whose SHA-256 is hash. Tokens are looked
-	// up by their hash through an index, never compared byte by byte with a secret, so a
-	// timing side channel reveals nothing useful (constant-time comparison is moot).
-	TokenByHash(ctx context.Context, hash []byte) (name string, err error)
-	// HasToken reports whether an API token with that name exists.
-	HasToken(ctx context.Context, name string) (bool, error)
+
+	// --- Users, groups, tokens and grants (authentication and roles; see auth types below). ---
+
+	// TokenByHash returns the token whose SHA-256 is hash, revoked and expired ones included
+	// (the caller tells them apart, to say why it refuses one). Tokens are looked up by their
+	// hash through an index, never compared byte by byte with a secret, so a timing side
+	// channel reveals nothing useful (constant-time comparison is moot).
+	TokenByHash(ctx context.Context, hash []byte) (*Token, error)
+	// Token returns a token by ID.
+	Token(ctx context.Context, id string) (*Token, error)
+	// Tokens lists the tokens of a user (of every user when user is ""), oldest first.
+	Tokens(ctx context.Context, user string) ([]*Token, error)
+	// HasToken reports whether a token with that ID exists.
+	HasToken(ctx context.Context, id string) (bool, error)
+	// User returns a user with its groups.
+	User(ctx context.Context, name string) (*User, error)
+	// Users lists every user with its groups, by name.
+	Users(ctx context.Context) ([]*User, error)
+	// Grants lists every grant: users' then groups', by subject, pipeline and role. A new
+	// store holds one: the global admin role of the user admin (the bootstrap's, who exists).
+	Grants(ctx context.Context) ([]*Grant, error)
+	// GrantsFor returns the grants that apply to a user, its own then its groups', in the
+	// order of Grants.
+	GrantsFor(ctx context.Context, user string) ([]*Grant, error)
+	// --- End of users, groups, tokens and grants. ---
+
+	// --- Audit log (package audit). ---
+
+	// AuditHead returns the seq and hash of the newest audit entry ever appended (0 and an
+	// empty hash before the first; pruning does not change it). In a Tx it is the read that
+	// serializes appenders: the head is one row, and a PostgreSQL store reads it with
+	// SELECT ... FOR UPDATE, so a concurrent appender waits for this transaction and then
+	// reads the head it left (SQLite's single writer needs nothing).
+	AuditHead(ctx context.Context) (seq int64, hash []byte, err error)
+	// AuditEntries lists the audit entries matching f, newest first (oldest first with
+	// f.Ascending), each exactly as appended.
+	AuditEntries(ctx context.Context, f AuditFilter) ([]*AuditEntry, error)
+	// AuditCheckpoints returns up to limit (<= 0: all) audit checkpoints with Seq > afterSeq,
+	// oldest first.
+	AuditCheckpoints(ctx context.Context, afterSeq int64, limit int) ([]*AuditCheckpoint, error)
+	// --- End of audit log. ---
 }
 
 // Tx is a write transaction.
@@ -117,8 +152,33 @@ type Tx interface {
 	// caller checks that no execution still runs.
 	DeletePipeline(ctx context.Context, name string) error
 
-	// PutToken stores an API token's hash under name, replacing the name's previous token.
+	// --- Users, groups, tokens and grants (authentication and roles). ---
+
+	// PutToken stores hash as the API token with ID name of the user of that name (created,
+	// without a password, when missing), replacing that token's previous hash, expiry and
+	// revocation: the bootstrap admin token (CONVEYOR_ADMIN_TOKEN) and the known tokens of tests.
 	PutToken(ctx context.Context, name string, hash []byte, now time.Time) error
+	// CreateToken stores a new token. Its user must exist (ErrNotFound otherwise); an ID or a
+	// hash already stored is an error wrapping ErrConflict.
+	CreateToken(ctx context.Context, t *Token) error
+	// RevokeToken marks a token revoked at now; a token revoked already keeps its first time.
+	RevokeToken(ctx context.Context, id string, now time.Time) error
+	// TouchToken records that a token was used at now (callers do it at most once a minute).
+	TouchToken(ctx context.Context, id string, now time.Time) error
+	// CreateUser stores a new user with its groups; a name already taken is ErrConflict.
+	CreateUser(ctx context.Context, u *User) error
+	// AddGroupMember adds a user to a group (a group exists while it has members or grants);
+	// adding a member again changes nothing. The user must exist (ErrNotFound).
+	AddGroupMember(ctx context.Context, group, user string) error
+	// RemoveGroupMember removes a user from a group; ErrNotFound when not a member.
+	RemoveGroupMember(ctx context.Context, group, user string) error
+	// PutGrant stores a grant unless the same one exists; it reports whether it was added. A
+	// grant to a user needs the user to exist (ErrNotFound).
+	PutGrant(ctx context.Context, g *Grant) (added bool, err error)
+	// DeleteGrant removes a grant (matched on subject, role and pipeline); ErrNotFound when
+	// there is none.
+	DeleteGrant(ctx context.Context, g *Grant) error
+	// --- End of users, groups, tokens and grants. ---
 
 	// CreateExecution inserts a new execution, assigning e.Seq (1 + the pipeline's highest).
 	// An execution with the same ID already present is an error wrapping ErrConflict.
@@ -168,6 +228,21 @@ type Tx interface {
 	AddOutbox(ctx context.Context, m *OutboxMessage) error
 	// DeleteOutbox removes a delivered message (no error if absent).
 	DeleteOutbox(ctx context.Context, seq int64) error
+
+	// --- Audit log (package audit). ---
+
+	// AppendAudit inserts e as the new head of the audit log: e.Seq must be the head's seq
+	// + 1 (an error wrapping ErrConflict otherwise, and nothing is written). The caller has
+	// read the head with AuditHead in the same transaction.
+	AppendAudit(ctx context.Context, e *AuditEntry) error
+	// PutAuditCheckpoint stores a checkpoint; one already stored at c.Seq is an error
+	// wrapping ErrConflict.
+	PutAuditCheckpoint(ctx context.Context, c *AuditCheckpoint) error
+	// PruneAudit deletes the audit entries with Seq < beforeSeq and the checkpoints with
+	// Seq < beforeSeq-1 (one at beforeSeq-1 anchors the first entry kept), and returns how
+	// many entries it deleted. Whether pruning is allowed is the caller's decision.
+	PruneAudit(ctx context.Context, beforeSeq int64) (deleted int64, err error)
+	// --- End of audit log. ---
 }
 
 // PipelineVersion is one stored version of a pipeline declaration.
@@ -240,4 +315,87 @@ type OutboxMessage struct {
 	Kind      string
 	Payload   []byte
 	CreatedAt time.Time
+}
+
+// Users, groups, tokens and grants. The store keeps them; internal/api decides what they
+// allow.
+
+// User is a local account. Its password, if any, is kept as an argon2id hash in the PHC
+// string format; a user without one authenticates with tokens only.
+type User struct {
+	Name         string
+	PasswordHash string   // "": no password
+	Groups       []string // sorted
+	CreatedAt    time.Time
+}
+
+// TokenScope is what a token may be used for.
+type TokenScope string
+
+const (
+	// ScopeAPI: the token acts as its user, with the user's roles.
+	ScopeAPI TokenScope = "api"
+	// ScopeWorker: the token may only use the worker endpoints (lease and report jobs).
+	ScopeWorker TokenScope = "worker"
+)
+
+// Token is an API or worker token of a user. Only the SHA-256 of its secret is stored.
+type Token struct {
+	ID          string // short, shown in lists, names the token to revoke it
+	User        string
+	Hash        []byte
+	Scope       TokenScope
+	Description string
+	CreatedAt   time.Time
+	ExpiresAt   time.Time // zero: never
+	RevokedAt   time.Time // zero: not revoked
+	LastUsedAt  time.Time // zero: never used (updated at most once a minute)
+}
+
+// Grant gives a role to a user or to a group's members, on one pipeline or on all.
+type Grant struct {
+	User      string // exactly one of User and Group is set
+	Group     string
+	Role      string
+	Pipeline  string // "": every pipeline (a global grant)
+	CreatedAt time.Time
+}
+
+// --- Audit log (package audit). ---
+
+// AuditEntry is one entry of the audit log, a hash chain (package audit computes Hash). The
+// store keeps every field exactly as given, Details byte for byte (TEXT, not a normalising
+// JSON type such as JSONB): the hash covers those bytes.
+type AuditEntry struct {
+	Seq      int64 // 1, 2, ... without gaps: the store checks each is the head's + 1
+	Time     time.Time
+	Actor    string // user or token name, "system", "worker:ID"
+	Source   string // network address the request came from; "" for the system
+	Action   string // e.g. "pipeline.put", "auth.refused"
+	Target   string // e.g. "pipeline/webapp", "pipeline/webapp/execution/ID"
+	Outcome  string // "ok", "denied", "error: ..."
+	Details  []byte // a JSON object
+	PrevHash []byte
+	Hash     []byte
+}
+
+// AuditCheckpoint is a signed statement that audit entry Seq had hash Hash, so that entries
+// up to Seq may be pruned and the chain still verified from there.
+type AuditCheckpoint struct {
+	Seq       int64
+	Hash      []byte
+	Time      time.Time
+	Signature []byte
+}
+
+// AuditFilter selects audit entries. Zero values select everything.
+type AuditFilter struct {
+	Since time.Time // entries at or after this time
+	Actor string
+	// Target selects entries whose target is Target or lies under it (Target + "/...").
+	Target    string
+	AfterSeq  int64 // only entries with Seq > AfterSeq
+	BeforeSeq int64 // only entries with Seq < BeforeSeq
+	Ascending bool  // oldest first (default: newest first)
+	Limit     int   // <= 0: no limit
 }

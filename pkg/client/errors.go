@@ -10,10 +10,12 @@ const (
 	CodeBadRequest      = "bad_request"
 	CodeInvalidPipeline = "invalid_pipeline"
 	CodeUnauthorized    = "unauthorized"
+	CodeForbidden       = "forbidden"
 	CodeNotFound        = "not_found"
 	CodeConflict        = "conflict"
 	CodeTooLarge        = "too_large"
 	CodeUnsupportedType = "unsupported_media_type"
+	CodeTooManyRequests = "too_many_requests"
 	CodeInternal        = "internal"
 )
 

@@ -5,13 +5,12 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/conveyorci/conveyor/internal/store"
 )
 
-// What the API needs beyond the engine: pipeline listings, deletion, inbox lookups by key
-// and API tokens.
+// What the API needs beyond the engine: pipeline listings, deletion and inbox lookups by key
+// (users, tokens and grants are in auth.go).
 
 func (r *reader) Pipelines(ctx context.Context) ([]*store.PipelineVersion, error) {
 	qctx, err := r.ctx(ctx)
@@ -79,51 +78,6 @@ func (r *reader) EventByKey(ctx context.Context, key string) (*store.Event, erro
 	}
 	ev.CreatedAt = fromNanos(created)
 	return ev, nil
-}
-
-func (r *reader) TokenByHash(ctx context.Context, hash []byte) (string, error) {
-	qctx, err := r.ctx(ctx)
-	if err != nil {
-		return "", err
-	}
-	var name string
-	err = r.c.queryRow(qctx, `SELECT name FROM api_tokens WHERE hash = ?`, []any{hash}, &name)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", fmt.Errorf("get token: %w", store.ErrNotFound)
-	}
-	if err != nil {
-		return "", fmt.Errorf("get token: %w", err)
-	}
-	return name, nil
-}
-
-func (r *reader) HasToken(ctx context.Context, name string) (bool, error) {
-	qctx, err := r.ctx(ctx)
-	if err != nil {
-		return false, err
-	}
-	var n int
-	if err := r.c.queryRow(qctx, `SELECT COUNT(*) FROM api_tokens WHERE name = ?`, []any{name}, &n); err != nil {
-		return false, fmt.Errorf("get token %s: %w", name, err)
-	}
-	return n > 0, nil
-}
-
-func (t *tx) PutToken(ctx context.Context, name string, hash []byte, now time.Time) error {
-	qctx, err := t.ctx(ctx)
-	if err != nil {
-		return err
-	}
-	if name == "" || len(hash) == 0 {
-		return errors.New("put token: empty name or hash")
-	}
-	_, err = t.c.exec(qctx, `INSERT INTO api_tokens (name, hash, created_at) VALUES (?, ?, ?)
-		ON CONFLICT (name) DO UPDATE SET hash = excluded.hash, created_at = excluded.created_at`,
-		name, hash, nanos(now))
-	if err != nil {
-		return fmt.Errorf("put token %s: %w", name, err)
-	}
-	return nil
 }
 
 func (t *tx) DeletePipeline(ctx context.Context, name string) error {

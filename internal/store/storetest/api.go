@@ -1,8 +1,6 @@
 package storetest
 
 import (
-	"bytes"
-	"crypto/sha256"
 	"testing"
 
 	"github.com/conveyorci/conveyor/internal/engine"
@@ -163,43 +161,6 @@ func testEventByKey(t *testing.T, s store.Store) {
 			t.Fatalf("event by key: %+v", got)
 		}
 		sameTime(t, "created", got.CreatedAt, at(1))
-		return nil
-	})
-}
-
-func testTokens(t *testing.T, s store.Store) {
-	c := t.Context()
-	h1, h2 := sha256.Sum256([]byte("cvy_one")), sha256.Sum256([]byte("cvy_two"))
-	view(t, s, func(r store.Reader) error {
-		_, err := r.TokenByHash(c, h1[:])
-		wantErr(t, "unknown token", err, store.ErrNotFound)
-		if ok, err := r.HasToken(c, "admin"); err != nil || ok {
-			t.Fatalf("has admin before: %v, %v", ok, err)
-		}
-		return nil
-	})
-	update(t, s, func(tx store.Tx) error { return tx.PutToken(c, "admin", h1[:], at(1)) })
-	view(t, s, func(r store.Reader) error {
-		name, err := r.TokenByHash(c, h1[:])
-		if err != nil || name != "admin" {
-			t.Fatalf("token by hash: %q, %v", name, err)
-		}
-		if ok, err := r.HasToken(c, "admin"); err != nil || !ok {
-			t.Fatalf("has admin: %v, %v", ok, err)
-		}
-		return nil
-	})
-	// PutToken replaces the name's token: the old one no longer authenticates.
-	update(t, s, func(tx store.Tx) error { return tx.PutToken(c, "admin", h2[:], at(2)) })
-	view(t, s, func(r store.Reader) error {
-		_, err := r.TokenByHash(c, h1[:])
-		wantErr(t, "replaced token", err, store.ErrNotFound)
-		name, err := r.TokenByHash(c, h2[:])
-		if err != nil || name != "admin" {
-			t.Fatalf("new token: %q, %v", name, err)
-		}
-		_, err = r.TokenByHash(c, bytes.Repeat([]byte{0}, 32))
-		wantErr(t, "zero hash", err, store.ErrNotFound)
 		return nil
 	})
 }

@@ -64,7 +64,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"PipelinesList", testPipelinesList},
 		{"DeletePipeline", testDeletePipeline},
 		{"EventByKey", testEventByKey},
-		{"Tokens", testTokens},
+		{"Audit", testAudit},
+		{"Tokens", testTokens}, {"TokenRevokeTouch", testTokenRevokeTouch}, {"Users", testUsers}, {"Grants", testGrants},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
