@@ -32,7 +32,7 @@ build: ## build bin/conveyor
 	$(GO) build -o $(BIN) ./cmd/conveyor
 
 run: build ## start the server with the example pipeline applied and started (Ctrl-C stops it)
-	$(BIN) server --data-dir .conveyor --apply examples/webapp/pipeline.yaml --start
+	$(BIN) server --data-dir .conveyor --apply examples/webapp/pipeline.yaml --start --sandbox-writable /tmp/conveyor-demo
 
 run-once: build ## run the example pipeline once, in this process, with nothing else (conveyor run)
 	$(BIN) run examples/webapp/pipeline.yaml --source Checkout=examples/webapp --approve all

@@ -46,6 +46,9 @@ type serverConfig struct {
 	SandboxNetwork bool
 	// SandboxHide lists paths sandboxed actions must not see, besides the data directory.
 	SandboxHide []string
+	// SandboxWritable lists host directories sandboxed actions may write besides their
+	// workspace (a local deployment target).
+	SandboxWritable []string
 }
 
 func (c *serverConfig) validate() error {
@@ -113,6 +116,7 @@ for every action). Without bubblewrap the server warns and runs them on the host
 	f.StringVar(&cfg.Sandbox, "sandbox", "auto", "run actions in a bubblewrap sandbox (read-only system, only the workspace writable, private network and processes): auto (where bubblewrap works), on or off")
 	f.BoolVar(&cfg.SandboxNetwork, "sandbox-network", false, "give sandboxed actions the host's network (they have none by default: fetching dependencies needs it)")
 	f.StringArrayVar(&cfg.SandboxHide, "sandbox-hide", nil, "a path sandboxed actions must not see, besides the data directory, e.g. a key file (repeatable)")
+	f.StringArrayVar(&cfg.SandboxWritable, "sandbox-writable", nil, "a directory sandboxed actions may write besides their workspace, e.g. a local deployment target (repeatable)")
 	return cmd
 }
 
@@ -253,7 +257,18 @@ func executor(cfg serverConfig, log *slog.Logger) (run.Executor, error) {
 		}
 		hide = append(hide, abs)
 	}
-	sb := &run.Sandbox{Network: cfg.SandboxNetwork, Hide: hide}
+	var writable []string
+	for _, p := range cfg.SandboxWritable {
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			return nil, fmt.Errorf("sandbox: %w", err)
+		}
+		if err := os.MkdirAll(abs, 0o755); err != nil {
+			return nil, usageErr("--sandbox-writable %s: %v", p, err)
+		}
+		writable = append(writable, abs)
+	}
+	sb := &run.Sandbox{Network: cfg.SandboxNetwork, Hide: hide, Writable: writable}
 	if err := sb.Validate(); err != nil {
 		return nil, usageErr("--sandbox: %v", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -31,13 +32,18 @@ import (
 
 // Providers returns the built-in action providers by "Category/Provider", running their
 // processes on the host.
-func Providers() map[string]action.Provider { return builtinProviders(nil) }
+func Providers() map[string]action.Provider { return builtinProviders(nil, "") }
 
 // builtinProviders returns the built-in providers, the Commands provider running its shells
 // through ex (nil: run.Host). Git runs on the host: it needs the network and writes where
 // the pool tells it.
-func builtinProviders(ex run.Executor) map[string]action.Provider {
+// Under a sandbox, each pipeline's actions keep a home directory under homes (see
+// commands.Provider.HomeDir).
+func builtinProviders(ex run.Executor, homes string) map[string]action.Provider {
 	cmds := &commands.Provider{Executor: ex}
+	if homes != "" {
+		cmds.HomeDir = func(pipeline string) string { return filepath.Join(homes, url.PathEscape(pipeline)) }
+	}
 	m := map[string]action.Provider{"Source/Git": &git.Provider{}}
 	for _, c := range []pipeline.Category{pipeline.Build, pipeline.Test, pipeline.Deploy, pipeline.Compute} {
 		m[string(c)+"/Commands"] = cmds
@@ -141,7 +147,7 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 	e.Artifacts = artifact.New(blobs, artifact.Options{TempDir: tmpDir, MaxSize: opts.MaxArtifactSize, Logger: opts.Logger})
 	providers := opts.Providers
 	if providers == nil {
-		providers = builtinProviders(opts.Executor)
+		providers = builtinProviders(opts.Executor, filepath.Join(dir, "home"))
 	}
 	e.providers = providers
 	var pool *job.Pool

@@ -77,6 +77,9 @@ type Sandbox struct {
 	// ReadOnly lists more host paths to bind read-only, e.g. a toolchain under /opt; those
 	// that do not exist are skipped.
 	ReadOnly []string
+	// Writable lists host directories every process may write besides its Cmd's, e.g. the
+	// directory a local deployment writes to. They must exist and hold no Hide path.
+	Writable []string
 	// MaxMemory, when positive, caps the address space of each process (RLIMIT_AS, in
 	// bytes); MaxCPU, when positive, its CPU time (RLIMIT_CPU, rounded up to seconds).
 	// Both are applied with prlimit(1) inside the sandbox, which must then be installed.
@@ -136,6 +139,20 @@ func (s *Sandbox) Validate() error {
 			return fmt.Errorf("sandbox read-only path %q: not absolute", p)
 		}
 	}
+	for _, p := range s.Writable {
+		if !filepath.IsAbs(p) {
+			return fmt.Errorf("sandbox writable path %q: not absolute", p)
+		}
+		for _, h := range s.Hide {
+			for _, hp := range aliases(h) {
+				for _, wp := range aliases(p) {
+					if within(hp, wp) {
+						return fmt.Errorf("sandbox writable path %s: it holds %s, which is hidden from actions", p, h)
+					}
+				}
+			}
+		}
+	}
 	ro := s.readOnly()
 	for _, h := range s.Hide {
 		if !filepath.IsAbs(h) {
@@ -179,8 +196,8 @@ func (s *Sandbox) launch(c Cmd, env []string) (launch, error) {
 	if err != nil {
 		return launch{}, err
 	}
-	writable := make([]string, 0, len(c.Writable))
-	for _, w := range c.Writable {
+	writable := make([]string, 0, len(c.Writable)+len(s.Writable))
+	for _, w := range append(slices.Clone(c.Writable), s.Writable...) {
 		w, err := filepath.Abs(w)
 		if err != nil {
 			return launch{}, err

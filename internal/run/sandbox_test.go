@@ -479,3 +479,27 @@ func TestSandboxLimits(t *testing.T) {
 		t.Errorf("limits: %q, want 524288 KiB and 2 s", out)
 	}
 }
+
+// TestSandboxGlobalWritable: a Sandbox's Writable directories are writable by every process,
+// besides each Cmd's own; one holding a hidden path is refused.
+func TestSandboxGlobalWritable(t *testing.T) {
+	t.Parallel()
+	needSandbox(t)
+	ws, deploy := t.TempDir(), t.TempDir()
+	env := []string{"PATH=" + DefaultPath, "DEPLOY=" + deploy}
+	code, out := sandboxed(t, &Sandbox{Writable: []string{deploy}}, ws, env, `echo released > "$DEPLOY/release.txt"`)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	if b, err := os.ReadFile(filepath.Join(deploy, "release.txt")); err != nil || string(b) != "released\n" {
+		t.Errorf("release.txt = %q, %v", b, err)
+	}
+	// Without it, the same write fails: the directory is not there in the sandbox.
+	if code, _ := sandboxed(t, &Sandbox{}, ws, env, `echo released > "$DEPLOY/again.txt"`); code == 0 {
+		t.Error("a directory not listed as writable was written")
+	}
+	data := filepath.Join(deploy, "data")
+	if err := (&Sandbox{Writable: []string{deploy}, Hide: []string{data}}).Validate(); err == nil {
+		t.Error("a writable directory holding a hidden path was accepted")
+	}
+}

@@ -37,6 +37,11 @@ type Provider struct {
 	// directories and script directory writable: a warm shell starts before its job's
 	// directories are known.
 	Executor run.Executor
+	// HomeDir, when set, returns the directory a sandboxed action of pipeline has as $HOME,
+	// kept from one execution to the next (caches: Go's build cache, npm's...), shared by the
+	// pipeline's actions and no other pipeline's. Without it, or unsandboxed, $HOME is as
+	// run.BaseEnv gives it (under a sandbox: empty at every action).
+	HomeDir func(pipeline string) string
 
 	mu     sync.Mutex
 	spare  *spare // a default shell started ahead of the next action
@@ -116,6 +121,14 @@ func (p *Provider) Run(ctx context.Context, job *action.Job, ws *action.Workspac
 	if err != nil {
 		return nil, &action.Error{Kind: action.Failed, Message: err.Error()}
 	}
+	var home string
+	if p.HomeDir != nil && p.sandboxed() {
+		home = p.HomeDir(job.Pipeline)
+		if err := os.MkdirAll(home, 0o700); err != nil {
+			return nil, &action.Error{Kind: action.Errored, Message: "create the pipeline's home directory", Err: err}
+		}
+		env = setEnv(env, "HOME", home)
+	}
 	base := run.BaseEnv()
 	shell, err := shellCommand(cfg.shell, run.Getenv(env, "PATH"))
 	if err != nil {
@@ -165,7 +178,7 @@ func (p *Provider) Run(ctx context.Context, job *action.Job, ws *action.Workspac
 			Output:   log,
 			Started:  ws.Started,
 			Grace:    p.Grace,
-			Writable: writable(ws, dir),
+			Writable: writable(ws, dir, home),
 		})
 	}
 	n := len(cfg.commands)
@@ -252,15 +265,24 @@ func (p *Provider) sandboxed() bool {
 }
 
 // writable lists the directories the commands write: the workspace, the input artifacts'
-// directories, and the script's (progress and output variables).
-func writable(ws *action.Workspace, scriptDir string) []string {
+// directories, the script's (progress and output variables) and the pipeline's home, if any.
+func writable(ws *action.Workspace, scriptDir, home string) []string {
 	dirs := []string{ws.Dir, scriptDir}
+	if home != "" {
+		dirs = append(dirs, home)
+	}
 	for _, name := range slices.Sorted(maps.Keys(ws.Inputs)) {
 		if d := ws.Inputs[name]; !slices.Contains(dirs, d) {
 			dirs = append(dirs, d)
 		}
 	}
 	return dirs
+}
+
+// setEnv returns env with NAME set to value, in place of an earlier value.
+func setEnv(env []string, name, value string) []string {
+	out := slices.DeleteFunc(slices.Clone(env), func(kv string) bool { return strings.HasPrefix(kv, name+"=") })
+	return append(out, name+"="+value)
 }
 
 // startupVariables are read by bash when it starts, so exporting them later would not do

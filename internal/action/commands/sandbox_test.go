@@ -3,6 +3,7 @@ package commands
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -77,5 +78,35 @@ func TestSandbox(t *testing.T) {
 	wantError(t, err, action.Failed, "command 1 of 1 failed")
 	if !strings.Contains(b.log.String(), "No such file or directory") {
 		t.Errorf("log:\n%s", b.log)
+	}
+}
+
+// TestSandboxHome: under a sandbox, a pipeline's actions keep $HOME from one run to the next
+// (build caches), in a directory of that pipeline's own.
+func TestSandboxHome(t *testing.T) {
+	t.Parallel()
+	if err := run.SandboxAvailable(); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("CI must run the sandbox tests (scripts/test-deps installs bubblewrap): %v", err)
+		}
+		t.Skipf("no sandbox here (scripts/test-deps installs bubblewrap): %v", err)
+	}
+	homes := t.TempDir()
+	b := setup(t, `echo run >> "$HOME/runs"; N=$(wc -l < "$HOME/runs")`)
+	b.job.Configuration["outputVariables"] = []any{"N"}
+	b.p.Executor = &run.Sandbox{}
+	b.p.HomeDir = func(pipeline string) string { return filepath.Join(homes, pipeline) }
+	for want := 1; want <= 2; want++ {
+		if got := b.mustRun(t).Variables["N"]; strings.TrimSpace(got) != strconv.Itoa(want) {
+			t.Errorf("run %d: $HOME/runs has %q lines, want %d: $HOME is not kept", want, got, want)
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(homes, b.job.Pipeline, "runs")); err != nil || string(b) != "run\nrun\n" {
+		t.Errorf("the pipeline's home holds %q, %v", b, err)
+	}
+	// Another pipeline starts with a home of its own.
+	b.job.Pipeline = "other"
+	if got := b.mustRun(t).Variables["N"]; strings.TrimSpace(got) != "1" {
+		t.Errorf("another pipeline saw %q runs in its home, want 1", got)
 	}
 }
