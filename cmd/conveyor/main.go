@@ -51,6 +51,7 @@ Start with:
 	root.AddCommand(clientCommands()...)
 	root.AddCommand(authCommands()...)
 	root.AddCommand(auditCmd())
+	root.AddCommand(secretCmd(), keysCmd())
 	stopProfile := startCPUProfile()
 	err := root.Execute()
 	stopProfile()

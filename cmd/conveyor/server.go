@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -19,12 +20,16 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/conveyorci/conveyor/internal/api"
+	"github.com/conveyorci/conveyor/internal/audit"
 	"github.com/conveyorci/conveyor/internal/engine"
+	"github.com/conveyorci/conveyor/internal/engine/loop"
+	"github.com/conveyorci/conveyor/internal/keyring"
 	"github.com/conveyorci/conveyor/internal/local"
 	"github.com/conveyorci/conveyor/internal/metrics"
 	"github.com/conveyorci/conveyor/internal/pipeline"
 	"github.com/conveyorci/conveyor/internal/run"
 	"github.com/conveyorci/conveyor/internal/store"
+	"github.com/conveyorci/conveyor/internal/vault"
 )
 
 // serverConfig is what `conveyor server` runs with.
@@ -36,6 +41,12 @@ type serverConfig struct {
 	DrainTimeout time.Duration
 	// AdminToken, when set (CONVEYOR_ADMIN_TOKEN), is the admin token.
 	AdminToken string
+	// MasterKey, when set (CONVEYOR_MASTER_KEY), holds the master keys; else the data
+	// directory's master.key, created on first start (see masterKeysHelp).
+	MasterKey string
+	// AuditKey, when set (CONVEYOR_AUDIT_KEY), is the audit log's key, base64; else the data
+	// directory's audit.key, created on first start.
+	AuditKey string
 	// Apply lists pipeline files applied at start; Start starts an execution of each.
 	Apply []string
 	Start bool
@@ -49,6 +60,8 @@ type serverConfig struct {
 	// SandboxWritable lists host directories sandboxed actions may write besides their
 	// workspace (a local deployment target).
 	SandboxWritable []string
+	// TLSCert and TLSKey are PEM files: with both, the server speaks HTTPS only.
+	TLSCert, TLSKey string
 }
 
 func (c *serverConfig) validate() error {
@@ -63,6 +76,9 @@ func (c *serverConfig) validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return usageErr("--listen %q: want HOST:PORT, e.g. 127.0.0.1:8080", c.Listen)
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return usageErr("--tls-cert and --tls-key go together: give both PEM files, or neither for plain HTTP")
 	}
 	if c.Sandbox != "auto" && c.Sandbox != "on" && c.Sandbox != "off" {
 		return usageErr("--sandbox %q: want auto, on or off", c.Sandbox)
@@ -87,13 +103,17 @@ Actions' commands run in a bubblewrap sandbox where it works (--sandbox auto): t
 read-only, only their workspace writable, the data directory and the rest of the machine
 invisible, processes and network of their own (--sandbox-network gives them the host's,
 for every action). Without bubblewrap the server warns and runs them on the host;
---sandbox on refuses to start instead.`,
+--sandbox on refuses to start instead.
+
+` + masterKeysHelp,
 		Example: `  conveyor server
   conveyor server --apply examples/webapp/pipeline.yaml --start
   conveyor server --listen 0.0.0.0:8080 --data-dir /var/lib/conveyor --log-format json`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			cfg.AdminToken = os.Getenv("CONVEYOR_ADMIN_TOKEN")
+			cfg.MasterKey = os.Getenv(keyring.EnvVar)
+			cfg.AuditKey = os.Getenv(audit.KeyEnv)
 			if err := cfg.validate(); err != nil {
 				return err
 			}
@@ -116,6 +136,8 @@ for every action). Without bubblewrap the server warns and runs them on the host
 	f.StringVar(&cfg.Sandbox, "sandbox", "auto", "run actions in a bubblewrap sandbox (read-only system, only the workspace writable, private network and processes): auto (where bubblewrap works), on or off")
 	f.BoolVar(&cfg.SandboxNetwork, "sandbox-network", false, "give sandboxed actions the host's network (they have none by default: fetching dependencies needs it)")
 	f.StringArrayVar(&cfg.SandboxHide, "sandbox-hide", nil, "a path sandboxed actions must not see, besides the data directory, e.g. a key file (repeatable)")
+	f.StringVar(&cfg.TLSCert, "tls-cert", "", "serve HTTPS with this certificate (PEM, the chain after the leaf); needs --tls-key")
+	f.StringVar(&cfg.TLSKey, "tls-key", "", "the private key (PEM) of --tls-cert")
 	f.StringArrayVar(&cfg.SandboxWritable, "sandbox-writable", nil, "a directory sandboxed actions may write besides their workspace, e.g. a local deployment target (repeatable)")
 	return cmd
 }
@@ -142,7 +164,16 @@ func serve(ctx context.Context, cfg serverConfig, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	eng, err := local.Open(ctx, local.Options{DataDir: cfg.DataDir, Workers: cfg.Workers, Executor: ex, Logger: log})
+	auditLog, err := openAudit(cfg.DataDir, cfg.AuditKey)
+	if err != nil {
+		return err
+	}
+	keys, newKeyFile, err := serverMasterKeys(cfg.DataDir, cfg.MasterKey, log)
+	if err != nil {
+		return err
+	}
+	eng, err := local.Open(ctx, local.Options{DataDir: cfg.DataDir, Workers: cfg.Workers, Executor: ex, Logger: log, Audit: auditLog,
+		Keys: keys, SecretStore: secretStore(keys)})
 	if err != nil {
 		if errors.Is(err, local.ErrBusy) {
 			return &exitError{code: 2, err: err}
@@ -158,7 +189,10 @@ func serve(ctx context.Context, cfg serverConfig, stderr io.Writer) error {
 	if len(eng.Recovered) > 0 {
 		log.Warn("recovered executions interrupted by a previous stop or crash", "executions", eng.Recovered)
 	}
-	token, err := ensureAdminToken(ctx, eng.Store, cfg.AdminToken)
+	if err := checkNewKey(ctx, eng.Store, newKeyFile); err != nil {
+		return err
+	}
+	token, err := ensureAdminToken(ctx, eng.Store, auditLog, cfg.AdminToken)
 	if err != nil {
 		return err
 	}
@@ -175,12 +209,23 @@ func serve(ctx context.Context, cfg serverConfig, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
+	scheme := "http"
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			ln.Close()
+			return usageErr("--tls-cert %s, --tls-key %s: %v", cfg.TLSCert, cfg.TLSKey, err)
+		}
+		ln = tls.NewListener(ln, &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}})
+		scheme = "https"
+	}
 	var ready atomic.Bool
 	met := metrics.New(eng.Store, eng.Loop, nil)
 	drain := make(chan struct{}) // closed at Shutdown: event streams end, so the drain does not wait for them
 	srv := &http.Server{
 		Handler: api.New(api.Options{Loop: eng.Loop, Store: eng.Store, Logger: log, Ready: ready.Load,
-			Drain: drain, Metrics: met, ApprovalKey: approvalKey, Artifacts: eng.Artifacts}),
+			Drain: drain, Metrics: met, ApprovalKey: approvalKey, Artifacts: eng.Artifacts, Audit: auditLog,
+			Secrets: vault.New(eng.Store, keys)}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(h, slog.LevelWarn),
 	}
@@ -196,9 +241,9 @@ func serve(ctx context.Context, cfg serverConfig, stderr io.Writer) error {
 	serveDone := make(chan error, 1)
 	go func() { serveDone <- srv.Serve(ln) }()
 	ready.Store(true)
-	fmt.Fprintf(stderr, "conveyor server listening on http://%s (data in %s)\n", ln.Addr(), cfg.DataDir)
+	fmt.Fprintf(stderr, "conveyor server listening on %s://%s (data in %s)\n", scheme, ln.Addr(), cfg.DataDir)
 	for _, p := range apply {
-		if err := applyAtStart(ctx, eng, p, cfg.Start, stderr); err != nil {
+		if err := applyAtStart(ctx, eng, auditLog, p, cfg.Start, stderr); err != nil {
 			log.Error("apply pipeline at start", "pipeline", p.Name, "err", err)
 		}
 	}
@@ -233,6 +278,24 @@ func serve(ctx context.Context, cfg serverConfig, stderr io.Writer) error {
 		log.Info("stopped")
 	}
 	return runErr
+}
+
+// systemEntry is the audit entry of a change the server makes itself at start.
+func systemEntry(action, target string, details map[string]any) audit.Entry {
+	return audit.Entry{Actor: "system", Action: action, Target: target, Outcome: audit.OK, Details: details}
+}
+
+// openAudit returns the audit log, sealed with the key env gives (CONVEYOR_AUDIT_KEY) or else
+// with the data directory's key file, created on first start.
+func openAudit(dataDir, env string) (*audit.Log, error) {
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	key, err := audit.ServerKey(dataDir, env)
+	if err != nil {
+		return nil, err
+	}
+	return audit.New(key, nil)
 }
 
 // executor is what runs actions: a sandbox hiding the data directory, where --sandbox asks
@@ -280,8 +343,8 @@ func executor(cfg serverConfig, log *slog.Logger) (run.Executor, error) {
 // given token (CONVEYOR_ADMIN_TOKEN), it is (re)stored, admin gets the global admin role
 // back, and nothing is returned; otherwise a token is created, with the role, only when none
 // exists, and returned to be shown once. A revoked admin token stays revoked until a token
-// is given.
-func ensureAdminToken(ctx context.Context, st store.Store, given string) (string, error) {
+// is given. What it stores is recorded in the audit log, by the system.
+func ensureAdminToken(ctx context.Context, st store.Store, log *audit.Log, given string) (string, error) {
 	var shown string
 	err := st.Update(ctx, func(tx store.Tx) error {
 		token := given
@@ -297,8 +360,15 @@ func ensureAdminToken(ctx context.Context, st store.Store, given string) (string
 		if err := tx.PutToken(ctx, "admin", api.HashToken(token), now); err != nil {
 			return err
 		}
-		_, err := tx.PutGrant(ctx, &store.Grant{User: "admin", Role: string(api.RoleAdmin), CreatedAt: now})
-		return err
+		if _, err := tx.PutGrant(ctx, &store.Grant{User: "admin", Role: string(api.RoleAdmin), CreatedAt: now}); err != nil {
+			return err
+		}
+		from := "created at first start"
+		if given != "" {
+			from = "CONVEYOR_ADMIN_TOKEN"
+		}
+		return log.Append(ctx, tx, systemEntry("token.create", "token/admin",
+			map[string]any{"user": "admin", "scope": store.ScopeAPI, "from": from, "grant": "admin on every pipeline"}))
 	})
 	if err != nil {
 		return "", fmt.Errorf("create admin token: %w", err)
@@ -306,9 +376,18 @@ func ensureAdminToken(ctx context.Context, st store.Store, given string) (string
 	return shown, nil
 }
 
-// applyAtStart stores p as its pipeline's newest version and, with start, starts an execution.
-func applyAtStart(ctx context.Context, eng *local.Engine, p *pipeline.Pipeline, start bool, out io.Writer) error {
-	version, err := eng.Loop.Register(ctx, p)
+// applyAtStart stores p as its pipeline's newest version and, with start, starts an execution,
+// each recorded in the audit log by the system.
+func applyAtStart(ctx context.Context, eng *local.Engine, log *audit.Log, p *pipeline.Pipeline, start bool, out io.Writer) error {
+	put := loop.WithTx(ctx, func(tx store.Tx) error {
+		pv, err := tx.PipelineVersion(ctx, p.Name, 0)
+		if err != nil {
+			return err
+		}
+		return log.Append(ctx, tx, systemEntry("pipeline.put", "pipeline/"+p.Name,
+			map[string]any{"version": pv.Version, "from": "conveyor server --apply"}))
+	})
+	version, err := eng.Loop.Register(put, p)
 	if err != nil {
 		return err
 	}
@@ -320,7 +399,11 @@ func applyAtStart(ctx context.Context, eng *local.Engine, p *pipeline.Pipeline, 
 	if err != nil {
 		return err
 	}
-	e, err := eng.Loop.Start(ctx, "start:"+id.String(), p.Name, id.String(),
+	started := loop.WithTx(ctx, func(tx store.Tx) error {
+		return log.Append(ctx, tx, systemEntry("execution.start", "pipeline/"+p.Name+"/execution/"+id.String(),
+			map[string]any{"version": version, "from": "conveyor server --start"}))
+	})
+	e, err := eng.Loop.Start(started, "start:"+id.String(), p.Name, id.String(),
 		engine.StartRequest{PipelineVersion: version, Trigger: engine.Trigger{Type: "Server", Detail: "conveyor server --start"}})
 	if err != nil {
 		return fmt.Errorf("start %s: %w", p.Name, err)

@@ -25,7 +25,7 @@ type serverProc struct {
 }
 
 var (
-	serverURLRE   = regexp.MustCompile(`listening on (http://127\.0\.0\.1:[1-9][0-9]*)`)
+	serverURLRE   = regexp.MustCompile(`listening on (https?://127\.0\.0\.1:[1-9][0-9]*)`)
 	serverTokenRE = regexp.MustCompile(`admin token \(shown once\): (cvy_[A-Za-z0-9_-]+)`)
 )
 

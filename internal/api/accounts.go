@@ -10,7 +10,9 @@ import (
 	"strconv"
 	"sync"
 	"time"
+	"unicode/utf8"
 
+	"github.com/conveyorci/conveyor/internal/audit"
 	"github.com/conveyorci/conveyor/internal/store"
 )
 
@@ -82,7 +84,7 @@ type createUserBody struct {
 	Groups   []string `json:"groups"`
 }
 
-func handleCreateUser(st store.Store, now func() time.Time) http.HandlerFunc {
+func handleCreateUser(st store.Store, now func() time.Time, au *auditor) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var b createUserBody
 		if err := decodeJSON(w, r, &b); err != nil {
@@ -109,6 +111,10 @@ func handleCreateUser(st store.Store, now func() time.Time) http.HandlerFunc {
 		}
 		err := st.Update(r.Context(), func(tx store.Tx) error {
 			if err := tx.CreateUser(r.Context(), u); err != nil {
+				return err
+			}
+			if err := au.record(r.Context(), tx, au.entry(r, "user.create", "user/"+b.Name,
+				map[string]any{"groups": append([]string{}, b.Groups...), "hasPassword": b.Password != nil})); err != nil {
 				return err
 			}
 			var err error
@@ -158,7 +164,7 @@ func handleListUsers(st store.Store) http.HandlerFunc {
 }
 
 // handleGroupMember adds (add) or removes a user to or from a group.
-func handleGroupMember(st store.Store, add bool) http.HandlerFunc {
+func handleGroupMember(st store.Store, add bool, au *auditor) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		group, user := r.PathValue("group"), r.PathValue("user")
 		if err := checkAccountName("group name", group); err != nil {
@@ -168,12 +174,19 @@ func handleGroupMember(st store.Store, add bool) http.HandlerFunc {
 		var u *store.User
 		err := st.Update(r.Context(), func(tx store.Tx) error {
 			var err error
+			action := "group.add"
 			if add {
 				err = tx.AddGroupMember(r.Context(), group, user)
-			} else if err = tx.RemoveGroupMember(r.Context(), group, user); errors.Is(err, store.ErrNotFound) {
-				err = errNotFound("user %s is not a member of group %s", user, group)
+			} else {
+				action = "group.remove"
+				if err = tx.RemoveGroupMember(r.Context(), group, user); errors.Is(err, store.ErrNotFound) {
+					err = errNotFound("user %s is not a member of group %s", user, group)
+				}
 			}
 			if err != nil {
+				return err
+			}
+			if err := au.record(r.Context(), tx, au.entry(r, action, "group/"+group, map[string]any{"user": user})); err != nil {
 				return err
 			}
 			u, err = tx.User(r.Context(), user)
@@ -199,7 +212,7 @@ type createTokenBody struct {
 	ExpiresInSeconds int64  `json:"expiresInSeconds"`
 }
 
-func handleCreateToken(st store.Store, now func() time.Time) http.HandlerFunc {
+func handleCreateToken(st store.Store, now func() time.Time, au *auditor) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var b createTokenBody
 		if err := decodeJSON(w, r, &b); err != nil {
@@ -231,7 +244,13 @@ func handleCreateToken(st store.Store, now func() time.Time) http.HandlerFunc {
 		if life > 0 {
 			t.ExpiresAt = t.CreatedAt.Add(life)
 		}
-		secret, err := createToken(r, st, t)
+		secret, err := createToken(r, st, au, t, func(t *store.Token) audit.Entry {
+			d := map[string]any{"user": t.User, "scope": t.Scope, "description": t.Description}
+			if !t.ExpiresAt.IsZero() {
+				d["expiresAt"] = t.ExpiresAt
+			}
+			return au.entry(r, "token.create", "token/"+t.ID, d)
+		})
 		if err != nil {
 			fail(w, err)
 			return
@@ -242,11 +261,17 @@ func handleCreateToken(st store.Store, now func() time.Time) http.HandlerFunc {
 	}
 }
 
-// createToken stores t with a new secret, ID and hash, and returns the secret.
-func createToken(r *http.Request, st store.Store, t *store.Token) (string, error) {
+// createToken stores t with a new secret, ID and hash, with the audit entry that entry makes
+// of it (never the secret), and returns the secret.
+func createToken(r *http.Request, st store.Store, au *auditor, t *store.Token, entry func(*store.Token) audit.Entry) (string, error) {
 	secret := NewToken()
 	t.ID, t.Hash = newTokenID(), HashToken(secret)
-	err := st.Update(r.Context(), func(tx store.Tx) error { return tx.CreateToken(r.Context(), t) })
+	err := st.Update(r.Context(), func(tx store.Tx) error {
+		if err := tx.CreateToken(r.Context(), t); err != nil {
+			return err
+		}
+		return au.record(r.Context(), tx, entry(t))
+	})
 	if errors.Is(err, store.ErrNotFound) {
 		return "", errNotFound("no user %s: create it first (conveyor user create %s)", t.User, t.User)
 	}
@@ -285,7 +310,7 @@ func handleListTokens(st store.Store) http.HandlerFunc {
 }
 
 // handleRevokeToken revokes a token: a global admin any, anyone else its own.
-func handleRevokeToken(st store.Store, now func() time.Time) http.HandlerFunc {
+func handleRevokeToken(st store.Store, now func() time.Time, au *auditor) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		p, id := principalOf(r), r.PathValue("id")
 		var t *store.Token
@@ -300,6 +325,9 @@ func handleRevokeToken(st store.Store, now func() time.Time) http.HandlerFunc {
 				return errForbidden("token %s is not a token of user %s: only its user or an admin may revoke it", id, p.user)
 			}
 			if err := tx.RevokeToken(r.Context(), id, now()); err != nil {
+				return err
+			}
+			if err := au.record(r.Context(), tx, au.entry(r, "token.revoke", "token/"+id, map[string]any{"user": t.User})); err != nil {
 				return err
 			}
 			t, err = tx.Token(r.Context(), id)
@@ -340,11 +368,19 @@ func (b *grantBody) check() error {
 	return nil
 }
 
+// subject is the audit target of a grant: the user or group it gives a role to.
+func (b *grantBody) subject() string {
+	if b.User != "" {
+		return "user/" + b.User
+	}
+	return "group/" + b.Group
+}
+
 func (b *grantBody) grant(now time.Time) *store.Grant {
 	return &store.Grant{User: b.User, Group: b.Group, Role: b.Role, Pipeline: b.Pipeline, CreatedAt: now}
 }
 
-func handlePutGrant(st store.Store, now func() time.Time) http.HandlerFunc {
+func handlePutGrant(st store.Store, now func() time.Time, au *auditor) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var b grantBody
 		if err := decodeJSON(w, r, &b); err != nil {
@@ -361,8 +397,11 @@ func handlePutGrant(st store.Store, now func() time.Time) http.HandlerFunc {
 			var err error
 			if added, err = tx.PutGrant(r.Context(), g); errors.Is(err, store.ErrNotFound) {
 				return errNotFound("no user %s: create it first (conveyor user create %s)", b.User, b.User)
+			} else if err != nil {
+				return err
 			}
-			return err
+			return au.record(r.Context(), tx, au.entry(r, "grant.add", b.subject(),
+				map[string]any{"role": b.Role, "pipeline": b.Pipeline, "added": added}))
 		})
 		if err != nil {
 			fail(w, err)
@@ -376,7 +415,7 @@ func handlePutGrant(st store.Store, now func() time.Time) http.HandlerFunc {
 	}
 }
 
-func handleDeleteGrant(st store.Store) http.HandlerFunc {
+func handleDeleteGrant(st store.Store, au *auditor) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		b := grantBody{Role: q.Get("role"), User: q.Get("user"), Group: q.Get("group"), Pipeline: q.Get("pipeline")}
@@ -396,7 +435,8 @@ func handleDeleteGrant(st store.Store) http.HandlerFunc {
 			} else if err != nil {
 				return err
 			}
-			return nil
+			return au.record(r.Context(), tx, au.entry(r, "grant.remove", b.subject(),
+				map[string]any{"role": b.Role, "pipeline": b.Pipeline}))
 		})
 		if err != nil {
 			fail(w, err)
@@ -476,7 +516,7 @@ var dummyHash = sync.OnceValue(func() string { return hashPassword("no such user
 
 // handleSignin exchanges a user's password for an API token that lasts signinLife. Failures
 // are counted per source address and per user name; past the limit, 429 with Retry-After.
-func handleSignin(st store.Store, now func() time.Time, lim *limiter) http.HandlerFunc {
+func handleSignin(st store.Store, now func() time.Time, lim *limiter, au *auditor) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var b signinBody
 		if err := decodeJSON(w, r, &b); err != nil {
@@ -492,7 +532,14 @@ func handleSignin(st store.Store, now func() time.Time, lim *limiter) http.Handl
 			addr = r.RemoteAddr
 		}
 		keys := []string{"addr:" + addr, "user:" + b.User}
+		// A refused sign-in is recorded with the user name tried (cut short: it is whatever
+		// the caller sent), never the password.
+		refuse := func(reason string) {
+			au.refused(r, audit.Entry{Actor: Anonymous, Action: "auth.signin", Target: "user/" + clip(b.User, 64),
+				Details: map[string]any{"reason": reason}})
+		}
 		if wait := lim.wait(now(), keys...); wait > 0 {
+			refuse("too many failed sign-ins")
 			secs := int((wait + time.Second - 1) / time.Second)
 			w.Header().Set("Retry-After", strconv.Itoa(secs))
 			writeError(w, http.StatusTooManyRequests, "too_many_requests",
@@ -520,13 +567,25 @@ func handleSignin(st store.Store, now func() time.Time, lim *limiter) http.Handl
 		}
 		if !ok || u == nil || u.PasswordHash == "" {
 			lim.fail(now(), keys...)
+			switch {
+			case u == nil:
+				refuse("no such user")
+			case u.PasswordHash == "":
+				refuse("the user has no password")
+			default:
+				refuse("wrong password")
+			}
 			writeError(w, http.StatusUnauthorized, "unauthorized", "wrong user name or password")
 			return
 		}
 		lim.reset("user:" + b.User)
 		t := &store.Token{User: u.Name, Scope: store.ScopeAPI, Description: "sign-in from " + addr, CreatedAt: now()}
 		t.ExpiresAt = t.CreatedAt.Add(signinLife)
-		secret, err := createToken(r, st, t)
+		secret, err := createToken(r, st, au, t, func(t *store.Token) audit.Entry {
+			e := au.entry(r, "auth.signin", "user/"+t.User, map[string]any{"issuedToken": t.ID, "expiresAt": t.ExpiresAt})
+			e.Actor = t.User
+			return e
+		})
 		if err != nil {
 			fail(w, err)
 			return
@@ -535,6 +594,17 @@ func handleSignin(st store.Store, now func() time.Time, lim *limiter) http.Handl
 		ans.Token = secret
 		writeJSON(w, http.StatusCreated, ans)
 	}
+}
+
+// clip cuts s to at most n bytes (on a rune boundary), marking the cut.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 // limiter counts failures by key over a sliding window and refuses a key that failed max

@@ -9,14 +9,17 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
 	"github.com/conveyorci/conveyor/internal/artifact"
+	"github.com/conveyorci/conveyor/internal/audit"
 	"github.com/conveyorci/conveyor/internal/engine"
 	"github.com/conveyorci/conveyor/internal/engine/loop"
 	"github.com/conveyorci/conveyor/internal/metrics"
 	"github.com/conveyorci/conveyor/internal/store"
+	"github.com/conveyorci/conveyor/internal/vault"
 )
 
 // OpenAPI is the OpenAPI 3 document of the API, served at /api/v1/openapi.yaml.
@@ -45,6 +48,12 @@ type Options struct {
 	Artifacts *artifact.Store
 	// Now is the clock of token expiry, sign-in limits and times recorded (nil: time.Now).
 	Now func() time.Time
+	// Audit, when set, records every change and every refusal in the audit log (audit.go);
+	// nil: nothing is recorded.
+	Audit *audit.Log
+	// Secrets seals the values of secrets set through the API (secrets.go); nil: setting
+	// one answers 503.
+	Secrets *vault.Vault
 }
 
 // route is one endpoint: a ServeMux pattern ("METHOD /path/{param}"), what a caller needs to
@@ -55,7 +64,8 @@ type route struct {
 	h       http.HandlerFunc
 }
 
-func routes(o Options) []route {
+// routes returns the API's routes; au records what they change (nil: nothing).
+func routes(o Options, au *auditor) []route {
 	l, st, now := o.Loop, o.Store, o.Now
 	lv := newLive(o)
 	key := approvalKey(o)
@@ -66,37 +76,47 @@ func routes(o Options) []route {
 		{"GET /metrics", public, handleMetrics(o.Metrics)},
 		{"GET /api/v1/events", RoleViewer.on(scopeSomePipeline), lv.handleEvents},
 
-		{"PUT /api/v1/pipelines/{name}", RoleAdmin.on(scopePipeline), handlePutPipeline(l, st)},
+		{"PUT /api/v1/pipelines/{name}", RoleAdmin.on(scopePipeline), handlePutPipeline(l, st, au)},
 		{"GET /api/v1/pipelines", RoleViewer.on(scopeSomePipeline), handleListPipelines(st)},
 		{"GET /api/v1/pipelines/{name}", RoleViewer.on(scopePipeline), handleGetPipeline(st)},
 		{"GET /api/v1/pipelines/{name}/versions", RoleViewer.on(scopePipeline), handlePipelineVersions(st)},
-		{"DELETE /api/v1/pipelines/{name}", RoleAdmin.on(scopePipeline), handleDeletePipeline(l, st)},
+		{"DELETE /api/v1/pipelines/{name}", RoleAdmin.on(scopePipeline), handleDeletePipeline(l, st, au)},
 		{"GET /api/v1/pipelines/{name}/state", RoleViewer.on(scopePipeline), handlePipelineState(l, st, key)},
-		{"PUT /api/v1/pipelines/{name}/stages/{stage}/transition", RoleOperator.on(scopePipeline), handleTransition(l, st)},
-		{"POST /api/v1/pipelines/{name}/stages/{stage}/rollback", RoleOperator.on(scopePipeline), handleRollback(l)},
+		{"PUT /api/v1/pipelines/{name}/stages/{stage}/transition", RoleOperator.on(scopePipeline), handleTransition(l, st, au)},
+		{"POST /api/v1/pipelines/{name}/stages/{stage}/rollback", RoleOperator.on(scopePipeline), handleRollback(l, au)},
 
-		{"POST /api/v1/pipelines/{name}/executions", RoleOperator.on(scopePipeline), handleStart(l, st)},
+		{"POST /api/v1/pipelines/{name}/executions", RoleOperator.on(scopePipeline), handleStart(l, st, au)},
 		{"GET /api/v1/pipelines/{name}/executions", RoleViewer.on(scopePipeline), handleListExecutions(st)},
 		{"GET /api/v1/executions/{id}", RoleViewer.on(scopeExecution), handleGetExecution(l, key)},
-		{"POST /api/v1/executions/{id}/stop", RoleOperator.on(scopeExecution), handleStop(l)},
-		{"POST /api/v1/executions/{id}/stages/{stage}/retry", RoleOperator.on(scopeExecution), handleRetry(l)},
-		{"POST /api/v1/executions/{id}/stages/{stage}/override-condition", RoleOperator.on(scopeExecution), handleOverrideCondition(l)},
-		{"POST /api/v1/executions/{id}/stages/{stage}/actions/{action}/approval", RoleApprover.on(scopeExecution), handleApproval(l, key)},
+		{"POST /api/v1/executions/{id}/stop", RoleOperator.on(scopeExecution), handleStop(l, au)},
+		{"POST /api/v1/executions/{id}/stages/{stage}/retry", RoleOperator.on(scopeExecution), handleRetry(l, au)},
+		{"POST /api/v1/executions/{id}/stages/{stage}/override-condition", RoleOperator.on(scopeExecution), handleOverrideCondition(l, au)},
+		{"POST /api/v1/executions/{id}/stages/{stage}/actions/{action}/approval", RoleApprover.on(scopeExecution), handleApproval(l, key, au)},
 		{"GET /api/v1/executions/{id}/stages/{stage}/actions/{action}/log", RoleViewer.on(scopeExecution), lv.handleLog(handleLog(l, st))},
 		{"GET /api/v1/executions/{id}/artifacts/{name}", RoleViewer.on(scopeExecution), handleDownloadArtifact(l, o.Artifacts)},
 
-		{"POST /api/v1/auth/signin", public, handleSignin(st, now, newLimiter(signinFailures, signinWindow))},
+		{"POST /api/v1/auth/signin", public, handleSignin(st, now, newLimiter(signinFailures, signinWindow), au)},
 		{"GET /api/v1/whoami", anyToken, handleWhoami},
-		{"POST /api/v1/users", RoleAdmin.on(scopeGlobal), handleCreateUser(st, now)},
+		{"POST /api/v1/users", RoleAdmin.on(scopeGlobal), handleCreateUser(st, now, au)},
 		{"GET /api/v1/users", RoleAdmin.on(scopeGlobal), handleListUsers(st)},
-		{"PUT /api/v1/groups/{group}/members/{user}", RoleAdmin.on(scopeGlobal), handleGroupMember(st, true)},
-		{"DELETE /api/v1/groups/{group}/members/{user}", RoleAdmin.on(scopeGlobal), handleGroupMember(st, false)},
-		{"POST /api/v1/tokens", RoleAdmin.on(scopeGlobal), handleCreateToken(st, now)},
+		{"PUT /api/v1/groups/{group}/members/{user}", RoleAdmin.on(scopeGlobal), handleGroupMember(st, true, au)},
+		{"DELETE /api/v1/groups/{group}/members/{user}", RoleAdmin.on(scopeGlobal), handleGroupMember(st, false, au)},
+		{"POST /api/v1/tokens", RoleAdmin.on(scopeGlobal), handleCreateToken(st, now, au)},
 		{"GET /api/v1/tokens", self, handleListTokens(st)},
-		{"DELETE /api/v1/tokens/{id}", self, handleRevokeToken(st, now)},
+		{"DELETE /api/v1/tokens/{id}", self, handleRevokeToken(st, now, au)},
 		{"GET /api/v1/grants", RoleAdmin.on(scopeGlobal), handleListGrants(st)},
-		{"PUT /api/v1/grants", RoleAdmin.on(scopeGlobal), handlePutGrant(st, now)},
-		{"DELETE /api/v1/grants", RoleAdmin.on(scopeGlobal), handleDeleteGrant(st)},
+		{"PUT /api/v1/grants", RoleAdmin.on(scopeGlobal), handlePutGrant(st, now, au)},
+		{"DELETE /api/v1/grants", RoleAdmin.on(scopeGlobal), handleDeleteGrant(st, au)},
+
+		{"GET /api/v1/secrets", RoleAdmin.on(scopeGlobal), handleListSecrets(st)},
+		{"PUT /api/v1/secrets/{name}", RoleAdmin.on(scopeGlobal), handlePutSecret(st, o.Secrets, now, au)},
+		{"DELETE /api/v1/secrets/{name}", RoleAdmin.on(scopeGlobal), handleDeleteSecret(st, au)},
+		{"GET /api/v1/pipelines/{name}/secrets", RoleAdmin.on(scopePipeline), handleListPipelineSecrets(st)},
+		{"PUT /api/v1/pipelines/{name}/secrets/{secret}", RoleAdmin.on(scopePipeline), handlePutSecret(st, o.Secrets, now, au)},
+		{"DELETE /api/v1/pipelines/{name}/secrets/{secret}", RoleAdmin.on(scopePipeline), handleDeleteSecret(st, au)},
+
+		{"GET /api/v1/audit", RoleAdmin.on(scopeGlobal), handleListAudit(st)},
+		{"GET /api/v1/audit/verify", RoleAdmin.on(scopeGlobal), handleVerifyAudit(o.Audit, st)},
 	}
 }
 
@@ -109,21 +129,22 @@ func New(o Options) http.Handler {
 		o.Now = time.Now
 	}
 	mux := http.NewServeMux()
-	auth := newAuthenticator(o)
-	for _, r := range routes(o) {
-		mux.Handle(r.pattern, auth.guard(r.access, r.h))
+	au := newAuditor(o)
+	auth := newAuthenticator(o, au)
+	for _, r := range routes(o, au) {
+		mux.Handle(r.pattern, auth.guard(r.access, strictQuery(r.h)))
 	}
 	// Anything else under /api/ answers in the API's own error format.
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
-	return logRequests(o.Logger, o.Metrics, mux)
+	return logRequests(o.Logger, o.Metrics, secureHeaders(mux))
 }
 
 // Patterns returns the pattern of every route New registers (for the OpenAPI check).
 func Patterns() []string {
 	var out []string
-	for _, r := range routes(Options{}) {
+	for _, r := range routes(Options{}, nil) {
 		out = append(out, r.pattern)
 	}
 	return out
@@ -149,6 +170,24 @@ func handleReady(ready func() bool) http.HandlerFunc {
 func handleOpenAPI(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/yaml")
 	w.Write(OpenAPI)
+}
+
+// secureHeaders sets the headers that keep a browser from misusing an answer: no type
+// sniffing, no framing, no referrer, no content loaded by an API answer, no caching of
+// answers that may be private, and HSTS over TLS.
+func secureHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+		h.Set("Cache-Control", "no-store")
+		if r.TLS != nil {
+			h.Set("Strict-Transport-Security", "max-age=31536000")
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // Logging.
@@ -215,6 +254,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeError(w http.ResponseWriter, status int, code, msg string) {
+	if rw, ok := w.(*refusalWriter); ok && status == http.StatusForbidden {
+		rw.reason = msg // for the audit entry of the refusal (guard)
+	}
 	writeJSON(w, status, map[string]apiError{"error": {Code: code, Message: msg}})
 }
 
@@ -266,6 +308,19 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 		return nil, errBad("read request body: %v", err)
 	}
 	return b, nil
+}
+
+// strictQuery refuses a request whose query string does not parse (a ';' separator, a bad
+// %-escape) with 400: net/http drops the pairs it cannot read, and a filter dropped would
+// silently widen a list (or a DELETE /grants would target the global grant).
+func strictQuery(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if _, err := url.ParseQuery(r.URL.RawQuery); err != nil {
+			writeError(w, http.StatusBadRequest, "bad_request", "query string: "+err.Error())
+			return
+		}
+		next(w, r)
+	}
 }
 
 // mediaType returns the request's media type, lower case, without parameters ("" when none).

@@ -143,7 +143,7 @@ type approvalBody struct {
 	Token string `json:"token"`
 }
 
-func handleApproval(l *loop.Loop, key []byte) http.HandlerFunc {
+func handleApproval(l *loop.Loop, key []byte, au *auditor) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		id, stage, action := r.PathValue("id"), r.PathValue("stage"), r.PathValue("action")
 		var b approvalBody
@@ -193,8 +193,14 @@ func handleApproval(l *loop.Loop, key []byte) http.HandlerFunc {
 		}
 		ev := engine.Event{Type: engine.EvApproval, ExecutionID: id, Stage: stage, Action: action, Attempt: a.Attempt,
 			Approved: *b.Approved, Comment: b.Comment, By: who, From: r.RemoteAddr}
+		decision := "approval.reject"
+		if *b.Approved {
+			decision = "approval.approve"
+		}
+		ctx := au.inLoop(r, au.entry(r, decision, executionTarget(e.Pipeline, id), map[string]any{"stage": stage, "action": action,
+			"attempt": a.Attempt, "approved": *b.Approved, "comment": b.Comment, "by": who, "from": r.RemoteAddr}))
 		// One decision per person and attempt: a second one (a double click) changes nothing.
-		got, err := l.Apply(r.Context(), "approval:"+engine.JobID(id, stage, action, a.Attempt)+":"+who, ev)
+		got, err := l.Apply(ctx, "approval:"+engine.JobID(id, stage, action, a.Attempt)+":"+who, ev)
 		if err != nil {
 			fail(w, err)
 			return

@@ -183,19 +183,21 @@ type authenticator struct {
 	st  store.Store
 	now func() time.Time
 	log *slog.Logger
+	au  *auditor // records refusals
 
 	mu      sync.Mutex
 	touched map[string]time.Time // token ID → when its last use was last written
 }
 
-func newAuthenticator(o Options) *authenticator {
-	return &authenticator{st: o.Store, now: o.Now, log: o.Logger, touched: map[string]time.Time{}}
+func newAuthenticator(o Options, au *auditor) *authenticator {
+	return &authenticator{st: o.Store, now: o.Now, log: o.Logger, au: au, touched: map[string]time.Time{}}
 }
 
 // unauthorized is a 401 answer: no token, or one that does not authenticate.
 type unauthorized struct {
 	msg     string
-	invalid bool // a token was sent (error="invalid_token" in WWW-Authenticate)
+	invalid bool         // a token was sent (error="invalid_token" in WWW-Authenticate)
+	token   *store.Token // the token sent, when it exists (revoked or expired)
 }
 
 func (e *unauthorized) Error() string { return e.msg }
@@ -235,11 +237,11 @@ func (a *authenticator) authenticate(r *http.Request) (*principal, error) {
 	}
 	now, t := a.now(), p.token
 	if !t.RevokedAt.IsZero() {
-		return nil, &unauthorized{invalid: true, msg: fmt.Sprintf("token %s was revoked on %s; create a new one with conveyor token create",
+		return nil, &unauthorized{invalid: true, token: t, msg: fmt.Sprintf("token %s was revoked on %s; create a new one with conveyor token create",
 			t.ID, t.RevokedAt.UTC().Format(time.RFC3339))}
 	}
 	if !t.ExpiresAt.IsZero() && !now.Before(t.ExpiresAt) {
-		return nil, &unauthorized{invalid: true, msg: fmt.Sprintf("token %s expired on %s; create a new one with conveyor token create",
+		return nil, &unauthorized{invalid: true, token: t, msg: fmt.Sprintf("token %s expired on %s; create a new one with conveyor token create",
 			t.ID, t.ExpiresAt.UTC().Format(time.RFC3339))}
 	}
 	a.touch(ctx, t, now)
@@ -273,7 +275,8 @@ func (a *authenticator) touch(ctx context.Context, t *store.Token, now time.Time
 }
 
 // guard runs next only for a caller that ac lets in: 401 without a valid token, 403 with a
-// token that lacks the role (or is a worker token on a route for users).
+// token that lacks the role (or is a worker token on a route for users). Every 401 and 403,
+// guard's or the handler's own, is recorded in the audit log.
 func (a *authenticator) guard(ac access, next http.Handler) http.Handler {
 	if ac.on == scopePublic {
 		return next
@@ -288,6 +291,7 @@ func (a *authenticator) guard(ac access, next http.Handler) http.Handler {
 			}
 			w.Header().Set("WWW-Authenticate", challenge)
 			writeError(w, http.StatusUnauthorized, "unauthorized", ue.msg)
+			a.au.refusedToken(r, ue)
 			return
 		}
 		if err != nil {
@@ -296,10 +300,37 @@ func (a *authenticator) guard(ac access, next http.Handler) http.Handler {
 		}
 		if err := a.allow(r, p, ac); err != nil {
 			fail(w, err)
+			var be *badRequest
+			if errors.As(err, &be) && be.status == http.StatusForbidden {
+				a.au.forbidden(r, p, a.refusalTarget(r, ac), be.msg)
+			}
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, p)))
+		rw := &refusalWriter{ResponseWriter: w}
+		next.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), ctxKey{}, p)))
+		if rw.status == http.StatusForbidden {
+			a.au.forbidden(r, p, a.refusalTarget(r, ac), rw.reason)
+		}
 	})
+}
+
+// refusalTarget names what a refused request is about: the pipeline, or the execution with
+// its pipeline, its route is about; "" for the others (the path is in the details).
+func (a *authenticator) refusalTarget(r *http.Request, ac access) string {
+	if !a.au.enabled() {
+		return ""
+	}
+	switch ac.on {
+	case scopePipeline:
+		return pipelineTarget(r.PathValue("name"))
+	case scopeExecution:
+		id := r.PathValue("id")
+		if pipeline, err := a.executionPipeline(r.Context(), id); err == nil {
+			return executionTarget(pipeline, id)
+		}
+		return "execution/" + id
+	}
+	return ""
 }
 
 // allow returns nil when p may call a route that needs ac, a 403 error otherwise.

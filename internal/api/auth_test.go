@@ -110,7 +110,7 @@ type fixture struct {
 }
 
 func newFixture(t *testing.T) *fixture {
-	b := setup(t)
+	b := setup(t, withAuditLog(t, nil), withSecrets(t))
 	f := &fixture{url: b.url, tokens: map[who]string{admin: b.token}}
 	b.put("p", matrixPipeline, 201)
 	b.put("q", otherPipeline, 201)
@@ -311,6 +311,31 @@ func (f *fixture) matrix() map[string]matrixCase {
 			}
 			return request{"DELETE", "/api/v1/grants?" + url.Values{"role": {"viewer"}, "user": {"vera"}, "pipeline": {p}}.Encode(), nil}
 		}, ok: []int{204}},
+		"GET /api/v1/audit":        {req: get("/api/v1/audit?pipeline=p&limit=5"), ok: []int{200}},
+		"GET /api/v1/audit/verify": {req: get("/api/v1/audit/verify"), ok: []int{200}},
+
+		"GET /api/v1/secrets": {req: get("/api/v1/secrets"), ok: []int{200}},
+		"PUT /api/v1/secrets/{name}": {req: func(*fixture, *bundle, bool) request {
+			return request{"PUT", "/api/v1/secrets/matrix-token", map[string]any{"value": "matrix-global-value"}}
+		}, ok: []int{200, 201}},
+		"DELETE /api/v1/secrets/{name}": {req: func(f *fixture, a *bundle, fresh bool) request {
+			name := f.unique("global-secret")
+			if fresh {
+				a.call("PUT", "/api/v1/secrets/"+name, map[string]any{"value": "to be deleted"}, 201)
+			}
+			return request{"DELETE", "/api/v1/secrets/" + name, nil}
+		}, ok: []int{204}},
+		"GET /api/v1/pipelines/{name}/secrets": {req: get("/api/v1/pipelines/p/secrets"), ok: []int{200}},
+		"PUT /api/v1/pipelines/{name}/secrets/{secret}": {req: func(*fixture, *bundle, bool) request {
+			return request{"PUT", "/api/v1/pipelines/p/secrets/matrix-token", map[string]any{"value": "matrix-p-value"}}
+		}, ok: []int{200, 201}},
+		"DELETE /api/v1/pipelines/{name}/secrets/{secret}": {req: func(f *fixture, a *bundle, fresh bool) request {
+			name := f.unique("p-secret")
+			if fresh {
+				a.call("PUT", "/api/v1/pipelines/p/secrets/"+name, map[string]any{"value": "to be deleted"}, 201)
+			}
+			return request{"DELETE", "/api/v1/pipelines/p/secrets/" + name, nil}
+		}, ok: []int{204}},
 	}
 }
 
@@ -351,6 +376,14 @@ var wantAccess = map[string]string{
 	"GET /api/v1/grants":                                                    "admin on global",
 	"PUT /api/v1/grants":                                                    "admin on global",
 	"DELETE /api/v1/grants":                                                 "admin on global",
+	"GET /api/v1/audit":                                                     "admin on global",
+	"GET /api/v1/audit/verify":                                              "admin on global",
+	"GET /api/v1/secrets":                                                   "admin on global",
+	"PUT /api/v1/secrets/{name}":                                            "admin on global",
+	"DELETE /api/v1/secrets/{name}":                                         "admin on global",
+	"GET /api/v1/pipelines/{name}/secrets":                                  "admin on pipeline",
+	"PUT /api/v1/pipelines/{name}/secrets/{secret}":                         "admin on pipeline",
+	"DELETE /api/v1/pipelines/{name}/secrets/{secret}":                      "admin on pipeline",
 }
 
 // describe renders what a route needs as wantAccess does.

@@ -1,12 +1,14 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"slices"
 	"strconv"
 
 	"github.com/google/uuid"
 
+	"github.com/conveyorci/conveyor/internal/audit"
 	"github.com/conveyorci/conveyor/internal/engine"
 	"github.com/conveyorci/conveyor/internal/engine/loop"
 	"github.com/conveyorci/conveyor/internal/pipeline"
@@ -30,7 +32,7 @@ type startBody struct {
 
 // start starts an execution of the pipeline's version (0: the latest). It returns the
 // execution, and whether an earlier request with the same clientRequestToken made it.
-func start(r *http.Request, l *loop.Loop, name string, version int, b startBody) (*engine.Execution, bool, error) {
+func start(r *http.Request, l *loop.Loop, au *auditor, name string, version int, b startBody) (*engine.Execution, bool, error) {
 	id := newID()
 	key := "start:" + id
 	if b.ClientRequestToken != "" {
@@ -54,14 +56,40 @@ func start(r *http.Request, l *loop.Loop, name string, version int, b startBody)
 			req.Sources[p.Stages[si].Name+"."+p.Stages[si].Actions[ai].Name] = engine.SourceOverride{Revision: rev}
 		}
 	}
-	e, err := l.Start(r.Context(), key, name, id, req)
+	ctx := au.inLoopFunc(r, func(ctx context.Context, tx store.Tx) (audit.Entry, error) {
+		// A repeated request (a clientRequestToken seen before) is about the first one's execution.
+		row, err := tx.EventByKey(ctx, key)
+		if err != nil {
+			return audit.Entry{}, err
+		}
+		d := map[string]any{}
+		if len(b.Variables) > 0 {
+			d["variables"] = b.Variables
+		}
+		if len(b.SourceRevisions) > 0 {
+			d["sourceRevisions"] = b.SourceRevisions
+		}
+		if b.ClientRequestToken != "" {
+			d["clientRequestToken"] = b.ClientRequestToken
+		}
+		if row.Event.ExecutionID != id {
+			d["repeated"] = true
+		}
+		e, err := tx.Execution(ctx, row.Event.ExecutionID)
+		if err != nil {
+			return audit.Entry{}, err
+		}
+		d["version"] = e.PipelineVersion
+		return au.entry(r, "execution.start", executionTarget(name, e.ID), d), nil
+	})
+	e, err := l.Start(ctx, key, name, id, req)
 	if err != nil {
 		return nil, false, err
 	}
 	return e, e.ID != id, nil
 }
 
-func handleStart(l *loop.Loop, st store.Store) http.HandlerFunc {
+func handleStart(l *loop.Loop, st store.Store, au *auditor) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("name")
 		var b startBody
@@ -69,7 +97,7 @@ func handleStart(l *loop.Loop, st store.Store) http.HandlerFunc {
 			fail(w, err)
 			return
 		}
-		e, repeated, err := start(r, l, name, 0, b)
+		e, repeated, err := start(r, l, au, name, 0, b)
 		if err != nil {
 			fail(w, err)
 			return
@@ -174,7 +202,7 @@ type stopBody struct {
 	Reason  string `json:"reason"`
 }
 
-func handleStop(l *loop.Loop) http.HandlerFunc {
+func handleStop(l *loop.Loop, au *auditor) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("id")
 		var b stopBody
@@ -187,17 +215,20 @@ func handleStop(l *loop.Loop) http.HandlerFunc {
 			mode = engine.Abandon
 		}
 		ev := engine.Event{Type: engine.EvStop, ExecutionID: id, Stop: &engine.StopRequest{Mode: mode, Reason: b.Reason}}
-		apply(w, r, l, "stop:"+newID(), ev)
+		apply(w, r, l, au, "stop:"+newID(), ev, "execution.stop", map[string]any{"abandon": b.Abandon, "reason": b.Reason})
 	}
 }
 
-// apply applies an operator's event and answers with the execution.
-func apply(w http.ResponseWriter, r *http.Request, l *loop.Loop, key string, ev engine.Event) {
-	if _, err := l.Execution(r.Context(), ev.ExecutionID); err != nil {
+// apply applies an operator's event, recorded in the audit log as action with details and
+// the execution as target, and answers with the execution.
+func apply(w http.ResponseWriter, r *http.Request, l *loop.Loop, au *auditor, key string, ev engine.Event, action string, details map[string]any) {
+	e, err := l.Execution(r.Context(), ev.ExecutionID)
+	if err != nil {
 		fail(w, err)
 		return
 	}
-	e, err := l.Apply(r.Context(), key, ev)
+	ctx := au.inLoop(r, au.entry(r, action, executionTarget(e.Pipeline, e.ID), details))
+	e, err = l.Apply(ctx, key, ev)
 	if err != nil {
 		fail(w, err)
 		return
@@ -226,7 +257,7 @@ type retryBody struct {
 	Mode engine.RetryMode `json:"mode"`
 }
 
-func handleRetry(l *loop.Loop) http.HandlerFunc {
+func handleRetry(l *loop.Loop, au *auditor) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		id, stage := r.PathValue("id"), r.PathValue("stage")
 		var b retryBody
@@ -250,13 +281,14 @@ func handleRetry(l *loop.Loop) http.HandlerFunc {
 			fail(w, err)
 			return
 		}
-		apply(w, r, l, "retry:"+newID(), engine.Event{Type: engine.EvRetry, ExecutionID: id, Stage: stage, Retry: b.Mode})
+		apply(w, r, l, au, "retry:"+newID(), engine.Event{Type: engine.EvRetry, ExecutionID: id, Stage: stage, Retry: b.Mode},
+			"execution.retry", map[string]any{"stage": stage, "mode": b.Mode})
 	}
 }
 
 // handleOverrideCondition lets an execution whose stage failed its beforeEntry condition
 // enter that stage as if the condition were met (CodePipeline's OverrideStageCondition).
-func handleOverrideCondition(l *loop.Loop) http.HandlerFunc {
+func handleOverrideCondition(l *loop.Loop, au *auditor) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		id, stage := r.PathValue("id"), r.PathValue("stage")
 		e, err := l.Execution(r.Context(), id)
@@ -268,7 +300,8 @@ func handleOverrideCondition(l *loop.Loop) http.HandlerFunc {
 			fail(w, err)
 			return
 		}
-		apply(w, r, l, "override:"+newID(), engine.Event{Type: engine.EvOverrideCondition, ExecutionID: id, Stage: stage, By: caller(r)})
+		apply(w, r, l, au, "override:"+newID(), engine.Event{Type: engine.EvOverrideCondition, ExecutionID: id, Stage: stage, By: caller(r)},
+			"execution.override-condition", map[string]any{"stage": stage})
 	}
 }
 

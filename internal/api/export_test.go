@@ -10,7 +10,7 @@ type RouteAccess struct {
 // RouteAccesses returns what every route New registers needs.
 func RouteAccesses() []RouteAccess {
 	var out []RouteAccess
-	for _, r := range routes(Options{}) {
+	for _, r := range routes(Options{}, nil) {
 		out = append(out, RouteAccess{r.pattern, r.access.role, r.access.on.String()})
 	}
 	return out

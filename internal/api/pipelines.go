@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/conveyorci/conveyor/internal/audit"
 	"github.com/conveyorci/conveyor/internal/engine"
 	"github.com/conveyorci/conveyor/internal/engine/loop"
 	"github.com/conveyorci/conveyor/internal/pipeline"
@@ -27,7 +29,7 @@ type putPipelineAnswer struct {
 	Execution *engine.Execution `json:"execution,omitempty"`
 }
 
-func handlePutPipeline(l *loop.Loop, st store.Store) http.HandlerFunc {
+func handlePutPipeline(l *loop.Loop, st store.Store, au *auditor) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("name")
 		if mt := mediaType(r); !pipelineMediaTypes[mt] {
@@ -63,11 +65,11 @@ func handlePutPipeline(l *loop.Loop, st store.Store) http.HandlerFunc {
 			fail(w, errBad("the pipeline file is named %q but the path says %q: they must match", p.Name, name))
 			return
 		}
-		existed := true
+		var seen *store.PipelineVersion // the newest version before the put (nil: none)
 		err = st.View(r.Context(), func(rd store.Reader) error {
-			_, err := rd.PipelineVersion(r.Context(), name, 0)
-			if errors.Is(err, store.ErrNotFound) {
-				existed, err = false, nil
+			var err error
+			if seen, err = rd.PipelineVersion(r.Context(), name, 0); errors.Is(err, store.ErrNotFound) {
+				return nil
 			}
 			return err
 		})
@@ -75,14 +77,25 @@ func handlePutPipeline(l *loop.Loop, st store.Store) http.HandlerFunc {
 			fail(w, err)
 			return
 		}
-		version, err := l.Register(r.Context(), p)
+		ctx := au.inLoopFunc(r, func(ctx context.Context, tx store.Tx) (audit.Entry, error) {
+			cur, err := tx.PipelineVersion(ctx, name, 0)
+			if err != nil {
+				return audit.Entry{}, err
+			}
+			prev, err := previousVersion(ctx, tx, seen, cur)
+			if err != nil {
+				return audit.Entry{}, err
+			}
+			return au.entry(r, "pipeline.put", pipelineTarget(name), pipelineEdit(name, prev, cur)), nil
+		})
+		version, err := l.Register(ctx, p)
 		if err != nil {
 			fail(w, err)
 			return
 		}
-		ans := putPipelineAnswer{Name: name, Version: version, Created: !existed && version == 1}
+		ans := putPipelineAnswer{Name: name, Version: version, Created: seen == nil && version == 1}
 		if startNow {
-			ans.Execution, _, err = start(r, l, name, version, startBody{})
+			ans.Execution, _, err = start(r, l, au, name, version, startBody{})
 			if err != nil {
 				fail(w, err)
 				return
@@ -183,7 +196,7 @@ func handlePipelineVersions(st store.Store) http.HandlerFunc {
 	}
 }
 
-func handleDeletePipeline(l *loop.Loop, st store.Store) http.HandlerFunc {
+func handleDeletePipeline(l *loop.Loop, st store.Store, au *auditor) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("name")
 		ctx := r.Context()
@@ -198,7 +211,15 @@ func handleDeletePipeline(l *loop.Loop, st store.Store) http.HandlerFunc {
 			if len(running) > 0 {
 				return errConflict("pipeline %s has an execution in progress (%s, %s): stop it first", name, running[0].ID, running[0].Status)
 			}
-			return tx.DeletePipeline(ctx, name)
+			latest, err := tx.PipelineVersion(ctx, name, 0)
+			if err != nil {
+				return err
+			}
+			if err := tx.DeletePipeline(ctx, name); err != nil {
+				return err
+			}
+			return au.record(ctx, tx, au.entry(r, "pipeline.delete", pipelineTarget(name),
+				map[string]any{"version": latest.Version, "sha256": sha256Hex(latest.Definition)}))
 		})
 		if err != nil {
 			fail(w, err)
@@ -220,7 +241,7 @@ type transitionState struct {
 	By      string `json:"by,omitempty"`
 }
 
-func handleTransition(l *loop.Loop, st store.Store) http.HandlerFunc {
+func handleTransition(l *loop.Loop, st store.Store, au *auditor) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		name, stage := r.PathValue("name"), r.PathValue("stage")
 		var body transitionBody
@@ -243,7 +264,12 @@ func handleTransition(l *loop.Loop, st store.Store) http.HandlerFunc {
 		}
 		ev := engine.Event{Type: engine.EvTransition, Pipeline: name, Stage: stage,
 			Enable: *body.Enabled, Reason: body.Reason, By: caller(r)}
-		if _, err := l.Apply(r.Context(), "transition:"+newID(), ev); err != nil {
+		action := "transition.disable"
+		if *body.Enabled {
+			action = "transition.enable"
+		}
+		ctx := au.inLoop(r, au.entry(r, action, pipelineTarget(name)+"/stage/"+stage, map[string]any{"reason": body.Reason}))
+		if _, err := l.Apply(ctx, "transition:"+newID(), ev); err != nil {
 			fail(w, err)
 			return
 		}

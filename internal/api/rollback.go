@@ -1,9 +1,12 @@
 package api
 
 import (
+	"context"
 	"net/http"
 
+	"github.com/conveyorci/conveyor/internal/audit"
 	"github.com/conveyorci/conveyor/internal/engine/loop"
+	"github.com/conveyorci/conveyor/internal/store"
 )
 
 type rollbackBody struct {
@@ -14,7 +17,7 @@ type rollbackBody struct {
 // handleRollback starts a Rollback execution of one stage (CodePipeline's RollbackStage):
 // 201 with the new execution (200 for a repeated clientRequestToken), 404 for an unknown
 // pipeline, stage or target, 409 with the engine's reason when the rules refuse it.
-func handleRollback(l *loop.Loop) http.HandlerFunc {
+func handleRollback(l *loop.Loop, au *auditor) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		name, stage := r.PathValue("name"), r.PathValue("stage")
 		var b rollbackBody
@@ -31,7 +34,22 @@ func handleRollback(l *loop.Loop) http.HandlerFunc {
 		if b.ClientRequestToken != "" {
 			key = "rollback:" + name + ":" + b.ClientRequestToken
 		}
-		e, err := l.Rollback(r.Context(), key, name, stage, b.TargetExecutionID, id)
+		ctx := au.inLoopFunc(r, func(ctx context.Context, tx store.Tx) (audit.Entry, error) {
+			// A repeated request (a clientRequestToken seen before) is about the first one's execution.
+			row, err := tx.EventByKey(ctx, key)
+			if err != nil {
+				return audit.Entry{}, err
+			}
+			d := map[string]any{"stage": stage, "targetExecution": b.TargetExecutionID}
+			if b.ClientRequestToken != "" {
+				d["clientRequestToken"] = b.ClientRequestToken
+			}
+			if row.Event.ExecutionID != id {
+				d["repeated"] = true
+			}
+			return au.entry(r, "execution.rollback", executionTarget(name, row.Event.ExecutionID), d), nil
+		})
+		e, err := l.Rollback(ctx, key, name, stage, b.TargetExecutionID, id)
 		if err != nil {
 			fail(w, err)
 			return

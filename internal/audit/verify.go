@@ -71,8 +71,13 @@ func Verify(ctx context.Context, r store.Reader, key []byte) (Report, error) {
 	if err != nil {
 		return Report{}, fmt.Errorf("verify audit log: %w", err)
 	}
+	return l.Verify(ctx, r)
+}
+
+// Verify is the package's Verify with the log's own key (for a server that holds a Log).
+func (l *Log) Verify(ctx context.Context, r store.Reader) (Report, error) {
 	v := &verifier{ctx: ctx, l: l, entries: entryPager{r: r}, cps: checkpointPager{r: r}}
-	err = v.run(r)
+	err := v.run(r)
 	var be *BreakError
 	if err != nil && !errors.As(err, &be) {
 		err = fmt.Errorf("verify audit log: %w", err)

@@ -62,9 +62,19 @@ type Options struct {
 
 // SecretSource returns the values of the named secrets as pipeline may use them. A missing
 // secret is an error that names it and says how to set it. It is called once per job that
-// takes secrets, when the job starts, and must be safe for concurrent use.
+// takes secrets, when the job starts, with a context that carries the job (JobOf), and must
+// be safe for concurrent use.
 type SecretSource interface {
 	Secrets(ctx context.Context, pipeline string, names []string) (map[string]string, error)
+}
+
+type jobKey struct{}
+
+// JobOf returns the job a SecretSource is asked secrets for (ok false for a context the
+// pool did not make): who uses the secrets, for the audit log.
+func JobOf(ctx context.Context) (j *store.Job, ok bool) {
+	j, ok = ctx.Value(jobKey{}).(*store.Job)
+	return j, ok
 }
 
 // Pool is a set of in-process workers.
@@ -433,7 +443,7 @@ func (p *Pool) secrets(ctx context.Context, j *store.Job) (map[string]string, *s
 	if p.opts.Secrets == nil {
 		return nil, nil, fmt.Errorf("the action takes secrets (%s) and this worker has no secret store", strings.Join(names, ", "))
 	}
-	values, err := p.opts.Secrets.Secrets(ctx, j.Pipeline, names)
+	values, err := p.opts.Secrets.Secrets(context.WithValue(ctx, jobKey{}, j), j.Pipeline, names)
 	if err != nil {
 		return nil, nil, fmt.Errorf("get secrets: %w", err)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/conveyorci/conveyor/internal/action/source/git"
 	"github.com/conveyorci/conveyor/internal/artifact"
 	"github.com/conveyorci/conveyor/internal/artifact/fs"
+	"github.com/conveyorci/conveyor/internal/audit"
 	"github.com/conveyorci/conveyor/internal/engine/loop"
 	"github.com/conveyorci/conveyor/internal/job"
 	"github.com/conveyorci/conveyor/internal/pipeline"
@@ -89,7 +90,15 @@ type Options struct {
 	Executor run.Executor
 	// Secrets gives actions the secrets they take (nil: an action that takes one fails).
 	Secrets job.SecretSource
-	Logger  *slog.Logger
+	// SecretStore, used when Secrets is nil, returns the secret source once the store is
+	// open: conveyor server's is a vault.Vault over it (wrap it there to observe each use).
+	SecretStore func(store.Store) job.SecretSource
+	// Audit, when set, records every use of secrets by an action (AuditedSecrets).
+	Audit *audit.Log
+	// Keys, when set, encrypts every artifact saved (conveyor server: its master keys);
+	// nil stores them as they are (conveyor run: temporary data). See artifact.Options.Keys.
+	Keys   artifact.Keys
+	Logger *slog.Logger
 }
 
 // ErrBusy means another process is using the data directory.
@@ -144,7 +153,13 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 	if err := os.MkdirAll(tmpDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create artifact temporary directory: %w", err)
 	}
-	e.Artifacts = artifact.New(blobs, artifact.Options{TempDir: tmpDir, MaxSize: opts.MaxArtifactSize, Logger: opts.Logger})
+	e.Artifacts = artifact.New(blobs, artifact.Options{TempDir: tmpDir, MaxSize: opts.MaxArtifactSize, Logger: opts.Logger, Keys: opts.Keys})
+	if opts.Secrets == nil && opts.SecretStore != nil {
+		opts.Secrets = opts.SecretStore(e.Store)
+	}
+	if opts.Secrets != nil && opts.Audit != nil {
+		opts.Secrets = AuditedSecrets(opts.Secrets, opts.Audit, e.Store)
+	}
 	providers := opts.Providers
 	if providers == nil {
 		providers = builtinProviders(opts.Executor, filepath.Join(dir, "home"))

@@ -138,6 +138,17 @@ type Reader interface {
 	// oldest first.
 	AuditCheckpoints(ctx context.Context, afterSeq int64, limit int) ([]*AuditCheckpoint, error)
 	// --- End of audit log. ---
+
+	// --- Secrets (package vault): values are kept sealed, never in the clear. ---
+
+	// Secrets lists the secrets of the given scopes (pipeline names, "" for global; every
+	// scope when none is given), by scope then name, without their sealed values.
+	Secrets(ctx context.Context, scopes ...string) ([]*Secret, error)
+	// SecretValues returns the named secrets as pipeline sees them, by name, with their
+	// sealed values: the pipeline's own secret where it has one, else the global one. A name
+	// with neither is absent from the map. pipeline "" reads global secrets only.
+	SecretValues(ctx context.Context, pipeline string, names []string) (map[string]*Secret, error)
+	// --- End of secrets. ---
 }
 
 // Tx is a write transaction.
@@ -243,6 +254,22 @@ type Tx interface {
 	// many entries it deleted. Whether pruning is allowed is the caller's decision.
 	PruneAudit(ctx context.Context, beforeSeq int64) (deleted int64, err error)
 	// --- End of audit log. ---
+
+	// --- Secrets (package vault). ---
+
+	// PutSecret stores s (Scope, Name, Sealed, UpdatedAt, UpdatedBy), replacing the sealed
+	// value of the secret of that scope and name, and reports whether the secret is new. A
+	// new secret's CreatedAt and CreatedBy are its UpdatedAt and UpdatedBy; a replaced one
+	// keeps them.
+	PutSecret(ctx context.Context, s *Secret) (created bool, err error)
+	// DeleteSecret removes a secret; ErrNotFound when there is none.
+	DeleteSecret(ctx context.Context, scope, name string) error
+	// ResealSecret replaces the sealed value of a secret by resealed (the same value, its
+	// data key rewrapped after a master key rotation) if it still holds old, and keeps its
+	// times and authors: ErrNotFound when the secret is gone, ErrConflict when it holds
+	// another value.
+	ResealSecret(ctx context.Context, scope, name string, old, resealed []byte) error
+	// --- End of secrets. ---
 }
 
 // PipelineVersion is one stored version of a pipeline declaration.
@@ -398,4 +425,19 @@ type AuditFilter struct {
 	BeforeSeq int64 // only entries with Seq < BeforeSeq
 	Ascending bool  // oldest first (default: newest first)
 	Limit     int   // <= 0: no limit
+}
+
+// --- Secrets (package vault). ---
+
+// Secret is a secret's record. Its value is only ever stored sealed (keyring.Seal, with the
+// scope and the name as associated data, so a sealed value copied to another row fails to
+// open).
+type Secret struct {
+	Scope     string // the pipeline the secret belongs to; "": global, for every pipeline
+	Name      string
+	Sealed    []byte // set by SecretValues only
+	CreatedAt time.Time
+	CreatedBy string
+	UpdatedAt time.Time
+	UpdatedBy string
 }

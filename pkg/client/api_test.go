@@ -8,13 +8,16 @@ import (
 	"errors"
 	"io"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/conveyorci/conveyor/internal/api"
+	"github.com/conveyorci/conveyor/internal/keyring"
 	"github.com/conveyorci/conveyor/internal/local"
 	"github.com/conveyorci/conveyor/internal/store"
+	"github.com/conveyorci/conveyor/internal/vault"
 	"github.com/conveyorci/conveyor/pkg/client"
 )
 
@@ -35,7 +38,11 @@ func setup(t *testing.T) *client.Client {
 	}
 	done := make(chan error, 1)
 	go func() { done <- e.Run(ctx) }()
-	srv := httptest.NewServer(api.New(api.Options{Loop: e.Loop, Store: e.Store, Artifacts: e.Artifacts}))
+	ring, err := keyring.Create(filepath.Join(t.TempDir(), "master.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(api.New(api.Options{Loop: e.Loop, Store: e.Store, Artifacts: e.Artifacts, Secrets: vault.New(e.Store, ring)}))
 	t.Cleanup(func() {
 		srv.Close()
 		cancel()

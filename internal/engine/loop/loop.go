@@ -89,6 +89,35 @@ func New(st store.Store, opts Options) *Loop {
 	return l
 }
 
+// Transaction hooks: how a caller makes its own writes part of the transaction of a call.
+
+type hooksKey struct{}
+
+// WithTx returns a copy of ctx that makes every loop call given it run fn inside the store
+// transaction the call opens for its caller (Register, Start, Apply, Rollback, Complete,
+// Recover), after the call's own work and before the commit. So what fn writes commits with
+// the change or not at all: an error from fn rolls the whole transaction back and the call
+// returns it; a call whose own work fails does not run fn. fn also runs when the call changes
+// nothing because its key was seen before (a repeated request), and once per transaction, so
+// a context given to two calls runs fn in each: give each call its own. WithTx on a context
+// that has hooks adds fn after them. fn must keep store.Update's rules: touch the store only
+// through tx and block on nothing else. The loop's background work (Run) runs no hooks.
+func WithTx(ctx context.Context, fn func(tx store.Tx) error) context.Context {
+	hooks, _ := ctx.Value(hooksKey{}).([]func(store.Tx) error)
+	return context.WithValue(ctx, hooksKey{}, append(slices.Clip(hooks), fn))
+}
+
+// runHooks runs the functions WithTx put in ctx, in tx, in order; the first error stops them.
+func runHooks(ctx context.Context, tx store.Tx) error {
+	hooks, _ := ctx.Value(hooksKey{}).([]func(store.Tx) error)
+	for _, fn := range hooks {
+		if err := fn(tx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Register stores p as the pipeline's newest version (unless the newest is identical) and
 // returns its version number. Executions waiting before a stage the new version removed are
 // sent Cancel in the same transaction (see cancelRemoved).
@@ -106,7 +135,10 @@ func (l *Loop) Register(ctx context.Context, p *pipeline.Pipeline) (int, error) 
 		if version, err = tx.PutPipelineVersion(ctx, p.Name, def, l.now()); err != nil {
 			return err
 		}
-		return l.cancelRemoved(ctx, tx, prev, p, version)
+		if err := l.cancelRemoved(ctx, tx, prev, p, version); err != nil {
+			return err
+		}
+		return runHooks(ctx, tx)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("register pipeline %s: %w", p.Name, err)

@@ -15,6 +15,7 @@ import (
 // between executions, fires due timers, fails jobs whose lease expired and delivers outbox
 // messages. Each is woken by the store's change notifications, not by polling.
 func (l *Loop) Run(ctx context.Context) error {
+	ctx = context.WithValue(ctx, hooksKey{}, nil) // hooks are for a caller's own calls (WithTx)
 	errc := make(chan error, 4)
 	for _, f := range []func(context.Context) error{l.dispatch, l.timers, l.leases, l.outbox} {
 		go func() { errc <- f(ctx) }()
@@ -45,8 +46,9 @@ func (l *Loop) applyRow(ctx context.Context, tx store.Tx, key string, ev engine.
 	return res, tx.MarkEventProcessed(ctx, row.Seq, ev.At)
 }
 
-// update runs fn in a transaction and publishes the executions it changed, after those of
-// every transaction committed before it: concurrent callers return from Update in any order.
+// update runs fn in a transaction, then the hooks of ctx (WithTx), and publishes the
+// executions it changed, after those of every transaction committed before it: concurrent
+// callers return from Update in any order.
 func (l *Loop) update(ctx context.Context, fn func(tx store.Tx) ([]*engine.Result, error)) error {
 	var results []*engine.Result
 	var ticket uint64
@@ -54,6 +56,9 @@ func (l *Loop) update(ctx context.Context, fn func(tx store.Tx) ([]*engine.Resul
 	err := l.st.Update(ctx, func(tx store.Tx) error {
 		var err error
 		if results, err = fn(tx); err == nil {
+			err = runHooks(ctx, tx)
+		}
+		if err == nil {
 			ticket, ticketed = l.takeTicket(), true
 		}
 		return err

@@ -66,6 +66,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"EventByKey", testEventByKey},
 		{"Audit", testAudit},
 		{"Tokens", testTokens}, {"TokenRevokeTouch", testTokenRevokeTouch}, {"Users", testUsers}, {"Grants", testGrants},
+		{"Secrets", testSecrets},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
