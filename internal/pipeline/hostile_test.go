@@ -57,3 +57,22 @@ func deepBlock(n int) string {
 	}
 	return b.String()
 }
+
+// TestDeepNestingRefusedQuickly: nesting far past the limit is refused from the tokens, before
+// the YAML parser, whose cost grows with the square of the depth, sees it.
+func TestDeepNestingRefusedQuickly(t *testing.T) {
+	t.Parallel()
+	for name, doc := range map[string]string{
+		"flow":  "name: p\nstages: " + strings.Repeat("[", 100_000) + strings.Repeat("]", 100_000) + "\n",
+		"block": "name: p\nstages:\n" + strings.Repeat("- ", 50_000) + "x\n",
+	} {
+		start := time.Now()
+		_, err := Parse("deep.yaml", []byte(doc))
+		if err == nil || !strings.Contains(err.Error(), "nested deeper than") {
+			t.Errorf("%s: %v; want the nesting refused", name, err)
+		}
+		if took := time.Since(start); took > 5*time.Second {
+			t.Errorf("%s: refused after %v", name, took)
+		}
+	}
+}

@@ -17,7 +17,9 @@ import (
 
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/lexer"
 	"github.com/goccy/go-yaml/parser"
+	"github.com/goccy/go-yaml/token"
 )
 
 // Limits of a pipeline file. CodePipeline's where it has one; see doc.go.
@@ -148,7 +150,16 @@ func (d *decoder) document(data []byte) *node {
 		d.jsonError(data)
 		return nil
 	}
-	f, err := parseYAML(data)
+	tokens := lexer.Tokenize(string(data))
+	if tk := tooDeep(tokens, 2*maxDepth); tk != nil {
+		line, col := 1, 1
+		if tk.Position != nil {
+			line, col = max(tk.Position.Line, 1), max(tk.Position.Column, 1)
+		}
+		d.add(&node{line: line, col: col}, "", "document is nested deeper than %d levels", maxDepth)
+		return nil
+	}
+	f, err := parseYAML(tokens)
 	if err != nil {
 		d.syntaxError(err)
 		return nil
@@ -192,13 +203,47 @@ func isComment(n ast.Node) bool {
 }
 
 // parseYAML runs goccy's parser, turning a panic on hostile input into an error.
-func parseYAML(data []byte) (f *ast.File, err error) {
+func parseYAML(tokens token.Tokens) (f *ast.File, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			f, err = nil, fmt.Errorf("YAML parser failed on this input: %v", r)
 		}
 	}()
-	return parser.ParseBytes(data, parser.ParseComments)
+	return parser.Parse(tokens, parser.ParseComments)
+}
+
+// tooDeep returns the first token nested more than limit levels deep (flow collections, and
+// block entries and keys by their columns), or nil. goccy's parser builds a path string per
+// level, so its cost grows with the square of the depth: a 200 KB file of brackets takes it
+// tens of seconds and gigabytes, before convert's own depth limit sees the tree. Tokenizing
+// is linear, so this check runs before the parser.
+func tooDeep(tokens token.Tokens, limit int) *token.Token {
+	flow := 0
+	var block []int // the columns of the open block collections, innermost last
+	for i, tk := range tokens {
+		switch tk.Type {
+		case token.SequenceStartType, token.MappingStartType:
+			flow++
+		case token.SequenceEndType, token.MappingEndType:
+			flow = max(flow-1, 0)
+		case token.SequenceEntryType, token.MappingKeyType, token.MappingValueType:
+			if flow > 0 || tk.Position == nil {
+				break
+			}
+			col := tk.Position.Column
+			if tk.Type == token.MappingValueType && i > 0 && tokens[i-1].Position != nil {
+				col = tokens[i-1].Position.Column // the key's
+			}
+			for len(block) > 0 && block[len(block)-1] >= col {
+				block = block[:len(block)-1]
+			}
+			block = append(block, col)
+		}
+		if flow+len(block) > limit {
+			return tk
+		}
+	}
+	return nil
 }
 
 var duplicateKeyRE = regexp.MustCompile(`^mapping key "(.*)" already defined at \[(\d+):(\d+)\]$`)
