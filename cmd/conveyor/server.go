@@ -227,6 +227,7 @@ func serve(ctx context.Context, cfg serverConfig, stderr io.Writer) error {
 			Drain: drain, Metrics: met, ApprovalKey: approvalKey, Artifacts: eng.Artifacts, Audit: auditLog,
 			Secrets: vault.New(eng.Store, keys)}),
 		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute, // keep-alive connections with no request
 		ErrorLog:          slog.NewLogLogger(h, slog.LevelWarn),
 	}
 	srv.RegisterOnShutdown(func() { close(drain) })

@@ -297,8 +297,13 @@ func errConflict(format string, args ...any) error {
 	return &badRequest{http.StatusConflict, "conflict", fmt.Sprintf(format, args...)}
 }
 
+// bodyTimeout is how long a client has to send a request body.
+const bodyTimeout = time.Minute
+
 // readBody reads a request body of at most MaxBody bytes.
 func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	// A body sent slowly must not hold a connection and a goroutine forever.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyTimeout))
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
