@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -29,6 +30,7 @@ import (
 	"github.com/conveyorci/conveyor/internal/pipeline"
 	"github.com/conveyorci/conveyor/internal/run"
 	"github.com/conveyorci/conveyor/internal/store"
+	"github.com/conveyorci/conveyor/internal/trigger"
 	"github.com/conveyorci/conveyor/internal/vault"
 )
 
@@ -62,6 +64,9 @@ type serverConfig struct {
 	SandboxWritable []string
 	// TLSCert and TLSKey are PEM files: with both, the server speaks HTTPS only.
 	TLSCert, TLSKey string
+	// NoTriggers turns off the trigger services (Git polling, schedules, upstream pipelines):
+	// executions then start only when asked.
+	NoTriggers bool
 }
 
 func (c *serverConfig) validate() error {
@@ -133,6 +138,7 @@ for every action). Without bubblewrap the server warns and runs them on the host
 	f.DurationVar(&cfg.DrainTimeout, "drain-timeout", 30*time.Second, "how long a shutdown waits for requests in flight")
 	f.StringArrayVar(&cfg.Apply, "apply", nil, "apply this pipeline file at start, as `conveyor pipeline apply` does (repeatable)")
 	f.BoolVar(&cfg.Start, "start", false, "start an execution of each pipeline given with --apply")
+	f.BoolVar(&cfg.NoTriggers, "no-triggers", false, "start no execution by itself: no Git polling, no schedules, no pipelineSucceeded triggers")
 	f.StringVar(&cfg.Sandbox, "sandbox", "auto", "run actions in a bubblewrap sandbox (read-only system, only the workspace writable, private network and processes): auto (where bubblewrap works), on or off")
 	f.BoolVar(&cfg.SandboxNetwork, "sandbox-network", false, "give sandboxed actions the host's network (they have none by default: fetching dependencies needs it)")
 	f.StringArrayVar(&cfg.SandboxHide, "sandbox-hide", nil, "a path sandboxed actions must not see, besides the data directory, e.g. a key file (repeatable)")
@@ -172,8 +178,14 @@ func serve(ctx context.Context, cfg serverConfig, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	var upstream *trigger.Upstream // set before the engine runs, unless --no-triggers
 	eng, err := local.Open(ctx, local.Options{DataDir: cfg.DataDir, Workers: cfg.Workers, Executor: ex, Logger: log, Audit: auditLog,
-		Keys: keys, SecretStore: secretStore(keys)})
+		Keys: keys, SecretStore: secretStore(keys), Deliver: func(ctx context.Context, m *store.OutboxMessage) error {
+			if upstream != nil {
+				return upstream.Deliver(ctx, m)
+			}
+			return nil
+		}})
 	if err != nil {
 		if errors.Is(err, local.ErrBusy) {
 			return &exitError{code: 2, err: err}
@@ -236,6 +248,10 @@ func serve(ctx context.Context, cfg serverConfig, stderr io.Writer) error {
 	// flight can still apply their events.
 	engCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopEngine()
+	// The trigger services start with the engine (upstream is set before its outbox runs)
+	// and stop first at the drain.
+	stopTriggers := startTriggers(engCtx, cfg, eng, &upstream, log)
+	defer stopTriggers()
 	engineDone := make(chan error, 1)
 	go func() { engineDone <- eng.Run(engCtx) }()
 	go met.Run(engCtx)
@@ -261,6 +277,7 @@ func serve(ctx context.Context, cfg serverConfig, stderr io.Writer) error {
 		runErr = fmt.Errorf("serve: %w", err)
 	}
 	ready.Store(false)
+	stopTriggers() // nothing starts by itself while draining
 	shutCtx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
 	defer cancel()
 	if err := srv.Shutdown(shutCtx); err != nil {
@@ -279,6 +296,30 @@ func serve(ctx context.Context, cfg serverConfig, stderr io.Writer) error {
 		log.Info("stopped")
 	}
 	return runErr
+}
+
+// startTriggers sets the upstream trigger and runs the Git poller and the scheduler (unless
+// --no-triggers) until the returned function is called, which waits for them to release
+// their leases.
+func startTriggers(ctx context.Context, cfg serverConfig, eng *local.Engine, upstream **trigger.Upstream, log *slog.Logger) func() {
+	if cfg.NoTriggers {
+		return func() {}
+	}
+	host, _ := os.Hostname()
+	opts := trigger.Options{Loop: eng.Loop, Store: eng.Store, Owner: fmt.Sprintf("%s:%d:%s", host, os.Getpid(), uuid.NewString()),
+		Logger: log.With("component", "trigger")}
+	*upstream = trigger.NewUpstream(opts)
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for _, svc := range []interface{ Run(context.Context) error }{trigger.NewPoller(trigger.PollOptions{Options: opts}), trigger.NewScheduler(opts)} {
+		wg.Go(func() {
+			if err := svc.Run(ctx); err != nil {
+				log.Error("trigger service stopped", "err", err)
+			}
+		})
+	}
+	var once sync.Once
+	return func() { once.Do(func() { cancel(); wg.Wait() }) }
 }
 
 // systemEntry is the audit entry of a change the server makes itself at start.

@@ -3,6 +3,7 @@ package api
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"regexp"
@@ -514,86 +515,108 @@ type signinBody struct {
 // answer takes as long as for a wrong password.
 var dummyHash = sync.OnceValue(func() string { return hashPassword("no such user", defaultArgon) })
 
-// handleSignin exchanges a user's password for an API token that lasts signinLife. Failures
-// are counted per source address and per user name; past the limit, 429 with Retry-After.
+// handleSignin exchanges a user's password for an API token that lasts signinLife, its
+// secret in the answer. Failures are counted per source address and per user name; past the
+// limit, 429 with Retry-After.
 func handleSignin(st store.Store, now func() time.Time, lim *limiter, au *auditor) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		var b signinBody
-		if err := decodeJSON(w, r, &b); err != nil {
-			fail(w, err)
-			return
-		}
-		if b.User == "" || b.Password == "" || len(b.Password) > maxPassword {
-			fail(w, errBad(`"user" and "password" are required (a password of at most %d bytes)`, maxPassword))
-			return
-		}
-		addr, _, err := net.SplitHostPort(r.RemoteAddr)
-		if err != nil {
-			addr = r.RemoteAddr
-		}
-		keys := []string{"addr:" + addr, "user:" + b.User}
-		// A refused sign-in is recorded with the user name tried (cut short: it is whatever
-		// the caller sent), never the password.
-		refuse := func(reason string) {
-			au.refused(r, audit.Entry{Actor: Anonymous, Action: "auth.signin", Target: "user/" + clip(b.User, 64),
-				Details: map[string]any{"reason": reason}})
-		}
-		if wait := lim.wait(now(), keys...); wait > 0 {
-			refuse("too many failed sign-ins")
-			secs := int((wait + time.Second - 1) / time.Second)
-			w.Header().Set("Retry-After", strconv.Itoa(secs))
-			writeError(w, http.StatusTooManyRequests, "too_many_requests",
-				fmt.Sprintf("too many failed sign-ins: try again in %d seconds", secs))
-			return
-		}
-		var u *store.User
-		err = st.View(r.Context(), func(rd store.Reader) error {
-			var err error
-			u, err = rd.User(r.Context(), b.User)
-			return err
-		})
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			fail(w, err)
-			return
-		}
-		hash := dummyHash()
-		if u != nil && u.PasswordHash != "" {
-			hash = u.PasswordHash
-		}
-		ok, err := checkPassword(b.Password, hash)
-		if err != nil {
-			fail(w, fmt.Errorf("check the password of %s: %w", b.User, err))
-			return
-		}
-		if !ok || u == nil || u.PasswordHash == "" {
-			lim.fail(now(), keys...)
-			switch {
-			case u == nil:
-				refuse("no such user")
-			case u.PasswordHash == "":
-				refuse("the user has no password")
-			default:
-				refuse("wrong password")
-			}
-			writeError(w, http.StatusUnauthorized, "unauthorized", "wrong user name or password")
-			return
-		}
-		lim.reset("user:" + b.User)
-		t := &store.Token{User: u.Name, Scope: store.ScopeAPI, Description: "sign-in from " + addr, CreatedAt: now()}
-		t.ExpiresAt = t.CreatedAt.Add(signinLife)
-		secret, err := createToken(r, st, au, t, func(t *store.Token) audit.Entry {
-			e := au.entry(r, "auth.signin", "user/"+t.User, map[string]any{"issuedToken": t.ID, "expiresAt": t.ExpiresAt})
-			e.Actor = t.User
-			return e
-		})
-		if err != nil {
-			fail(w, err)
+		t, secret, ok := signin(w, r, st, now, lim, au, "sign-in from "+remoteHost(r), nil)
+		if !ok {
 			return
 		}
 		ans := tokenOf(t)
 		ans.Token = secret
 		writeJSON(w, http.StatusCreated, ans)
 	}
+}
+
+// signin checks the user name and password of r's body, under lim's limits, and on success
+// creates an API token of the user that lasts signinLife, with the description given and an
+// auth.signin entry (details added to its own). It answers every failure itself (ok false):
+// the sign-in endpoints differ only in how they hand the token over.
+func signin(w http.ResponseWriter, r *http.Request, st store.Store, now func() time.Time, lim *limiter, au *auditor,
+	description string, details map[string]any) (t *store.Token, secret string, ok bool) {
+	var b signinBody
+	if err := decodeJSON(w, r, &b); err != nil {
+		fail(w, err)
+		return nil, "", false
+	}
+	if b.User == "" || b.Password == "" || len(b.Password) > maxPassword {
+		fail(w, errBad(`"user" and "password" are required (a password of at most %d bytes)`, maxPassword))
+		return nil, "", false
+	}
+	keys := []string{"addr:" + remoteHost(r), "user:" + b.User}
+	// A refused sign-in is recorded with the user name tried (cut short: it is whatever
+	// the caller sent), never the password.
+	refuse := func(reason string) {
+		au.refused(r, audit.Entry{Actor: Anonymous, Action: "auth.signin", Target: "user/" + clip(b.User, 64),
+			Details: map[string]any{"reason": reason}})
+	}
+	if wait := lim.wait(now(), keys...); wait > 0 {
+		refuse("too many failed sign-ins")
+		secs := int((wait + time.Second - 1) / time.Second)
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		writeError(w, http.StatusTooManyRequests, "too_many_requests",
+			fmt.Sprintf("too many failed sign-ins: try again in %d seconds", secs))
+		return nil, "", false
+	}
+	var u *store.User
+	err := st.View(r.Context(), func(rd store.Reader) error {
+		var err error
+		u, err = rd.User(r.Context(), b.User)
+		return err
+	})
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		fail(w, err)
+		return nil, "", false
+	}
+	hash := dummyHash()
+	if u != nil && u.PasswordHash != "" {
+		hash = u.PasswordHash
+	}
+	match, err := checkPassword(b.Password, hash)
+	if err != nil {
+		fail(w, fmt.Errorf("check the password of %s: %w", b.User, err))
+		return nil, "", false
+	}
+	if !match || u == nil || u.PasswordHash == "" {
+		lim.fail(now(), keys...)
+		switch {
+		case u == nil:
+			refuse("no such user")
+		case u.PasswordHash == "":
+			refuse("the user has no password")
+		default:
+			refuse("wrong password")
+		}
+		writeError(w, http.StatusUnauthorized, "unauthorized", "wrong user name or password")
+		return nil, "", false
+	}
+	lim.reset("user:" + b.User)
+	t = &store.Token{User: u.Name, Scope: store.ScopeAPI, Description: description, CreatedAt: now()}
+	t.ExpiresAt = t.CreatedAt.Add(signinLife)
+	secret, err = createToken(r, st, au, t, func(t *store.Token) audit.Entry {
+		d := map[string]any{"issuedToken": t.ID, "expiresAt": t.ExpiresAt}
+		maps.Copy(d, details)
+		e := au.entry(r, "auth.signin", "user/"+t.User, d)
+		e.Actor = t.User
+		return e
+	})
+	if err != nil {
+		fail(w, err)
+		return nil, "", false
+	}
+	return t, secret, true
+}
+
+// remoteHost is the address r came from, without its port: what sign-in failures are
+// counted by.
+func remoteHost(r *http.Request) string {
+	addr, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return addr
 }
 
 // clip cuts s to at most n bytes (on a rune boundary), marking the cut.

@@ -20,6 +20,7 @@ import (
 	"github.com/conveyorci/conveyor/internal/metrics"
 	"github.com/conveyorci/conveyor/internal/store"
 	"github.com/conveyorci/conveyor/internal/vault"
+	"github.com/conveyorci/conveyor/internal/webhook"
 )
 
 // OpenAPI is the OpenAPI 3 document of the API, served at /api/v1/openapi.yaml.
@@ -69,6 +70,8 @@ func routes(o Options, au *auditor) []route {
 	l, st, now := o.Loop, o.Store, o.Now
 	lv := newLive(o)
 	key := approvalKey(o)
+	signins := newLimiter(signinFailures, signinWindow) // both sign-in endpoints count together
+	hooks := newLimiter(hookDeliveries, hookWindow)
 	return []route{
 		{"GET /healthz", public, handleHealth},
 		{"GET /readyz", public, handleReady(o.Ready)},
@@ -95,7 +98,9 @@ func routes(o Options, au *auditor) []route {
 		{"GET /api/v1/executions/{id}/stages/{stage}/actions/{action}/log", RoleViewer.on(scopeExecution), lv.handleLog(handleLog(l, st))},
 		{"GET /api/v1/executions/{id}/artifacts/{name}", RoleViewer.on(scopeExecution), handleDownloadArtifact(l, o.Artifacts)},
 
-		{"POST /api/v1/auth/signin", public, handleSignin(st, now, newLimiter(signinFailures, signinWindow), au)},
+		{"POST /api/v1/auth/signin", public, handleSignin(st, now, signins, au)},
+		{"POST /api/v1/auth/session", public, handleCreateSession(st, now, signins, au, csrfKey(key))},
+		{"DELETE /api/v1/auth/session", self, handleDeleteSession(st, now, au)},
 		{"GET /api/v1/whoami", anyToken, handleWhoami},
 		{"POST /api/v1/users", RoleAdmin.on(scopeGlobal), handleCreateUser(st, now, au)},
 		{"GET /api/v1/users", RoleAdmin.on(scopeGlobal), handleListUsers(st)},
@@ -117,6 +122,11 @@ func routes(o Options, au *auditor) []route {
 
 		{"GET /api/v1/audit", RoleAdmin.on(scopeGlobal), handleListAudit(st)},
 		{"GET /api/v1/audit/verify", RoleAdmin.on(scopeGlobal), handleVerifyAudit(o.Audit, st)},
+
+		// Git forges' webhooks: public, authenticated by the delivery's signature (webhooks.go).
+		{"POST /hooks/github", public, handleWebhook(webhook.GitHub, l, st, o.Secrets, hooks, au, now)},
+		{"POST /hooks/gitlab", public, handleWebhook(webhook.GitLab, l, st, o.Secrets, hooks, au, now)},
+		{"POST /hooks/gitea", public, handleWebhook(webhook.Gitea, l, st, o.Secrets, hooks, au, now)},
 	}
 }
 
@@ -128,6 +138,7 @@ func New(o Options) http.Handler {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	o.ApprovalKey = approvalKey(o) // one key for routes and the authenticator (CSRF tokens)
 	mux := http.NewServeMux()
 	au := newAuditor(o)
 	auth := newAuthenticator(o, au)

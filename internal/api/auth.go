@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
@@ -152,6 +151,8 @@ type principal struct {
 	groups []string
 	token  *store.Token
 	grants []*store.Grant // nil for a worker token
+	// session: the token came in the session cookie, not a bearer header (session.go).
+	session bool
 }
 
 func (p *principal) can(need Role, pipeline string) bool { return authorize(p.grants, need, pipeline) }
@@ -184,13 +185,16 @@ type authenticator struct {
 	now func() time.Time
 	log *slog.Logger
 	au  *auditor // records refusals
+	// csrfKey derives the CSRF tokens of browser sessions (session.go).
+	csrfKey []byte
 
 	mu      sync.Mutex
 	touched map[string]time.Time // token ID → when its last use was last written
 }
 
 func newAuthenticator(o Options, au *auditor) *authenticator {
-	return &authenticator{st: o.Store, now: o.Now, log: o.Logger, au: au, touched: map[string]time.Time{}}
+	return &authenticator{st: o.Store, now: o.Now, log: o.Logger, au: au, csrfKey: csrfKey(o.ApprovalKey),
+		touched: map[string]time.Time{}}
 }
 
 // unauthorized is a 401 answer: no token, or one that does not authenticate.
@@ -202,17 +206,17 @@ type unauthorized struct {
 
 func (e *unauthorized) Error() string { return e.msg }
 
-// authenticate checks the bearer token by looking up its SHA-256 (see store.Reader.TokenByHash
-// on why no constant-time comparison is needed) and returns its principal.
+// authenticate checks the request's token, the bearer token or else the session cookie's
+// (credentials), by looking up its SHA-256 (see store.Reader.TokenByHash on why no
+// constant-time comparison is needed) and returns its principal.
 func (a *authenticator) authenticate(r *http.Request) (*principal, error) {
-	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	token = strings.TrimSpace(token)
-	if !ok || token == "" {
-		return nil, &unauthorized{msg: "missing bearer token: send Authorization: Bearer TOKEN"}
+	token, session, err := credentials(r)
+	if err != nil {
+		return nil, err
 	}
 	ctx := r.Context()
-	p := &principal{}
-	err := a.st.View(ctx, func(rd store.Reader) error {
+	p := &principal{session: session}
+	err = a.st.View(ctx, func(rd store.Reader) error {
 		var err error
 		if p.token, err = rd.TokenByHash(ctx, HashToken(token)); err != nil {
 			return err
@@ -236,13 +240,17 @@ func (a *authenticator) authenticate(r *http.Request) (*principal, error) {
 		return nil, fmt.Errorf("check token: %w", err)
 	}
 	now, t := a.now(), p.token
+	renew := "create a new one with conveyor token create"
+	if session {
+		renew = "sign in again"
+	}
 	if !t.RevokedAt.IsZero() {
-		return nil, &unauthorized{invalid: true, token: t, msg: fmt.Sprintf("token %s was revoked on %s; create a new one with conveyor token create",
-			t.ID, t.RevokedAt.UTC().Format(time.RFC3339))}
+		return nil, &unauthorized{invalid: true, token: t, msg: fmt.Sprintf("token %s was revoked on %s; %s",
+			t.ID, t.RevokedAt.UTC().Format(time.RFC3339), renew)}
 	}
 	if !t.ExpiresAt.IsZero() && !now.Before(t.ExpiresAt) {
-		return nil, &unauthorized{invalid: true, token: t, msg: fmt.Sprintf("token %s expired on %s; create a new one with conveyor token create",
-			t.ID, t.ExpiresAt.UTC().Format(time.RFC3339))}
+		return nil, &unauthorized{invalid: true, token: t, msg: fmt.Sprintf("token %s expired on %s; %s",
+			t.ID, t.ExpiresAt.UTC().Format(time.RFC3339), renew)}
 	}
 	a.touch(ctx, t, now)
 	return p, nil
@@ -275,7 +283,8 @@ func (a *authenticator) touch(ctx context.Context, t *store.Token, now time.Time
 }
 
 // guard runs next only for a caller that ac lets in: 401 without a valid token, 403 with a
-// token that lacks the role (or is a worker token on a route for users). Every 401 and 403,
+// token that lacks the role (or is a worker token on a route for users), or for a change
+// made with the session cookie that fails the CSRF checks. Every 401 and 403,
 // guard's or the handler's own, is recorded in the audit log.
 func (a *authenticator) guard(ac access, next http.Handler) http.Handler {
 	if ac.on == scopePublic {
@@ -298,7 +307,11 @@ func (a *authenticator) guard(ac access, next http.Handler) http.Handler {
 			fail(w, err)
 			return
 		}
-		if err := a.allow(r, p, ac); err != nil {
+		err = a.checkSession(r, p) // a change made with the session cookie: CSRF (session.go)
+		if err == nil {
+			err = a.allow(r, p, ac)
+		}
+		if err != nil {
 			fail(w, err)
 			var be *badRequest
 			if errors.As(err, &be) && be.status == http.StatusForbidden {

@@ -272,10 +272,23 @@ func (f *fixture) matrix() map[string]matrixCase {
 		"GET /api/v1/executions/{id}/stages/{stage}/actions/{action}/log": {req: execPath("/stages/Build/actions/Make/log"), ok: []int{200}},
 		"GET /api/v1/executions/{id}/artifacts/{name}":                    {req: execPath("/artifacts/Out"), ok: []int{200}},
 
+		"POST /api/v1/auth/session": {req: func(*fixture, *bundle, bool) request {
+			return request{"POST", "/api/v1/auth/session", map[string]any{"user": "sam", "password": "correct horse"}}
+		}, ok: []int{200}},
+		// The matrix's callers send bearer tokens, not the session cookie: let in, they are
+		// told to revoke their token instead (TestSession ends sessions).
+		"DELETE /api/v1/auth/session": {req: func(*fixture, *bundle, bool) request {
+			return request{"DELETE", "/api/v1/auth/session", nil}
+		}, ok: []int{400}},
 		"POST /api/v1/auth/signin": {req: func(*fixture, *bundle, bool) request {
 			return request{"POST", "/api/v1/auth/signin", map[string]any{"user": "sam", "password": "correct horse"}}
 		}, ok: []int{201}},
 		"GET /api/v1/whoami": {req: get("/api/v1/whoami"), ok: []int{200}},
+		// Webhooks are public: the delivery's signature authenticates it (webhooks_test.go).
+		// Without the forge's event header, any caller's request is a bad request.
+		"POST /hooks/github": {req: func(*fixture, *bundle, bool) request { return request{"POST", "/hooks/github", map[string]any{}} }, ok: []int{400}},
+		"POST /hooks/gitlab": {req: func(*fixture, *bundle, bool) request { return request{"POST", "/hooks/gitlab", map[string]any{}} }, ok: []int{400}},
+		"POST /hooks/gitea":  {req: func(*fixture, *bundle, bool) request { return request{"POST", "/hooks/gitea", map[string]any{}} }, ok: []int{400}},
 		"POST /api/v1/users": {req: func(f *fixture, _ *bundle, _ bool) request {
 			return request{"POST", "/api/v1/users", map[string]any{"name": f.unique("user")}}
 		}, ok: []int{201}},
@@ -346,7 +359,12 @@ var wantAccess = map[string]string{
 	"GET /readyz":                                                           "public",
 	"GET /api/v1/openapi.yaml":                                              "public",
 	"GET /metrics":                                                          "public",
+	"POST /api/v1/auth/session":                                             "public",
+	"DELETE /api/v1/auth/session":                                           "self",
 	"POST /api/v1/auth/signin":                                              "public",
+	"POST /hooks/github":                                                    "public",
+	"POST /hooks/gitlab":                                                    "public",
+	"POST /hooks/gitea":                                                     "public",
 	"GET /api/v1/whoami":                                                    "any token",
 	"GET /api/v1/events":                                                    "viewer on some pipeline",
 	"GET /api/v1/pipelines":                                                 "viewer on some pipeline",

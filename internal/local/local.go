@@ -99,6 +99,10 @@ type Options struct {
 	// nil stores them as they are (conveyor run: temporary data). See artifact.Options.Keys.
 	Keys   artifact.Keys
 	Logger *slog.Logger
+	// Deliver, when set, delivers the outbox messages of other kinds than loop.KindCancelJob
+	// (conveyor server: loop.KindExecutionSucceeded to the upstream trigger); an error leaves
+	// the message for a later attempt. Unset, they are dropped.
+	Deliver func(ctx context.Context, m *store.OutboxMessage) error
 }
 
 // ErrBusy means another process is using the data directory.
@@ -169,6 +173,10 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 	e.Loop = loop.New(e.Store, loop.Options{Logger: opts.Logger, Deliver: func(ctx context.Context, m *store.OutboxMessage) error {
 		if m.Kind == loop.KindCancelJob {
 			pool.Cancel(string(m.Payload))
+			return nil
+		}
+		if opts.Deliver != nil {
+			return opts.Deliver(ctx, m)
 		}
 		return nil
 	}})

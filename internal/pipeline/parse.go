@@ -121,6 +121,7 @@ type actionSrc struct {
 	outputs            []*node       // name nodes, parallel to Action.OutputArtifacts
 	strings            []*node       // every string in configuration and environment values
 	secretEnv          map[string]*node
+	secretConfig       map[string]*node // TypeSecret configuration properties: the secret name nodes
 }
 
 type triggerSrc struct {
@@ -982,6 +983,26 @@ func (d *decoder) property(n *node, prop *Property, src *actionSrc) (any, bool) 
 			list = []string{}
 		}
 		return list, n.kind == kindSeq
+	case TypeSecret:
+		if n.kind != kindMap {
+			d.add(n, "write { secret: NAME } and store the value with conveyor secret set NAME --pipeline PIPELINE",
+				"%s must be a reference to a stored secret, { secret: NAME }, never the value itself", prop.Name)
+			return nil, false
+		}
+		d.object(n, prop.Name, []string{"secret"})
+		sn := d.required(n, "secret", prop.Name)
+		if sn == nil {
+			return nil, false
+		}
+		name, ok := d.str(sn, "secret")
+		if !ok || !d.checkName(sn, name, secretNameRule) {
+			return nil, false
+		}
+		if src.secretConfig == nil {
+			src.secretConfig = map[string]*node{}
+		}
+		src.secretConfig[prop.Name] = sn
+		return map[string]any{"secret": name}, true
 	case TypeMap:
 		if n.kind != kindMap {
 			d.add(n, "", "%s must be a mapping of strings, got %s", prop.Name, n.describe())
@@ -1025,6 +1046,12 @@ func (d *decoder) configString(n *node, s string, prop *Property, src *actionSrc
 	if prop.Pattern != "" {
 		if re := d.pattern(prop.Pattern); re != nil && !re.MatchString(s) {
 			d.add(n, "", "%s: %s is not %s", prop.Name, quoteShort(s), cmpOr(prop.PatternHelp, "valid (it must match "+prop.Pattern+")"))
+			return
+		}
+	}
+	if prop.Check != nil {
+		if err := prop.Check(s); err != nil {
+			d.add(n, "", "%s: %v", prop.Name, err)
 			return
 		}
 	}

@@ -12,6 +12,10 @@ const (
 	TypeBool       PropertyType = "bool"     // bool
 	TypeStringList PropertyType = "[]string" // []string
 	TypeMap        PropertyType = "map"      // map[string]string
+	// TypeSecret is a reference to one of the pipeline's secrets, written { secret: NAME }
+	// (never the value itself): map[string]any{"secret": NAME}, as decoded JSON has it too.
+	// SecretName reads it.
+	TypeSecret PropertyType = "secret"
 )
 
 // Property describes one key of an action's configuration.
@@ -24,6 +28,21 @@ type Property struct {
 	Pattern     string   // TypeString, TypeStringList: a regular expression every value matches
 	PatternHelp string   // what Pattern means, for error messages ("an environment variable name")
 	Min, Max    *int     // TypeInt bounds, when set
+	// Check, when set, checks a TypeString value that matches Pattern; its error says why the
+	// value is refused (e.g. a duration below a minimum).
+	Check func(string) error
+}
+
+// SecretName returns the secret a TypeSecret configuration value names ("" when v is not one).
+func SecretName(v any) string {
+	switch m := v.(type) {
+	case map[string]any:
+		s, _ := m["secret"].(string)
+		return s
+	case map[string]string:
+		return m["secret"]
+	}
+	return ""
 }
 
 // Unlimited as ArtifactCount.Max allows any number of artifacts.
@@ -99,6 +118,11 @@ func BuiltinProviders() []ProviderSpec {
 				{Name: "revision", Type: TypeString, Description: "Commit or tag to fetch instead of the branch head."},
 				{Name: "depth", Type: TypeInt, Min: ptr(0), Description: "Clone depth; 0 fetches the full history."},
 				{Name: "keepGitMetadata", Type: TypeBool, Description: "Keep the .git directory in the output artifact."},
+				{Name: "webhookSecret", Type: TypeSecret, Description: "The secret that signs the forge's webhook deliveries for the repository " +
+					"(POST /hooks/github, /hooks/gitlab, /hooks/gitea): { secret: NAME }, NAME listed in the pipeline's secrets. Without it, webhooks are ignored."},
+				{Name: "pollInterval", Type: TypeString, Pattern: pollIntervalPattern, PatternHelp: "a duration such as 30s or 5m, or 0",
+					Check: checkPollInterval, Description: "How often the server checks the branch for new commits " +
+						"(default 60s, at least 5s; 0 turns polling off)."},
 			},
 			InputArtifacts:  ArtifactCount{0, 0},
 			OutputArtifacts: ArtifactCount{1, Unlimited},

@@ -351,6 +351,9 @@ func propertySchema(p Property) object {
 		}
 	case TypeMap:
 		o = object{"type": "object", "additionalProperties": object{"type": []string{"string", "number", "boolean"}, "maxLength": MaxValueLen}}
+	case TypeSecret:
+		o = object{"type": "object", "required": []string{"secret"}, "additionalProperties": false,
+			"properties": object{"secret": object{"$ref": "#/$defs/variableName", "description": "A secret listed in the pipeline's secrets."}}}
 	default:
 		o = object{}
 	}

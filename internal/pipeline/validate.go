@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"slices"
@@ -277,8 +278,12 @@ func (d *decoder) secretUse(p *Pipeline) {
 	for si, st := range p.Stages {
 		for ai := range st.Actions {
 			src := d.stages[si].actions[ai]
-			for _, env := range slices.Sorted(maps.Keys(src.secretEnv)) {
-				n := src.secretEnv[env]
+			refs := slices.Collect(maps.Values(src.secretEnv))
+			for _, k := range slices.Sorted(maps.Keys(src.secretConfig)) {
+				refs = append(refs, src.secretConfig[k])
+			}
+			slices.SortStableFunc(refs, func(a, b *node) int { return cmp.Or(cmp.Compare(a.line, b.line), cmp.Compare(a.col, b.col)) })
+			for _, n := range refs {
 				if !slices.Contains(p.Secrets, n.text) {
 					hint := "add it to the pipeline's secrets: list"
 					if c := closest(n.text, p.Secrets); c != "" {

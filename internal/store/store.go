@@ -149,6 +149,12 @@ type Reader interface {
 	// with neither is absent from the map. pipeline "" reads global secrets only.
 	SecretValues(ctx context.Context, pipeline string, names []string) (map[string]*Secret, error)
 	// --- End of secrets. ---
+
+	// --- Trigger leases (package trigger): single owners of pollers and schedules. ---
+
+	// TriggerLease returns the lease row of a trigger duty (ErrNotFound when never leased).
+	TriggerLease(ctx context.Context, key string) (*TriggerLease, error)
+	// --- End of trigger leases. ---
 }
 
 // Tx is a write transaction.
@@ -270,6 +276,21 @@ type Tx interface {
 	// another value.
 	ResealSecret(ctx context.Context, scope, name string, old, resealed []byte) error
 	// --- End of secrets. ---
+
+	// --- Trigger leases (package trigger). ---
+
+	// AcquireTriggerLease leases the duty key to owner until now+ttl when it is free (no row,
+	// released, or its lease ended before now) or owner holds it already (a renewal), and
+	// returns the row, State kept. held reports whether owner holds the lease afterwards;
+	// when another owner holds it, the row is returned unchanged.
+	AcquireTriggerLease(ctx context.Context, key, owner string, now time.Time, ttl time.Duration) (l *TriggerLease, held bool, err error)
+	// SetTriggerState stores the State of a duty whose lease owner holds at now; ErrConflict
+	// when it does not (expired, taken over, released), ErrNotFound when there is no row.
+	SetTriggerState(ctx context.Context, key, owner, state string, now time.Time) error
+	// ReleaseTriggerLease ends owner's lease of key at once (State stays); nothing happens
+	// when owner does not hold it.
+	ReleaseTriggerLease(ctx context.Context, key, owner string) error
+	// --- End of trigger leases. ---
 }
 
 // PipelineVersion is one stored version of a pipeline declaration.
@@ -298,6 +319,10 @@ type Event struct {
 	Key       string
 	Event     engine.Event
 	CreatedAt time.Time
+	// ProcessedAt, when set, adds the event as processed already: the transaction adding it
+	// applies it too (the loop's Apply and Complete), so it is never pending and wakes no
+	// dispatcher.
+	ProcessedAt time.Time
 }
 
 // JobState is where a job row stands. The engine loop queues jobs (Queued); workers move
@@ -440,4 +465,19 @@ type Secret struct {
 	CreatedBy string
 	UpdatedAt time.Time
 	UpdatedBy string
+}
+
+// --- Trigger leases (package trigger). ---
+
+// TriggerLease is the lease of a single-owner trigger duty (a Git poller, a schedule), so that
+// one server runs it however many share the store, and the state the duty keeps across
+// restarts and owners. Package trigger moves leases: an owner takes a free or expired one,
+// renews it while it runs the duty, and releases it when it stops.
+type TriggerLease struct {
+	Key        string // "poll:PIPELINE:STAGE.ACTION", "schedule:PIPELINE:INDEX"
+	Owner      string // "" once released
+	LeaseUntil time.Time
+	// State is what the duty remembers: a poller's last seen commit, a schedule's last fire.
+	State     string
+	UpdatedAt time.Time
 }

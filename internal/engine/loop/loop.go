@@ -26,7 +26,16 @@ import (
 const (
 	// KindCancelJob asks whoever runs the job (payload: the job id) to kill it now.
 	KindCancelJob = "job.cancel"
+	// KindExecutionSucceeded says an execution succeeded (payload: Succeeded as JSON), for
+	// the pipelines whose pipelineSucceeded trigger names its pipeline (package trigger).
+	KindExecutionSucceeded = "execution.succeeded"
 )
+
+// Succeeded is the payload of a KindExecutionSucceeded message.
+type Succeeded struct {
+	Pipeline    string `json:"pipeline"`
+	ExecutionID string `json:"executionId"`
+}
 
 // Options configure a Loop.
 type Options struct {
@@ -395,8 +404,16 @@ func (l *Loop) save(ctx context.Context, tx store.Tx, row *store.Event, before *
 			_, err = tx.AddEvent(ctx, &store.Event{Key: key, Event: *c.Event, CreatedAt: now})
 		case engine.CmdRollback:
 			err = l.autoRollback(ctx, tx, res.Execution, c)
-		case engine.CmdAwaitApproval, engine.CmdFinished:
-			// Watchers see these through Subscribe; status reporting will add outbox rows here.
+		case engine.CmdFinished:
+			// Watchers see it through Subscribe; a success is also told to downstream pipelines,
+			// committed with the status so that a crash cannot lose it.
+			if c.Status == engine.ExecSucceeded && res.Execution != nil {
+				payload, _ := json.Marshal(Succeeded{Pipeline: res.Execution.Pipeline, ExecutionID: c.ExecutionID})
+				err = tx.AddOutbox(ctx, &store.OutboxMessage{Key: "succeeded:" + c.ExecutionID, Kind: KindExecutionSucceeded,
+					Payload: payload, CreatedAt: now})
+			}
+		case engine.CmdAwaitApproval:
+			// Watchers see it through Subscribe; status reporting will add outbox rows here.
 		}
 		if err != nil {
 			return fmt.Errorf("%s for execution %s: %w", c.Type, c.ExecutionID, err)

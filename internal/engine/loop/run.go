@@ -34,16 +34,14 @@ func (l *Loop) applyRow(ctx context.Context, tx store.Tx, key string, ev engine.
 	if ev.At.IsZero() {
 		ev.At = l.now()
 	}
-	row := &store.Event{Key: key, Event: ev, CreatedAt: ev.At}
+	// Added as processed: it is applied here, in the same transaction, so it is never
+	// pending and wakes no dispatcher.
+	row := &store.Event{Key: key, Event: ev, CreatedAt: ev.At, ProcessedAt: ev.At}
 	added, err := tx.AddEvent(ctx, row)
 	if err != nil || !added {
 		return nil, err
 	}
-	res, err := l.step(ctx, tx, row)
-	if err != nil {
-		return nil, err
-	}
-	return res, tx.MarkEventProcessed(ctx, row.Seq, ev.At)
+	return l.step(ctx, tx, row)
 }
 
 // update runs fn in a transaction, then the hooks of ctx (WithTx), and publishes the

@@ -194,9 +194,13 @@ func (t *tx) AddEvent(ctx context.Context, ev *store.Event) (bool, error) {
 		return false, err
 	}
 	var seq int64
-	err = t.c.queryRow(qctx, `INSERT INTO inbox (key, execution_id, doc, created_at) VALUES (?, ?, ?, ?)
+	var processed any // NULL: pending
+	if !ev.ProcessedAt.IsZero() {
+		processed = nanos(ev.ProcessedAt)
+	}
+	err = t.c.queryRow(qctx, `INSERT INTO inbox (key, execution_id, doc, created_at, processed_at) VALUES (?, ?, ?, ?, ?)
 		ON CONFLICT (key) DO NOTHING RETURNING seq`,
-		[]any{ev.Key, ev.Event.ExecutionID, doc, nanos(ev.CreatedAt)}, &seq)
+		[]any{ev.Key, ev.Event.ExecutionID, doc, nanos(ev.CreatedAt), processed}, &seq)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil // seen before
 	}
@@ -204,7 +208,9 @@ func (t *tx) AddEvent(ctx context.Context, ev *store.Event) (bool, error) {
 		return false, fmt.Errorf("add event %s: %w", ev.Key, err)
 	}
 	ev.Seq = seq
-	t.notify |= store.TopicEvents
+	if processed == nil {
+		t.notify |= store.TopicEvents
+	}
 	return true, nil
 }
 

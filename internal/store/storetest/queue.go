@@ -692,3 +692,41 @@ func testOutbox(t *testing.T, s store.Store) {
 		return nil
 	})
 }
+
+// testInboxProcessedOnAdd: an event added with ProcessedAt is never pending, is still a
+// duplicate for its key, and can be found by its key.
+func testInboxProcessedOnAdd(t *testing.T, s store.Store) {
+	c := t.Context()
+	applied := newEvent("applied/e1", 1)
+	applied.ProcessedAt = at(1)
+	pending := newEvent("pending/e1", 2)
+	update(t, s, func(tx store.Tx) error {
+		for _, ev := range []*store.Event{applied, pending} {
+			if added, err := tx.AddEvent(c, ev); err != nil || !added {
+				t.Errorf("add %s: added %v, %v", ev.Key, added, err)
+			}
+		}
+		return nil
+	})
+	view(t, s, func(r store.Reader) error {
+		evs, err := r.PendingEvents(c, 10)
+		if err != nil {
+			return err
+		}
+		if len(evs) != 1 || evs[0].Key != "pending/e1" {
+			t.Errorf("pending: %d events (%v); want only pending/e1", len(evs), evs)
+		}
+		row, err := r.EventByKey(c, "applied/e1")
+		if err != nil || row.Event.ExecutionID != applied.Event.ExecutionID {
+			t.Errorf("EventByKey(applied/e1) = %+v, %v", row, err)
+		}
+		return nil
+	})
+	update(t, s, func(tx store.Tx) error {
+		dup := newEvent("applied/e1", 3)
+		if added, err := tx.AddEvent(c, dup); err != nil || added {
+			t.Errorf("add applied/e1 again: added %v, %v; want a duplicate", added, err)
+		}
+		return nil
+	})
+}

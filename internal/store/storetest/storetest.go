@@ -38,6 +38,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"CountExecutions", testCountExecutions},
 		{"NamedLocks", testNamedLocks},
 		{"Inbox", testInbox},
+		{"InboxProcessedOnAdd", testInboxProcessedOnAdd},
 		{"InboxLimit", testInboxLimit},
 		{"JobAdd", testJobAdd},
 		{"JobLeaseOldestFirst", testJobLeaseOldestFirst},
@@ -67,6 +68,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Audit", testAudit},
 		{"Tokens", testTokens}, {"TokenRevokeTouch", testTokenRevokeTouch}, {"Users", testUsers}, {"Grants", testGrants},
 		{"Secrets", testSecrets},
+		{"TriggerLeases", testTriggerLeases},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -92,7 +92,7 @@ type config struct {
 	keepGitMetadata bool
 }
 
-var knownKeys = []string{"repository", "branch", "revision", "depth", "keepGitMetadata"}
+var knownKeys = []string{"repository", "branch", "revision", "depth", "keepGitMetadata", "pollInterval", "webhookSecret"}
 
 func parseConfig(m map[string]any) (config, error) {
 	var c config
@@ -110,6 +110,10 @@ func parseConfig(m map[string]any) (config, error) {
 			c.depthSet = true
 		case "keepGitMetadata":
 			c.keepGitMetadata, err = boolean(k, v)
+		case "webhookSecret":
+			// The server checks webhook deliveries with it (package webhook); fetching ignores it.
+		case "pollInterval":
+			// The server's poller reads it (package trigger); fetching ignores it.
 		default:
 			err = fmt.Errorf("unknown configuration key %q (known: %s)", k, strings.Join(knownKeys, ", "))
 		}

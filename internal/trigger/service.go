@@ -1,0 +1,118 @@
+package trigger
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/conveyorci/conveyor/internal/engine/loop"
+	"github.com/conveyorci/conveyor/internal/pipeline"
+	"github.com/conveyorci/conveyor/internal/store"
+)
+
+// Options are what the trigger services (Poller, Scheduler) share.
+type Options struct {
+	Loop  *loop.Loop
+	Store store.Store
+	// Owner names this server in the leases of the duties it runs (unique per process).
+	Owner  string
+	Logger *slog.Logger
+	// Now is the clock (time.Now by default); Until returns a channel receiving once Now
+	// reaches t (a timer by default). Tests inject both and move them together.
+	Now   func() time.Time
+	Until func(t time.Time) <-chan time.Time
+	// Reload is how often the set of duties is read again from the pipelines, and leases
+	// renewed (default 5 s); LeaseTTL how long a lease lasts unrenewed (default 30 s).
+	Reload   time.Duration
+	LeaseTTL time.Duration
+	// PipelineDir is the directory a pipeline's relative repository paths are relative to
+	// (nil: the working directory), as for the Git actions.
+	PipelineDir func(pipeline string) string
+}
+
+func (o *Options) defaults() {
+	o.Logger = cmp.Or(o.Logger, slog.New(slog.DiscardHandler))
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Until == nil {
+		now := o.Now
+		o.Until = func(t time.Time) <-chan time.Time { return time.After(t.Sub(now())) }
+	}
+	o.Reload = cmp.Or(o.Reload, 5*time.Second)
+	o.LeaseTTL = cmp.Or(o.LeaseTTL, 30*time.Second)
+	if o.PipelineDir == nil {
+		o.PipelineDir = func(string) string { return "" }
+	}
+}
+
+// pipelines returns the latest version of every pipeline.
+func (o *Options) pipelines(ctx context.Context) ([]*pipeline.Pipeline, error) {
+	var list []*store.PipelineVersion
+	if err := o.Store.View(ctx, func(r store.Reader) error {
+		var err error
+		list, err = r.Pipelines(ctx)
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("list pipelines: %w", err)
+	}
+	out := make([]*pipeline.Pipeline, 0, len(list))
+	for _, pv := range list {
+		p, err := o.Loop.Pipeline(ctx, pv.Name, pv.Version)
+		if errors.Is(err, store.ErrNotFound) {
+			continue // deleted meanwhile
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// lease takes or renews the leases of keys for this owner, in one transaction, and returns
+// the state of each key held (absent: another owner holds it).
+func (o *Options) lease(ctx context.Context, keys []string) (map[string]string, error) {
+	held := map[string]string{}
+	now := o.Now()
+	err := o.Store.Update(ctx, func(tx store.Tx) error {
+		clear(held)
+		for _, k := range keys {
+			l, ok, err := tx.AcquireTriggerLease(ctx, k, o.Owner, now, o.LeaseTTL)
+			if err != nil {
+				return err
+			}
+			if ok {
+				held[k] = l.State
+			}
+		}
+		return nil
+	})
+	return held, err
+}
+
+// release gives up the leases of keys (at stop, or when a duty is gone).
+func (o *Options) release(ctx context.Context, keys []string) {
+	if len(keys) == 0 {
+		return
+	}
+	err := o.Store.Update(ctx, func(tx store.Tx) error {
+		for _, k := range keys {
+			if err := tx.ReleaseTriggerLease(ctx, k, o.Owner); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		o.Logger.Warn("release trigger leases", "err", err)
+	}
+}
+
+// setState returns a WithTx hook that stores a duty's state, if this owner still holds it.
+func (o *Options) setState(ctx context.Context, key, state string) func(tx store.Tx) error {
+	return func(tx store.Tx) error { return tx.SetTriggerState(ctx, key, o.Owner, state, o.Now()) }
+}
