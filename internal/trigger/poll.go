@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"sort"
 	"strings"
 	"time"
 
@@ -212,26 +211,10 @@ func (p *Poller) reload(ctx context.Context, owned map[string]*polled) error {
 		return err
 	}
 	want := p.sources(pipes)
-	keys := make([]string, 0, len(want))
-	for k := range want {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	held, err := o.lease(ctx, keys)
+	held, err := renew(ctx, &o.Options, want, owned) // a running poll's result for a dropped source is ignored
 	if err != nil {
 		return err
 	}
-	var gone []string
-	for k, s := range owned {
-		w, ok := want[k]
-		if !ok {
-			gone = append(gone, k)
-		}
-		if _, h := held[k]; !ok || !h || !s.same(w) {
-			delete(owned, k) // a running poll's result is then ignored
-		}
-	}
-	o.release(ctx, gone)
 	now := o.Now()
 	for k, last := range held {
 		if owned[k] == nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"strconv"
 	"time"
 
@@ -132,26 +131,10 @@ func (sc *Scheduler) reload(ctx context.Context, owned map[string]*schedule) err
 		return err
 	}
 	want := sc.schedules(pipes)
-	keys := make([]string, 0, len(want))
-	for k := range want {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	held, err := o.lease(ctx, keys)
+	held, err := renew(ctx, o, want, owned)
 	if err != nil {
 		return err
 	}
-	var gone []string
-	for k, s := range owned {
-		w, ok := want[k]
-		if !ok {
-			gone = append(gone, k)
-		}
-		if _, h := held[k]; !ok || !h || !s.same(w) {
-			delete(owned, k)
-		}
-	}
-	o.release(ctx, gone)
 	now := o.Now()
 	for k, state := range held {
 		if owned[k] != nil {

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/conveyorci/conveyor/internal/engine/loop"
@@ -115,4 +117,26 @@ func (o *Options) release(ctx context.Context, keys []string) {
 // setState returns a WithTx hook that stores a duty's state, if this owner still holds it.
 func (o *Options) setState(ctx context.Context, key, state string) func(tx store.Tx) error {
 	return func(tx store.Tx) error { return tx.SetTriggerState(ctx, key, o.Owner, state, o.Now()) }
+}
+
+// renew takes or renews the leases of the wanted keys, and drops from owned what is no longer
+// wanted, changed, or held by another server (releasing the leases of what is gone). It
+// returns the leases held: key to the state stored with it.
+func renew[W any, S interface{ same(W) bool }](ctx context.Context, o *Options, want map[string]W, owned map[string]S) (map[string]string, error) {
+	held, err := o.lease(ctx, slices.Sorted(maps.Keys(want)))
+	if err != nil {
+		return nil, err
+	}
+	var gone []string
+	for k, s := range owned {
+		w, ok := want[k]
+		if !ok {
+			gone = append(gone, k)
+		}
+		if _, h := held[k]; !ok || !h || !s.same(w) {
+			delete(owned, k)
+		}
+	}
+	o.release(ctx, gone)
+	return held, nil
 }
