@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -282,23 +283,13 @@ func handleListAudit(st store.Store) http.HandlerFunc {
 			}
 			f.Since = t
 		}
-		if v := q.Get("limit"); v != "" {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 || n > maxLimit {
-				fail(w, errBad("limit %q: want 1 to %d", v, maxLimit))
-				return
-			}
-			f.Limit = n
+		limit, before, perr := page(q, "before", "nextBefore")
+		if perr != nil {
+			fail(w, perr)
+			return
 		}
-		if v := q.Get("before"); v != "" {
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil || n < 1 {
-				fail(w, errBad("before %q: pass the nextBefore of the previous page", v))
-				return
-			}
-			f.BeforeSeq = n
-		}
-		limit := f.Limit
+		f.Limit, f.BeforeSeq = cmp.Or(limit, f.Limit), before
+		limit = f.Limit
 		f.Limit++ // one more tells whether a next page exists
 		var ans auditRecords
 		err := st.View(r.Context(), func(rd store.Reader) error {

@@ -1,8 +1,10 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 
@@ -133,23 +135,13 @@ func handleListExecutions(st store.Store) http.HandlerFunc {
 			f.Statuses = append(f.Statuses, engine.ExecutionStatus(s))
 		}
 		f.SucceededInStage = q.Get("succeededInStage")
-		if v := q.Get("limit"); v != "" {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 || n > maxLimit {
-				fail(w, errBad("limit %q: want 1 to %d", v, maxLimit))
-				return
-			}
-			f.Limit = n
+		limit, before, perr := page(q, "cursor", "nextCursor")
+		if perr != nil {
+			fail(w, perr)
+			return
 		}
-		if v := q.Get("cursor"); v != "" {
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil || n < 1 {
-				fail(w, errBad("cursor %q: pass the nextCursor of the previous page", v))
-				return
-			}
-			f.BeforeSeq = n
-		}
-		limit := f.Limit
+		f.Limit, f.BeforeSeq = cmp.Or(limit, f.Limit), before
+		limit = f.Limit
 		f.Limit++ // one more tells whether a next page exists
 		var list []*engine.Execution
 		err := st.View(r.Context(), func(rd store.Reader) error {
@@ -357,4 +349,25 @@ func handleLog(l *loop.Loop, st store.Store) http.HandlerFunc {
 			}
 		}
 	}
+}
+
+// page reads the paging parameters of a list: limit (1 to maxLimit; 0 when absent) and the
+// cursor parameter called name (the seq to list before; 0 when absent), which the previous
+// page's answer gave as next.
+func page(q url.Values, name, next string) (limit int, before int64, err error) {
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxLimit {
+			return 0, 0, errBad("limit %q: want 1 to %d", v, maxLimit)
+		}
+		limit = n
+	}
+	if v := q.Get(name); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 {
+			return 0, 0, errBad("%s %q: pass the %s of the previous page", name, v, next)
+		}
+		before = n
+	}
+	return limit, before, nil
 }
