@@ -42,7 +42,7 @@ type remote struct {
 func clientCommands() []*cobra.Command {
 	r := &remote{}
 	cmds := []*cobra.Command{
-		r.pipelineCmd(), r.startCmd(), r.statusCmd(), r.executionsCmd(), r.logsCmd(),
+		r.pipelineCmd(), r.startCmd(), r.statusCmd(), r.executionsCmd(), r.logsCmd(), r.reportsCmd(),
 		r.stopCmd(), r.retryCmd(), r.decideCmd(true), r.decideCmd(false), r.transitionCmd(),
 		r.rollbackCmd(),
 	}
@@ -624,6 +624,7 @@ func summary(out io.Writer, e *client.Execution) {
 		}
 	}
 	tw.Flush()
+	writeTests(out, e)
 	fmt.Fprintf(out, "\nExecution %s %s in %s", e.ID, e.Status, took(e.CreatedAt, e.FinishedAt))
 	if e.Message != "" {
 		fmt.Fprintf(out, ": %s", e.Message)
@@ -730,6 +731,9 @@ func drawState(out io.Writer, st *client.PipelineState) {
 			note := a.Summary
 			if a.Message != "" {
 				note = strings.TrimSpace(note + " " + a.Message)
+			}
+			if a.Tests != nil {
+				note = strings.TrimSpace("tests: " + a.Tests.String() + " " + note)
 			}
 			fmt.Fprintf(tw, "│  %s %s\t%s\t%s\t%s\n", mark(a.Status), a.Name, status, extra, note)
 		}

@@ -28,7 +28,7 @@ func TestClientHelp(t *testing.T) {
 	t.Parallel()
 	for _, args := range [][]string{
 		{"pipeline"}, {"pipeline", "apply"}, {"pipeline", "list"}, {"pipeline", "get"}, {"pipeline", "delete"},
-		{"start"}, {"status"}, {"executions"}, {"logs"}, {"stop"}, {"retry"}, {"approve"}, {"reject"},
+		{"start"}, {"status"}, {"executions"}, {"logs"}, {"reports"}, {"stop"}, {"retry"}, {"approve"}, {"reject"},
 		{"transition"}, {"transition", "enable"}, {"transition", "disable"},
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {

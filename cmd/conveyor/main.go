@@ -52,6 +52,7 @@ Start with:
 	root.AddCommand(authCommands()...)
 	root.AddCommand(auditCmd())
 	root.AddCommand(secretCmd(), keysCmd())
+	root.AddCommand(lintCmd(), graphCmd())
 	stopProfile := startCPUProfile()
 	err := root.Execute()
 	stopProfile()

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/conveyorci/conveyor/internal/pipeline"
+	"github.com/conveyorci/conveyor/internal/report"
 )
 
 // Job is one attempt of one action, as a provider sees it: everything already resolved.
@@ -31,6 +32,8 @@ type Job struct {
 	// PipelineDir is the directory holding the pipeline file; a Git repository of "." is the
 	// repository holding it.
 	PipelineDir string
+	// Outputs names the action's output artifacts, in the order the pipeline declares them.
+	Outputs []string
 }
 
 // Workspace is where a job runs. The worker creates a fresh one for every attempt, unpacks
@@ -46,6 +49,10 @@ type Workspace struct {
 	// Started is called with each process the provider starts, before waiting for it, so the
 	// process group can be recorded and killed after a crash. May be nil.
 	Started func(pgid int, startTime uint64)
+	// Scratch is a directory outside Dir that the provider may create and use (to stage the
+	// output artifacts it returns in Result.Artifacts); the worker removes it with the
+	// workspace. It does not exist before Run.
+	Scratch string
 }
 
 // Result is what a successful job hands back to the engine.
@@ -54,6 +61,13 @@ type Result struct {
 	Summary   string
 	// ExternalURL links to something outside Conveyor about this run (a deploy, a build page).
 	ExternalURL string
+	// Reports are the test reports the action read. A provider may return a Result along with
+	// its error so that a failed action keeps its reports: the worker then uses only Reports.
+	Reports []report.Report
+	// Artifacts maps output artifacts to directories (under Workspace.Scratch) holding their
+	// files, staged by the provider: the worker stores each directory whole instead of
+	// collecting the artifact from the workspace by its declared files.
+	Artifacts map[string]string
 }
 
 // Failure classifies why a job failed.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/conveyorci/conveyor/internal/engine"
 	"github.com/conveyorci/conveyor/internal/engine/loop"
+	"github.com/conveyorci/conveyor/internal/report"
 	"github.com/conveyorci/conveyor/internal/store"
 )
 
@@ -39,6 +40,8 @@ type actionState struct {
 	Summary     string              `json:"summary"`
 	ExternalURL string              `json:"externalUrl"`
 	Message     string              `json:"message"`
+	// Tests sums the action's test reports, when it has any.
+	Tests *report.Totals `json:"tests,omitempty"`
 	// Token identifies the attempt of an approval waiting for a decision (see approvalToken).
 	Token string `json:"token,omitempty"`
 	// The decision on an approval: by whom, when, from where, with what comment.
@@ -110,7 +113,7 @@ func handlePipelineState(l *loop.Loop, st store.Store, key []byte) http.HandlerF
 						for _, a := range es.Actions {
 							s.Actions = append(s.Actions, actionState{Name: a.Name, Status: a.Status, Attempt: a.Attempt,
 								StartedAt: timePtr(a.StartedAt), FinishedAt: timePtr(a.FinishedAt),
-								Summary: a.Summary, ExternalURL: a.ExternalURL, Message: a.Message})
+								Summary: a.Summary, ExternalURL: a.ExternalURL, Message: a.Message, Tests: testTotals(a.Reports)})
 						}
 						missing--
 					}
@@ -139,5 +142,14 @@ func timePtr(t time.Time) *time.Time {
 	if t.IsZero() {
 		return nil
 	}
+	return &t
+}
+
+// testTotals sums reports; nil when there are none.
+func testTotals(reports []report.Report) *report.Totals {
+	if len(reports) == 0 {
+		return nil
+	}
+	t := report.Sum(reports)
 	return &t
 }

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/conveyorci/conveyor/internal/artifact"
+	"github.com/conveyorci/conveyor/internal/report"
 )
 
 // EventType names what happened to an execution.
@@ -74,6 +75,8 @@ type Event struct {
 	// Failure and Message of an action (EvActionFailed).
 	Failure string `json:"failure,omitempty"`
 	Message string `json:"message,omitempty"`
+	// Reports are the test reports the action read (EvActionSucceeded and EvActionFailed).
+	Reports []report.Report `json:"reports,omitempty"`
 
 	// Approval decision (EvApproval).
 	Approved bool   `json:"approved,omitempty"`

@@ -6,6 +6,7 @@ import (
 
 	"github.com/conveyorci/conveyor/internal/artifact"
 	"github.com/conveyorci/conveyor/internal/pipeline"
+	"github.com/conveyorci/conveyor/internal/report"
 )
 
 // ExecutionStatus is where an execution stands. Step is the only thing that moves an
@@ -222,6 +223,9 @@ type Action struct {
 	Outputs       map[string]string `json:"outputs,omitempty"`
 	Summary       string            `json:"summary,omitempty"`
 	ExternalURL   string            `json:"externalUrl,omitempty"`
+	// Reports are the test reports of the current attempt (totals and failed cases, capped),
+	// set when its result arrives, success or failure.
+	Reports []report.Report `json:"reports,omitempty"`
 	// Decision records who decided on an approval attempt, when, from where and why: the
 	// rejection, or the approval that completed it.
 	Decision *Decision `json:"decision,omitempty"`

@@ -486,7 +486,7 @@ func (s *stepper) startAction(i, j int) {
 	a.Attempt++
 	a.Status, a.StartedAt, a.FinishedAt = ActionInProgress, s.now, time.Time{}
 	a.Outputs, a.Summary, a.ExternalURL, a.Failure, a.Message, a.JobID = nil, "", "", "", "", ""
-	a.Decision, a.Approvals = nil, nil
+	a.Decision, a.Approvals, a.Reports = nil, nil, nil
 
 	cfg, err := pipeline.ResolveValue(map[string]any(pa.Configuration), s.lookup)
 	if err == nil {
@@ -617,6 +617,7 @@ func (s *stepper) actionResult() {
 			return
 		}
 		a.Status, a.Outputs, a.Summary, a.ExternalURL = ActionSucceeded, s.ev.Outputs, s.ev.Summary, s.ev.ExternalURL
+		a.Reports = s.ev.Reports
 		if pa.Namespace != "" && len(s.ev.Outputs) > 0 {
 			if s.e.Outputs == nil {
 				s.e.Outputs = map[string]map[string]string{}
@@ -633,7 +634,7 @@ func (s *stepper) actionResult() {
 		if isApproval {
 			return
 		}
-		a.Status, a.Failure, a.Message = ActionFailed, s.ev.Failure, s.ev.Message
+		a.Status, a.Failure, a.Message, a.Reports = ActionFailed, s.ev.Failure, s.ev.Message, s.ev.Reports
 		if a.Failure == "" {
 			a.Failure = "failed"
 		}

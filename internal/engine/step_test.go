@@ -14,6 +14,7 @@ import (
 
 	"github.com/conveyorci/conveyor/internal/artifact"
 	"github.com/conveyorci/conveyor/internal/pipeline"
+	"github.com/conveyorci/conveyor/internal/report"
 )
 
 // The tables below mirror docs/semantics.md, row by row: each case is named as the last
@@ -878,6 +879,29 @@ var actionCases = []stepCase{
 				w.wantStage("A", "Source", StageFailed)
 				w.wantExec("A", ExecFailed)
 			})
+		}
+	}},
+	{"action/reports kept on success and failure", func(t *testing.T) {
+		w := newWorld(t, threeStages(pipeline.Superseded))
+		w.start("A")
+		reports := []report.Report{{Name: "unit", Format: "junit", Files: 1,
+			Totals:   report.Totals{Tests: 3, Passed: 2, Failed: 1},
+			Failures: []report.Case{{Name: "broken", Status: report.CaseFailed, Message: "want 2"}}}}
+		w.succeed("A", "Source.Checkout", func(ev *Event) { ev.Reports = reports })
+		if a := w.wantAction("A", "Source.Checkout", ActionSucceeded); !reflect.DeepEqual(a.Reports, reports) {
+			t.Fatalf("succeeded action's reports %+v", a.Reports)
+		}
+		ev := w.actionEvent(EvActionFailed, "A", "Build.Compile")
+		ev.Failure, ev.Message, ev.Reports = "failed", "exit status 1", reports
+		w.finishJob(ev)
+		w.do(ev)
+		if a := w.wantAction("A", "Build.Compile", ActionFailed); !reflect.DeepEqual(a.Reports, reports) {
+			t.Fatalf("failed action's reports %+v", a.Reports)
+		}
+		// A retry starts a new attempt, without the reports of the last one.
+		w.retry("A", "Build", RetryFailed)
+		if a := w.wantAction("A", "Build.Compile", ActionInProgress); a.Reports != nil {
+			t.Fatalf("new attempt's reports %+v", a.Reports)
 		}
 	}},
 	{"action/stale result ignored", func(t *testing.T) {

@@ -23,6 +23,7 @@ import (
 	"github.com/conveyorci/conveyor/internal/artifact"
 	"github.com/conveyorci/conveyor/internal/engine"
 	"github.com/conveyorci/conveyor/internal/pipeline"
+	"github.com/conveyorci/conveyor/internal/report"
 	"github.com/conveyorci/conveyor/internal/secret"
 	"github.com/conveyorci/conveyor/internal/store"
 	"github.com/google/uuid"
@@ -433,6 +434,16 @@ func (p *Pool) execute(ctx context.Context, j *store.Job, log io.Writer) engine.
 	for k, v := range ev.Outputs {
 		ev.Outputs[k] = masker.String(v)
 	}
+	for i := range ev.Reports {
+		r := &ev.Reports[i]
+		for k, c := range r.Failures {
+			c.Name, c.Message, c.Text = masker.String(c.Name), masker.String(c.Message), masker.String(c.Text)
+			r.Failures[k] = c
+		}
+		for k, e := range r.Errors {
+			r.Errors[k] = masker.String(e)
+		}
+	}
 	return ev
 }
 
@@ -469,8 +480,9 @@ func (p *Pool) secrets(ctx context.Context, j *store.Job) (map[string]string, *s
 
 // executeWith prepares the workspace, runs the provider with env and stores the outputs.
 func (p *Pool) executeWith(ctx context.Context, j *store.Job, log io.Writer, env map[string]string) engine.Event {
+	var reports []report.Report // once the provider ran: a failed action keeps its reports
 	fail := func(kind action.Failure, err error) engine.Event {
-		return engine.Event{Type: engine.EvActionFailed, Failure: string(kind), Message: err.Error()}
+		return engine.Event{Type: engine.EvActionFailed, Failure: string(kind), Message: err.Error(), Reports: reports}
 	}
 	prov := p.opts.Providers[j.Provider]
 	if prov == nil {
@@ -482,15 +494,15 @@ func (p *Pool) executeWith(ctx context.Context, j *store.Job, log io.Writer, env
 	if err != nil {
 		return fail(action.Errored, fmt.Errorf("create workspace: %w", err))
 	}
-	inputs := root + ".in"
+	inputs, scratch := root+".in", root+".out"
 	defer func() {
 		if p.reuse(root) {
-			p.discard(inputs)
+			p.discard(inputs, scratch)
 		} else {
-			p.discard(root, inputs)
+			p.discard(root, inputs, scratch)
 		}
 	}()
-	ws := &action.Workspace{Dir: root, Inputs: map[string]string{}}
+	ws := &action.Workspace{Dir: root, Inputs: map[string]string{}, Scratch: scratch}
 	for i, in := range j.Spec.Inputs {
 		dir := ws.Dir
 		if i > 0 {
@@ -521,7 +533,13 @@ func (p *Pool) executeWith(ctx context.Context, j *store.Job, log io.Writer, env
 	if s := j.Spec.Source; s != nil {
 		aj.SourceDir, aj.SourceRevision = s.Dir, s.Revision
 	}
+	for _, out := range j.Spec.Outputs {
+		aj.Outputs = append(aj.Outputs, out.Name)
+	}
 	res, err := prov.Run(ctx, aj, ws)
+	if res != nil {
+		reports = res.Reports
+	}
 	if err != nil {
 		var ae *action.Error
 		switch {
@@ -536,9 +554,16 @@ func (p *Pool) executeWith(ctx context.Context, j *store.Job, log io.Writer, env
 	ev := engine.Event{Type: engine.EvActionSucceeded}
 	if res != nil {
 		ev.Outputs, ev.Summary, ev.ExternalURL = res.Variables, res.Summary, res.ExternalURL
+		ev.Reports = res.Reports
 	}
 	for _, out := range j.Spec.Outputs {
-		ref, err := p.opts.Artifacts.Save(ctx, ws.Dir, out.Files)
+		dir, files := ws.Dir, out.Files
+		if res != nil {
+			if staged, ok := res.Artifacts[out.Name]; ok {
+				dir, files = staged, nil // the provider chose the files
+			}
+		}
+		ref, err := p.opts.Artifacts.Save(ctx, dir, files)
 		if errors.Is(err, artifact.ErrTooLarge) || errors.Is(err, artifact.ErrUnsafe) {
 			// What the action produced is the problem, not the system.
 			return fail(action.Failed, fmt.Errorf("output artifact %s: %w", out.Name, err))

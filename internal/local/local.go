@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/conveyorci/conveyor/internal/action"
+	"github.com/conveyorci/conveyor/internal/action/codebuild"
 	"github.com/conveyorci/conveyor/internal/action/commands"
 	"github.com/conveyorci/conveyor/internal/action/source/git"
 	"github.com/conveyorci/conveyor/internal/artifact"
@@ -49,6 +50,8 @@ func builtinProviders(ex run.Executor, homes string) map[string]action.Provider 
 	for _, c := range []pipeline.Category{pipeline.Build, pipeline.Test, pipeline.Deploy, pipeline.Compute} {
 		m[string(c)+"/Commands"] = cmds
 	}
+	cb := &codebuild.Provider{Executor: ex, HomeDir: cmds.HomeDir}
+	m["Build/CodeBuild"], m["Test/CodeBuild"] = cb, cb
 	return m
 }
 

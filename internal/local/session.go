@@ -15,6 +15,7 @@ import (
 
 	"github.com/conveyorci/conveyor/internal/engine"
 	"github.com/conveyorci/conveyor/internal/pipeline"
+	"github.com/conveyorci/conveyor/internal/report"
 	"github.com/conveyorci/conveyor/internal/store"
 	"github.com/google/uuid"
 )
@@ -341,6 +342,7 @@ func (s *session) summary(e *engine.Execution) {
 		}
 	}
 	tw.Flush()
+	s.reports(e)
 	took := roundDuration(e.FinishedAt.Sub(e.CreatedAt))
 	fmt.Fprintf(s.out, "\nExecution %s %s in %s", e.ID, e.Status, took)
 	if e.Message != "" {
@@ -348,6 +350,24 @@ func (s *session) summary(e *engine.Execution) {
 	}
 	fmt.Fprintln(s.out)
 }
+
+// reports prints the test totals and first failed cases of each action that has reports.
+func (s *session) reports(e *engine.Execution) {
+	for _, st := range e.Stages {
+		for _, a := range st.Actions {
+			if len(a.Reports) == 0 {
+				continue
+			}
+			fmt.Fprintln(s.out)
+			if more := report.WriteSummary(s.out, "", st.Name+"."+a.Name, a.Reports, maxCasesShown); more > 0 {
+				fmt.Fprintf(s.out, "  … %d more failed\n", more)
+			}
+		}
+	}
+}
+
+// maxCasesShown is how many failed cases of an action the summary lists.
+const maxCasesShown = 5
 
 // TerminalPrompt asks on the terminal and reads one line.
 func TerminalPrompt(in io.Reader, out io.Writer) func(string) (string, error) {

@@ -1017,8 +1017,54 @@ func (d *decoder) property(n *node, prop *Property, src *actionSrc) (any, bool) 
 			m[p.key] = s
 		}
 		return m, true
+	case TypeReports:
+		return d.reports(n, prop, src)
 	}
 	return d.generic(n, src), true
+}
+
+var reportNameRule = nameRule{"report name", reArtifact, MaxNameLen, "letters, digits and - _"}
+
+// reports decodes a TypeReports value: report names, each with its file patterns and format.
+func (d *decoder) reports(n *node, prop *Property, src *actionSrc) (any, bool) {
+	if n.kind != kindMap {
+		d.add(n, "write { NAME: { files: [GLOB, ...], format: FORMAT } }",
+			"%s must be a mapping of report names to { files, format }, got %s", prop.Name, n.describe())
+		return nil, false
+	}
+	out := make(map[string]any, len(n.pairs))
+	for _, p := range n.pairs {
+		what := prop.Name + "." + p.key
+		if !d.checkName(p.k, p.key, reportNameRule) || !d.object(p.value, what, []string{"files", "format"}) {
+			continue
+		}
+		fn := d.required(p.value, "files", what)
+		if fn == nil {
+			continue
+		}
+		files, nodes := d.strList(fn, what+".files")
+		if fn.kind == kindSeq && len(fn.items) == 0 {
+			d.add(fn, "list the report files, such as [reports/*.xml]", "%s.files must not be empty", what)
+		}
+		for i, g := range files {
+			d.checkGlob(nodes[i], g)
+			d.configString(nodes[i], g, prop, src)
+		}
+		format := ""
+		if len(prop.Allowed) > 0 {
+			format = prop.Allowed[0]
+		}
+		if fm := p.value.get("format"); fm != nil && fm.kind != kindNull {
+			s, ok := d.str(fm, what+".format")
+			if ok && len(prop.Allowed) > 0 && !slices.Contains(prop.Allowed, s) {
+				d.add(fm, didYouMean(s, prop.Allowed), "%s.format %s is not a known report format (%s)",
+					what, quoteShort(s), strings.Join(prop.Allowed, ", "))
+			}
+			format = s
+		}
+		out[p.key] = map[string]any{"files": files, "format": format}
+	}
+	return out, true
 }
 
 func (src *actionSrc) outputVariablesProperty() string {

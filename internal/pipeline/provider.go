@@ -16,6 +16,10 @@ const (
 	// (never the value itself): map[string]any{"secret": NAME}, as decoded JSON has it too.
 	// SecretName reads it.
 	TypeSecret PropertyType = "secret"
+	// TypeReports declares test reports, written { NAME: { files: [GLOB, ...], format: F } }
+	// with F one of Allowed (default the first): map[string]any of NAME to
+	// map[string]any{"files": []string, "format": string}. Check, when set, checks each glob.
+	TypeReports PropertyType = "reports"
 )
 
 // Property describes one key of an action's configuration.
@@ -97,7 +101,13 @@ const (
 	ProviderGit      = "Git"
 	ProviderCommands = "Commands"
 	ProviderManual   = "Manual"
+	// ProviderCodeBuild runs a buildspec (package action/codebuild).
+	ProviderCodeBuild = "CodeBuild"
 )
+
+// ReportFormats returns the formats of a TypeReports property of the built-in providers
+// (those internal/report parses), the default first.
+func ReportFormats() []string { return []string{"junit", "cucumber"} }
 
 const envNamePattern = `^[A-Za-z_][A-Za-z0-9_]*$`
 
@@ -141,10 +151,31 @@ func BuiltinProviders() []ProviderSpec {
 				{Name: "shell", Type: TypeString, Description: "Shell that runs the commands, in one session (default: bash where present, else sh)."},
 				{Name: "outputVariables", Type: TypeStringList, Pattern: envNamePattern, PatternHelp: "an environment variable name",
 					Description: "Environment variables whose values, after the last command, are published in the action's namespace."},
+				{Name: "reports", Type: TypeReports, Allowed: ReportFormats(), Description: "Test reports the commands write, " +
+					"read after they ran (also when they failed): { NAME: { files: [GLOB, ...], format: junit|cucumber } }."},
 			},
 			InputArtifacts:          ArtifactCount{0, Unlimited},
 			OutputArtifacts:         ArtifactCount{0, Unlimited},
 			OutputVariablesProperty: "outputVariables",
+		},
+		{
+			Categories:  []Category{Build, Test},
+			Provider:    ProviderCodeBuild,
+			Description: "Runs a CodeBuild buildspec (version 0.2) from the primary input artifact, natively.",
+			Versions:    []string{"1"},
+			Properties: []Property{
+				{Name: "buildspec", Type: TypeString,
+					Description: "Path of the buildspec in the primary input artifact (default buildspec.yml)."},
+				{Name: "buildspecInline", Type: TypeString, Description: "The buildspec itself, instead of a file."},
+				{Name: "environmentVariables", Type: TypeMap,
+					Description: "Environment variables for the build (NAME: value), over the buildspec's env.variables."},
+				{Name: "shell", Type: TypeString, Allowed: []string{"bash", "sh", "/bin/bash", "/bin/sh"},
+					Description: "Shell running every phase in one session, over the buildspec's env.shell (default bash)."},
+			},
+			InputArtifacts:  ArtifactCount{1, Unlimited},
+			OutputArtifacts: ArtifactCount{0, Unlimited},
+			// env.exported-variables are in the buildspec, read when the action runs.
+			DynamicOutputVariables: true,
 		},
 		{
 			Categories:  []Category{Approval},

@@ -354,6 +354,17 @@ func propertySchema(p Property) object {
 	case TypeSecret:
 		o = object{"type": "object", "required": []string{"secret"}, "additionalProperties": false,
 			"properties": object{"secret": object{"$ref": "#/$defs/variableName", "description": "A secret listed in the pipeline's secrets."}}}
+	case TypeReports:
+		format := object{"type": "string"}
+		if len(p.Allowed) > 0 {
+			format["enum"] = p.Allowed
+		}
+		o = object{"type": "object", "additionalProperties": object{
+			"type": "object", "required": []string{"files"}, "additionalProperties": false,
+			"properties": object{
+				"files":  object{"type": "array", "minItems": 1, "items": object{"type": "string", "maxLength": MaxValueLen}},
+				"format": format,
+			}}}
 	default:
 		o = object{}
 	}

@@ -116,6 +116,8 @@ type ActionState struct {
 	Summary     string    `json:"summary,omitempty"`
 	ExternalURL string    `json:"externalUrl,omitempty"`
 	Message     string    `json:"message,omitempty"`
+	// Tests sums the action's test reports, when it has any.
+	Tests *TestTotals `json:"tests,omitempty"`
 	// Token is an approval's token while it waits for a decision (see ApprovalDecision).
 	Token string `json:"token,omitempty"`
 	// The decision on an approval, once made; Approved is nil before.
@@ -207,6 +209,8 @@ type Action struct {
 	// (set by Execution, from the pipeline version the execution runs).
 	InputArtifacts  []string `json:"inputArtifacts,omitempty"`
 	OutputArtifacts []string `json:"outputArtifacts,omitempty"`
+	// Reports are the test reports of the current attempt, success or failure.
+	Reports []TestReport `json:"reports,omitempty"`
 	// ApprovalToken is an approval's token while it waits for a decision.
 	ApprovalToken string `json:"approvalToken,omitempty"`
 	// Decision is the decision on an approval, once made.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/conveyorci/conveyor/internal/action"
+	"github.com/conveyorci/conveyor/internal/report"
 	"github.com/conveyorci/conveyor/internal/run"
 )
 
@@ -112,11 +113,29 @@ func (p *Provider) prepareSpare(bash string, env []string) {
 // Run runs the job's commands in ws.Dir. It returns an *action.Error: Failed when a command
 // fails or the configuration is wrong, TimedOut past job.Timeout, Stopped when ctx is done,
 // Errored when the shell cannot be run.
+//
+// The declared reports are read once the commands ran, whatever their outcome: a failed
+// action returns a Result holding them along with its error.
 func (p *Provider) Run(ctx context.Context, job *action.Job, ws *action.Workspace) (*action.Result, error) {
 	cfg, err := parseConfig(job.Configuration)
 	if err != nil {
 		return nil, &action.Error{Kind: action.Failed, Message: err.Error()}
 	}
+	res, err := p.run(ctx, job, ws, cfg)
+	if len(cfg.reports) > 0 {
+		if res == nil {
+			res = &action.Result{}
+		}
+		log := ws.Log
+		if log == nil {
+			log = io.Discard
+		}
+		res.Reports = report.Collect(ctx, ws.Dir, cfg.reports, log)
+	}
+	return res, err
+}
+
+func (p *Provider) run(ctx context.Context, job *action.Job, ws *action.Workspace, cfg config) (*action.Result, error) {
 	env, err := environment(job, ws)
 	if err != nil {
 		return nil, &action.Error{Kind: action.Failed, Message: err.Error()}

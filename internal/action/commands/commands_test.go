@@ -465,6 +465,10 @@ func TestConfigErrors(t *testing.T) {
 		{"bad shell", map[string]any{"commands": []any{"true"}, "shell": "python"}, `shell "python" is not supported`},
 		{"relative shell", map[string]any{"commands": []any{"true"}, "shell": "bin/sh"}, `shell "bin/sh" is not supported`},
 		{"missing shell", map[string]any{"commands": []any{"true"}, "shell": "/no/such/bash"}, "find shell /no/such/bash"},
+		{"reports not a map", map[string]any{"commands": []any{"true"}, "reports": []any{"a.xml"}}, "reports must be a mapping"},
+		{"report no files", map[string]any{"commands": []any{"true"}, "reports": map[string]any{"unit": map[string]any{"files": []any{}}}}, "reports.unit.files must list at least one"},
+		{"report bad glob", map[string]any{"commands": []any{"true"}, "reports": map[string]any{"unit": map[string]any{"files": []any{"../x.xml"}}}}, "'..' is not allowed"},
+		{"report bad format", map[string]any{"commands": []any{"true"}, "reports": map[string]any{"unit": map[string]any{"files": []any{"x.xml"}, "format": "nunit"}}}, `format "nunit" is not a known report format`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,11 +1,16 @@
 package commands
 
 import (
+	"cmp"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/conveyorci/conveyor/internal/artifact"
+	"github.com/conveyorci/conveyor/internal/report"
 )
 
 // config is an action's configuration, checked.
@@ -13,10 +18,11 @@ type config struct {
 	commands        []string
 	shell           string // "" means the default
 	outputVariables []string
+	reports         []report.Spec // sorted by name
 }
 
 var (
-	knownKeys   = []string{"commands", "shell", "outputVariables"}
+	knownKeys   = []string{"commands", "shell", "outputVariables", "reports"}
 	varNameRE   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	shellFlags  = map[string][]string{"bash": {"--noprofile", "--norc"}, "zsh": {"-f"}, "sh": nil, "dash": nil, "ksh": nil, "mksh": nil}
 	shellsNamed = "bash, sh, dash, zsh, ksh or mksh"
@@ -62,7 +68,47 @@ func parseConfig(m map[string]any) (config, error) {
 		}
 	}
 	c.outputVariables = vars
+	if c.reports, err = parseReports(m["reports"]); err != nil {
+		return c, err
+	}
 	return c, nil
+}
+
+// parseReports reads the reports configuration, as Parse leaves it or as JSON decodes it.
+func parseReports(v any) ([]report.Spec, error) {
+	if v == nil {
+		return nil, nil
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("configuration reports must be a mapping of report names to { files, format }, not %T", v)
+	}
+	var out []report.Spec
+	for _, name := range slices.Sorted(maps.Keys(m)) {
+		spec, ok := m[name].(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("configuration reports.%s must be a mapping { files, format }, not %T", name, m[name])
+		}
+		files, err := stringList(spec, "files")
+		if err != nil {
+			return nil, fmt.Errorf("configuration reports.%s: %w", name, err)
+		}
+		if len(files) == 0 {
+			return nil, fmt.Errorf("configuration reports.%s.files must list at least one file pattern", name)
+		}
+		for _, g := range files {
+			if err := artifact.CheckGlob(g); err != nil {
+				return nil, fmt.Errorf("configuration reports.%s.files: %w", name, err)
+			}
+		}
+		format, _ := spec["format"].(string)
+		format = cmp.Or(format, report.JUnit)
+		if !slices.Contains(report.Formats, format) {
+			return nil, fmt.Errorf("configuration reports.%s.format %q is not a known report format (%s)", name, format, strings.Join(report.Formats, ", "))
+		}
+		out = append(out, report.Spec{Name: name, Files: files, Format: format})
+	}
+	return out, nil
 }
 
 // stringList reads an optional list of strings: []any from YAML or JSON, or []string. A

@@ -111,7 +111,8 @@ func sameAction(a, b *engine.Action) bool {
 		sameMap(a.Environment, b.Environment) && sameMap(a.Outputs, b.Outputs) &&
 		sameConfig(a.Configuration, b.Configuration) &&
 		(a.Decision == b.Decision || a.Decision != nil && b.Decision != nil && reflect.DeepEqual(*a.Decision, *b.Decision)) &&
-		slices.EqualFunc(a.Approvals, b.Approvals, func(x, y engine.Decision) bool { return reflect.DeepEqual(x, y) })
+		slices.EqualFunc(a.Approvals, b.Approvals, func(x, y engine.Decision) bool { return reflect.DeepEqual(x, y) }) &&
+		reflect.DeepEqual(a.Reports, b.Reports)
 }
 
 func sameMap(a, b map[string]string) bool {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/conveyorci/conveyor/internal/engine"
+	"github.com/conveyorci/conveyor/internal/report"
 	"github.com/conveyorci/conveyor/internal/store"
 	"github.com/conveyorci/conveyor/internal/store/storetest"
 )
@@ -467,7 +468,7 @@ func TestEmptyValues(t *testing.T) {
 // compare it, or a step that changes only that field would not be written.
 func TestSameActionCoversAllFields(t *testing.T) {
 	compared := []string{"Name", "RunOrder", "Status", "Attempt", "LostRetries", "JobID", "Configuration",
-		"Environment", "Outputs", "Summary", "ExternalURL", "Decision", "Approvals", "ApprovalToken", "Failure", "Message",
+		"Environment", "Outputs", "Summary", "ExternalURL", "Reports", "Decision", "Approvals", "ApprovalToken", "Failure", "Message",
 		"WaitingFor", "StartedAt", "FinishedAt"}
 	var fields []string
 	for f := range reflect.TypeFor[engine.Action]().Fields() {
@@ -496,6 +497,10 @@ func TestSameActionCoversAllFields(t *testing.T) {
 		case reflect.Pointer:
 			v.Set(reflect.ValueOf(&engine.Decision{By: "bob"}))
 		case reflect.Slice:
+			if v.Type() == reflect.TypeFor[[]report.Report]() {
+				v.Set(reflect.ValueOf([]report.Report{{Name: "unit"}}))
+				break
+			}
 			v.Set(reflect.ValueOf([]engine.Decision{{By: "bob"}}))
 		case reflect.Struct: // time.Time
 			v.Set(reflect.ValueOf(time.Unix(1, 0)))
