@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/conveyorci/conveyor/internal/action/shell"
 	"io"
 	"maps"
 	"os"
@@ -179,19 +180,19 @@ func (p *Provider) Run(ctx context.Context, job *action.Job, ws *action.Workspac
 		return nil, err
 	}
 	var home string
-	if p.HomeDir != nil && p.sandboxed() {
+	if p.HomeDir != nil && shell.Sandboxed(p.Executor) {
 		home = p.HomeDir(job.Pipeline)
 		if err := os.MkdirAll(home, 0o700); err != nil {
 			return nil, &action.Error{Kind: action.Errored, Message: "create the pipeline's home directory", Err: err}
 		}
-		env = setEnv(env, "HOME", home)
+		env = shell.SetEnv(env, "HOME", home)
 	}
-	shell, err := shellCommand(cmpOr(cfg.shell, bs.Env.Shell), run.Getenv(env, "PATH"))
+	argv, err := shellCommand(cmpOr(cfg.shell, bs.Env.Shell), run.Getenv(env, "PATH"))
 	if err != nil {
 		return nil, err
 	}
 
-	dir, err := p.scriptDir()
+	dir, err := shell.ScriptDir(p.TempDir, "conveyor-codebuild-")
 	if err != nil {
 		return nil, &action.Error{Kind: action.Errored, Message: "create script directory", Err: err}
 	}
@@ -216,7 +217,7 @@ func (p *Provider) Run(ctx context.Context, job *action.Job, ws *action.Workspac
 		}
 	}
 	code, err := run.Or(p.Executor).Run(runCtx, run.Cmd{
-		Args: append(shell, s.path), Dir: ws.Dir, Env: env, Output: log,
+		Args: append(argv, s.path), Dir: ws.Dir, Env: env, Output: log,
 		Started: ws.Started, Grace: p.Grace, Writable: writable,
 	})
 	at, ended := s.progress()
@@ -226,7 +227,7 @@ func (p *Provider) Run(ctx context.Context, job *action.Job, ws *action.Workspac
 	}
 	if err != nil {
 		switch {
-		case isStartError(err):
+		case shell.IsStartError(err):
 			return nil, &action.Error{Kind: action.Errored, Message: "run buildspec", Err: err}
 		case ctx.Err() != nil:
 			return nil, &action.Error{Kind: action.Stopped, Message: "stopped" + during}
@@ -238,7 +239,7 @@ func (p *Provider) Run(ctx context.Context, job *action.Job, ws *action.Workspac
 	}
 	if !ended && code != 0 {
 		if during == "" {
-			return nil, &action.Error{Kind: action.Errored, Message: fmt.Sprintf("the shell %s exited with status %d before running the first command", shell[0], code)}
+			return nil, &action.Error{Kind: action.Errored, Message: fmt.Sprintf("the shell %s exited with status %d before running the first command", argv[0], code)}
 		}
 		return nil, failed("the shell ended with exit status %d%s; the commands and phases after it did not run", code, during)
 	}
@@ -345,7 +346,7 @@ func describeStep(st step, n int, cmd string) string {
 	if st.kind == "finally" {
 		what = st.phase + " finally command"
 	}
-	return fmt.Sprintf("%s %d of %d (%s)", what, st.k, n, brief(cmd))
+	return fmt.Sprintf("%s %d of %d (%s)", what, st.k, n, shell.Brief(cmd))
 }
 
 // environment is what the shell runs with, later entries winning: run.BaseEnv, the
@@ -355,17 +356,17 @@ func describeStep(st step, n int, cmd string) string {
 func (p *Provider) environment(job *action.Job, ws *action.Workspace, cfg config, bs *Buildspec, start time.Time) ([]string, error) {
 	env := run.BaseEnv()
 	for _, v := range bs.Env.Variables {
-		env = setEnv(env, v.Name, v.Value)
+		env = shell.SetEnv(env, v.Name, v.Value)
 	}
 	for _, k := range slices.Sorted(maps.Keys(job.Environment)) {
 		v := job.Environment[k]
 		if k == "" || strings.ContainsAny(k, "=\x00") || strings.ContainsRune(v, 0) {
 			return nil, failed("environment variable %q: a name must be non-empty without '=', and neither may hold a NUL byte", k)
 		}
-		env = setEnv(env, k, v)
+		env = shell.SetEnv(env, k, v)
 	}
 	for _, k := range slices.Sorted(maps.Keys(cfg.env)) {
-		env = setEnv(env, k, cfg.env[k])
+		env = shell.SetEnv(env, k, cfg.env[k])
 	}
 	// Secrets come from Conveyor's secrets, given to the action by name.
 	var missing []string
@@ -384,7 +385,7 @@ func (p *Provider) environment(job *action.Job, ws *action.Workspace, cfg config
 			"environment: {NAME: {secret: SECRET}} (conveyor secret set SECRET --pipeline %s)", strings.Join(missing, ", "), job.Pipeline)
 	}
 	if run.Getenv(env, "CODEBUILD_RESOLVED_SOURCE_VERSION") == "" {
-		env = setEnv(env, "CODEBUILD_RESOLVED_SOURCE_VERSION", job.SourceRevision)
+		env = shell.SetEnv(env, "CODEBUILD_RESOLVED_SOURCE_VERSION", job.SourceRevision)
 	}
 	fixed := []string{
 		"CONVEYOR_EXECUTION_ID=" + job.ExecutionID,
@@ -409,37 +410,9 @@ func (p *Provider) environment(job *action.Job, ws *action.Workspace, cfg config
 	}
 	for _, kv := range fixed {
 		k, v, _ := strings.Cut(kv, "=")
-		env = setEnv(env, k, v)
+		env = shell.SetEnv(env, k, v)
 	}
 	return env, nil
-}
-
-// setEnv returns env with NAME set to value, in place of an earlier value.
-func setEnv(env []string, name, value string) []string {
-	out := slices.DeleteFunc(env, func(kv string) bool { return strings.HasPrefix(kv, name+"=") })
-	return append(out, name+"="+value)
-}
-
-// sandboxed reports whether the executor confines the shell to the directories it is given.
-func (p *Provider) sandboxed() bool {
-	s, ok := p.Executor.(interface{ Sandboxed() bool })
-	return ok && s.Sandboxed()
-}
-
-func (p *Provider) scriptDir() (string, error) {
-	const pattern = "conveyor-codebuild-"
-	if p.TempDir != "" {
-		return os.MkdirTemp(p.TempDir, pattern)
-	}
-	if dir, err := os.MkdirTemp("/dev/shm", pattern); err == nil {
-		return dir, nil
-	}
-	return os.MkdirTemp("", pattern)
-}
-
-func isStartError(err error) bool {
-	_, ok := errors.AsType[*run.StartError](err)
-	return ok
 }
 
 // shellCommand is the shell's program and flags, the script's path to follow: bash (default)
@@ -458,21 +431,6 @@ func shellCommand(name, path string) ([]string, error) {
 		return nil, failed("find shell %s: not found in PATH %s", name, path)
 	}
 	return append([]string{p}, flags[base]...), nil
-}
-
-// brief is how a command is named in a message: its first line, cut short.
-func brief(cmd string) string {
-	cmd = strings.TrimSpace(cmd)
-	first, rest, multi := strings.Cut(cmd, "\n")
-	first = strings.TrimSpace(first)
-	const max = 120
-	if r := []rune(first); len(r) > max {
-		first, multi = string(r[:max]), true
-	}
-	if multi || rest != "" {
-		first += " …"
-	}
-	return first
 }
 
 func cmpOr(a, b string) string {

@@ -2,7 +2,6 @@ package commands
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/conveyorci/conveyor/internal/action"
+	"github.com/conveyorci/conveyor/internal/action/shell"
 	"github.com/conveyorci/conveyor/internal/report"
 	"github.com/conveyorci/conveyor/internal/run"
 )
@@ -141,15 +141,15 @@ func (p *Provider) run(ctx context.Context, job *action.Job, ws *action.Workspac
 		return nil, &action.Error{Kind: action.Failed, Message: err.Error()}
 	}
 	var home string
-	if p.HomeDir != nil && p.sandboxed() {
+	if p.HomeDir != nil && shell.Sandboxed(p.Executor) {
 		home = p.HomeDir(job.Pipeline)
 		if err := os.MkdirAll(home, 0o700); err != nil {
 			return nil, &action.Error{Kind: action.Errored, Message: "create the pipeline's home directory", Err: err}
 		}
-		env = setEnv(env, "HOME", home)
+		env = shell.SetEnv(env, "HOME", home)
 	}
 	base := run.BaseEnv()
-	shell, err := shellCommand(cfg.shell, run.Getenv(env, "PATH"))
+	argv, err := shellCommand(cfg.shell, run.Getenv(env, "PATH"))
 	if err != nil {
 		return nil, err
 	}
@@ -158,13 +158,13 @@ func (p *Provider) run(ctx context.Context, job *action.Job, ws *action.Workspac
 		log = io.Discard
 	}
 
-	dir, err := p.scriptDir()
+	dir, err := shell.ScriptDir(p.TempDir, "conveyor-commands-")
 	if err != nil {
 		return nil, &action.Error{Kind: action.Errored, Message: "create script directory", Err: err}
 	}
 	defer os.RemoveAll(dir)
 	s := newScript(dir, cfg)
-	warm := p.warm(cfg, shell, env, base)
+	warm := p.warm(cfg, argv, env, base)
 	if err := s.write(!warm); err != nil {
 		return nil, &action.Error{Kind: action.Errored, Message: "write script", Err: err}
 	}
@@ -180,7 +180,7 @@ func (p *Provider) run(ctx context.Context, job *action.Job, ws *action.Workspac
 		// The same shell, environment and directory as a cold start, given by the script's
 		// prologue instead of execve: see warmPrologue.
 		var pr *run.Prepared
-		if pr, err = p.takeSpare(shell[0], base); err == nil {
+		if pr, err = p.takeSpare(argv[0], base); err == nil {
 			// The warm shell starts in /: a relative workspace would be relative to that.
 			dir, aerr := filepath.Abs(ws.Dir)
 			if aerr != nil {
@@ -191,7 +191,7 @@ func (p *Provider) run(ctx context.Context, job *action.Job, ws *action.Workspac
 		}
 	} else {
 		code, err = run.Or(p.Executor).Run(runCtx, run.Cmd{
-			Args:     append(shell, s.path),
+			Args:     append(argv, s.path),
 			Dir:      ws.Dir,
 			Env:      env,
 			Output:   log,
@@ -205,10 +205,10 @@ func (p *Provider) run(ctx context.Context, job *action.Job, ws *action.Workspac
 		k := s.progress()
 		var during string
 		if k >= 1 && k <= n {
-			during = fmt.Sprintf(" during command %d of %d: %s", k, n, brief(cfg.commands[k-1]))
+			during = fmt.Sprintf(" during command %d of %d: %s", k, n, shell.Brief(cfg.commands[k-1]))
 		}
 		switch {
-		case isStartError(err):
+		case shell.IsStartError(err):
 			return nil, &action.Error{Kind: action.Errored, Message: "run commands", Err: err}
 		case ctx.Err() != nil:
 			return nil, &action.Error{Kind: action.Stopped, Message: "stopped" + during}
@@ -224,13 +224,13 @@ func (p *Provider) run(ctx context.Context, job *action.Job, ws *action.Workspac
 		switch {
 		case k >= 1 && k <= n:
 			return nil, &action.Error{Kind: action.Failed, Message: fmt.Sprintf(
-				"command %d of %d failed with exit status %d: %s", k, n, code, brief(cfg.commands[k-1]))}
+				"command %d of %d failed with exit status %d: %s", k, n, code, shell.Brief(cfg.commands[k-1]))}
 		case k == n+1:
 			return nil, &action.Error{Kind: action.Errored, Message: fmt.Sprintf(
 				"read output variables: the shell exited with status %d", code)}
 		default:
 			return nil, &action.Error{Kind: action.Errored, Message: fmt.Sprintf(
-				"the shell %s exited with status %d before running the first command", shell[0], code)}
+				"the shell %s exited with status %d before running the first command", argv[0], code)}
 		}
 	}
 
@@ -261,11 +261,11 @@ func (p *Provider) run(ctx context.Context, job *action.Job, ws *action.Workspac
 // warm reports whether the action can run in a warm shell: the default shell is bash, the
 // environment begins with the base one and adds only variables the script can export (names
 // that are shell identifiers, none that bash reads only when it starts).
-func (p *Provider) warm(cfg config, shell, env, base []string) bool {
+func (p *Provider) warm(cfg config, argv, env, base []string) bool {
 	p.mu.Lock()
 	closed := p.closed
 	p.mu.Unlock()
-	if closed || p.Cold || p.sandboxed() || cfg.shell != "" || filepath.Base(shell[0]) != "bash" || len(env) < len(base) || !slices.Equal(env[:len(base)], base) {
+	if closed || p.Cold || shell.Sandboxed(p.Executor) || cfg.shell != "" || filepath.Base(argv[0]) != "bash" || len(env) < len(base) || !slices.Equal(env[:len(base)], base) {
 		return false
 	}
 	for _, kv := range env[len(base):] {
@@ -275,12 +275,6 @@ func (p *Provider) warm(cfg config, shell, env, base []string) bool {
 		}
 	}
 	return true
-}
-
-// sandboxed reports whether the executor confines the shell to the directories it is given.
-func (p *Provider) sandboxed() bool {
-	s, ok := p.Executor.(interface{ Sandboxed() bool })
-	return ok && s.Sandboxed()
 }
 
 // writable lists the directories the commands write: the workspace, the input artifacts'
@@ -296,12 +290,6 @@ func writable(ws *action.Workspace, scriptDir, home string) []string {
 		}
 	}
 	return dirs
-}
-
-// setEnv returns env with NAME set to value, in place of an earlier value.
-func setEnv(env []string, name, value string) []string {
-	out := slices.DeleteFunc(slices.Clone(env), func(kv string) bool { return strings.HasPrefix(kv, name+"=") })
-	return append(out, name+"="+value)
 }
 
 // startupVariables are read by bash when it starts, so exporting them later would not do
@@ -325,26 +313,10 @@ func warmPrologue(dir string, vars []string) []byte {
 	b.WriteString("unset __conveyor_script\n")
 	for _, kv := range vars {
 		k, v, _ := strings.Cut(kv, "=")
-		fmt.Fprintf(&b, "export %s=%s\n", k, quote(v))
+		fmt.Fprintf(&b, "export %s=%s\n", k, shell.Quote(v))
 	}
-	fmt.Fprintf(&b, "cd -- %s || exit 126\nunset OLDPWD\n", quote(dir))
+	fmt.Fprintf(&b, "cd -- %s || exit 126\nunset OLDPWD\n", shell.Quote(dir))
 	return []byte(b.String())
-}
-
-func (p *Provider) scriptDir() (string, error) {
-	const pattern = "conveyor-commands-"
-	if p.TempDir != "" {
-		return os.MkdirTemp(p.TempDir, pattern)
-	}
-	if dir, err := os.MkdirTemp("/dev/shm", pattern); err == nil {
-		return dir, nil
-	}
-	return os.MkdirTemp("", pattern)
-}
-
-func isStartError(err error) bool {
-	_, ok := errors.AsType[*run.StartError](err)
-	return ok
 }
 
 // environment is what the commands run with: the allowlisted base, the action's own
@@ -398,21 +370,6 @@ func shellCommand(name, path string) ([]string, error) {
 		return nil, &action.Error{Kind: action.Failed, Message: fmt.Sprintf("find shell %s: not found in PATH %s", name, path)}
 	}
 	return append([]string{p}, shellFlags[filepath.Base(name)]...), nil
-}
-
-// brief is how a command is named in a message: its first line, cut short.
-func brief(cmd string) string {
-	cmd = strings.TrimSpace(cmd)
-	first, rest, multi := strings.Cut(cmd, "\n")
-	first = strings.TrimSpace(first)
-	const max = 120
-	if r := []rune(first); len(r) > max {
-		first, multi = string(r[:max]), true
-	}
-	if multi || rest != "" {
-		first += " …"
-	}
-	return first
 }
 
 func plural(n int, noun string) string {

@@ -489,20 +489,6 @@ func TestYAMLScalars(t *testing.T) {
 	b.mustRun(t)
 }
 
-func TestBrief(t *testing.T) {
-	t.Parallel()
-	for in, want := range map[string]string{
-		"go test ./...":          "go test ./...",
-		"  make  \n":             "make",
-		"a\nb":                   "a …",
-		strings.Repeat("x", 130): strings.Repeat("x", 120) + " …",
-	} {
-		if got := brief(in); got != want {
-			t.Errorf("brief(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 // BenchmarkNoop compares running `commands: [true]` with a plain fork and exec of /bin/true,
 // and reports the ratio as x-bin-true.
 func BenchmarkNoop(b *testing.B) {
