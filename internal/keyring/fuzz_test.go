@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -32,10 +33,17 @@ func FuzzFromEnv(f *testing.F) {
 			}
 			return
 		}
-		for _, entry := range strings.FieldsFunc(value, func(c rune) bool { return c == '\n' || c == ',' }) {
+		entries := strings.FieldsFunc(value, func(c rune) bool { return c == '\n' || c == ',' })
+		var ids strings.Builder // every ID as an error may quote it, escapes and all
+		for _, entry := range entries {
+			id, _, _ := strings.Cut(entry, ":")
+			ids.WriteString(strconv.Quote(id) + "\n")
+		}
+		for _, entry := range entries {
 			id, material, ok := strings.Cut(entry, ":")
 			material = strings.TrimSpace(material)
 			if !ok || len(material) < 12 || strings.Count(value, material) > 1 || strings.Contains(id, material) ||
+				strings.Contains(ids.String(), material) ||
 				strings.Contains(keyring.EnvVar, material) {
 				continue // too short to tell, or the same text also appears where an error may quote it
 			}
