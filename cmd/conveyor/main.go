@@ -53,6 +53,7 @@ Start with:
 	root.AddCommand(auditCmd())
 	root.AddCommand(secretCmd(), keysCmd())
 	root.AddCommand(lintCmd(), graphCmd())
+	root.AddCommand(importCmd())
 	stopProfile := startCPUProfile()
 	err := root.Execute()
 	stopProfile()
