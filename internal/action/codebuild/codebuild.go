@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/conveyorci/conveyor/internal/action"
-	"github.com/conveyorci/conveyor/internal/action/commands"
 	"github.com/conveyorci/conveyor/internal/run"
 )
 
@@ -179,12 +178,11 @@ func (p *Provider) Run(ctx context.Context, job *action.Job, ws *action.Workspac
 	if err != nil {
 		return nil, err
 	}
-	var home string
-	if p.HomeDir != nil && shell.Sandboxed(p.Executor) {
-		home = p.HomeDir(job.Pipeline)
-		if err := os.MkdirAll(home, 0o700); err != nil {
-			return nil, &action.Error{Kind: action.Errored, Message: "create the pipeline's home directory", Err: err}
-		}
+	home, err := shell.Home(p.HomeDir, p.Executor, job.Pipeline)
+	if err != nil {
+		return nil, err
+	}
+	if home != "" {
 		env = shell.SetEnv(env, "HOME", home)
 	}
 	argv, err := shellCommand(cmpOr(cfg.shell, bs.Env.Shell), run.Getenv(env, "PATH"))
@@ -207,18 +205,9 @@ func (p *Provider) Run(ctx context.Context, job *action.Job, ws *action.Workspac
 		runCtx, cancel = context.WithTimeout(ctx, job.Timeout)
 		defer cancel()
 	}
-	writable := []string{ws.Dir, dir}
-	if home != "" {
-		writable = append(writable, home)
-	}
-	for _, name := range slices.Sorted(maps.Keys(ws.Inputs)) {
-		if d := ws.Inputs[name]; !slices.Contains(writable, d) {
-			writable = append(writable, d)
-		}
-	}
 	code, err := run.Or(p.Executor).Run(runCtx, run.Cmd{
 		Args: append(argv, s.path), Dir: ws.Dir, Env: env, Output: log,
-		Started: ws.Started, Grace: p.Grace, Writable: writable,
+		Started: ws.Started, Grace: p.Grace, Writable: shell.Writable(ws, dir, home),
 	})
 	at, ended := s.progress()
 	during := ""
@@ -226,16 +215,7 @@ func (p *Provider) Run(ctx context.Context, job *action.Job, ws *action.Workspac
 		during = " during " + describeStep(at, n, cmd)
 	}
 	if err != nil {
-		switch {
-		case shell.IsStartError(err):
-			return nil, &action.Error{Kind: action.Errored, Message: "run buildspec", Err: err}
-		case ctx.Err() != nil:
-			return nil, &action.Error{Kind: action.Stopped, Message: "stopped" + during}
-		case runCtx.Err() != nil:
-			return nil, &action.Error{Kind: action.TimedOut, Message: fmt.Sprintf("timed out after %v%s", job.Timeout, during)}
-		default:
-			return nil, &action.Error{Kind: action.Errored, Message: "run buildspec", Err: err}
-		}
+		return nil, shell.RunError(ctx, runCtx, err, "run buildspec", during, job.Timeout)
 	}
 	if !ended && code != 0 {
 		if during == "" {
@@ -358,12 +338,11 @@ func (p *Provider) environment(job *action.Job, ws *action.Workspace, cfg config
 	for _, v := range bs.Env.Variables {
 		env = shell.SetEnv(env, v.Name, v.Value)
 	}
+	if err := shell.CheckEnv(job.Environment); err != nil {
+		return nil, failed("%v", err)
+	}
 	for _, k := range slices.Sorted(maps.Keys(job.Environment)) {
-		v := job.Environment[k]
-		if k == "" || strings.ContainsAny(k, "=\x00") || strings.ContainsRune(v, 0) {
-			return nil, failed("environment variable %q: a name must be non-empty without '=', and neither may hold a NUL byte", k)
-		}
-		env = shell.SetEnv(env, k, v)
+		env = shell.SetEnv(env, k, job.Environment[k])
 	}
 	for _, k := range slices.Sorted(maps.Keys(cfg.env)) {
 		env = shell.SetEnv(env, k, cfg.env[k])
@@ -387,25 +366,18 @@ func (p *Provider) environment(job *action.Job, ws *action.Workspace, cfg config
 	if run.Getenv(env, "CODEBUILD_RESOLVED_SOURCE_VERSION") == "" {
 		env = shell.SetEnv(env, "CODEBUILD_RESOLVED_SOURCE_VERSION", job.SourceRevision)
 	}
-	fixed := []string{
-		"CONVEYOR_EXECUTION_ID=" + job.ExecutionID,
-		"CONVEYOR_PIPELINE=" + job.Pipeline,
-		"CONVEYOR_STAGE=" + job.Stage,
-		"CONVEYOR_ACTION=" + job.Action,
-		"CONVEYOR_ATTEMPT=" + strconv.Itoa(job.Attempt),
-		"CONVEYOR_SRC_DIR=" + ws.Dir,
-		"CODEBUILD_SRC_DIR=" + ws.Dir,
-		"CODEBUILD_BUILD_ID=" + job.Pipeline + ":" + job.ID,
-		"CODEBUILD_BUILD_NUMBER=" + strconv.Itoa(job.Attempt),
-		"CODEBUILD_INITIATOR=conveyor/" + job.Pipeline,
-		"CODEBUILD_START_TIME=" + strconv.FormatInt(start.UnixMilli(), 10),
+	fixed := append(shell.ConveyorVars(job, ws),
+		"CODEBUILD_SRC_DIR="+ws.Dir,
+		"CODEBUILD_BUILD_ID="+job.Pipeline+":"+job.ID,
+		"CODEBUILD_BUILD_NUMBER="+strconv.Itoa(job.Attempt),
+		"CODEBUILD_INITIATOR=conveyor/"+job.Pipeline,
+		"CODEBUILD_START_TIME="+strconv.FormatInt(start.UnixMilli(), 10),
 		"CODEBUILD_BUILD_SUCCEEDING=1",
 		"CODEBUILD_CI=true",
-	}
+	)
 	for _, name := range slices.Sorted(maps.Keys(ws.Inputs)) {
-		fixed = append(fixed, "CONVEYOR_SRC_DIR_"+commands.InputVariable(name)+"="+ws.Inputs[name])
 		if ws.Inputs[name] != ws.Dir {
-			fixed = append(fixed, "CODEBUILD_SRC_DIR_"+commands.InputVariable(name)+"="+ws.Inputs[name])
+			fixed = append(fixed, "CODEBUILD_SRC_DIR_"+shell.InputVariable(name)+"="+ws.Inputs[name])
 		}
 	}
 	for _, kv := range fixed {

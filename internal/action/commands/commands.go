@@ -140,12 +140,11 @@ func (p *Provider) run(ctx context.Context, job *action.Job, ws *action.Workspac
 	if err != nil {
 		return nil, &action.Error{Kind: action.Failed, Message: err.Error()}
 	}
-	var home string
-	if p.HomeDir != nil && shell.Sandboxed(p.Executor) {
-		home = p.HomeDir(job.Pipeline)
-		if err := os.MkdirAll(home, 0o700); err != nil {
-			return nil, &action.Error{Kind: action.Errored, Message: "create the pipeline's home directory", Err: err}
-		}
+	home, err := shell.Home(p.HomeDir, p.Executor, job.Pipeline)
+	if err != nil {
+		return nil, err
+	}
+	if home != "" {
 		env = shell.SetEnv(env, "HOME", home)
 	}
 	base := run.BaseEnv()
@@ -197,7 +196,7 @@ func (p *Provider) run(ctx context.Context, job *action.Job, ws *action.Workspac
 			Output:   log,
 			Started:  ws.Started,
 			Grace:    p.Grace,
-			Writable: writable(ws, dir, home),
+			Writable: shell.Writable(ws, dir, home),
 		})
 	}
 	n := len(cfg.commands)
@@ -207,16 +206,7 @@ func (p *Provider) run(ctx context.Context, job *action.Job, ws *action.Workspac
 		if k >= 1 && k <= n {
 			during = fmt.Sprintf(" during command %d of %d: %s", k, n, shell.Brief(cfg.commands[k-1]))
 		}
-		switch {
-		case shell.IsStartError(err):
-			return nil, &action.Error{Kind: action.Errored, Message: "run commands", Err: err}
-		case ctx.Err() != nil:
-			return nil, &action.Error{Kind: action.Stopped, Message: "stopped" + during}
-		case runCtx.Err() != nil:
-			return nil, &action.Error{Kind: action.TimedOut, Message: fmt.Sprintf("timed out after %v%s", job.Timeout, during)}
-		default:
-			return nil, &action.Error{Kind: action.Errored, Message: "run commands", Err: err}
-		}
+		return nil, shell.RunError(ctx, runCtx, err, "run commands", during, job.Timeout)
 	}
 
 	k := s.progress()
@@ -277,21 +267,6 @@ func (p *Provider) warm(cfg config, argv, env, base []string) bool {
 	return true
 }
 
-// writable lists the directories the commands write: the workspace, the input artifacts'
-// directories, the script's (progress and output variables) and the pipeline's home, if any.
-func writable(ws *action.Workspace, scriptDir, home string) []string {
-	dirs := []string{ws.Dir, scriptDir}
-	if home != "" {
-		dirs = append(dirs, home)
-	}
-	for _, name := range slices.Sorted(maps.Keys(ws.Inputs)) {
-		if d := ws.Inputs[name]; !slices.Contains(dirs, d) {
-			dirs = append(dirs, d)
-		}
-	}
-	return dirs
-}
-
 // startupVariables are read by bash when it starts, so exporting them later would not do
 // what passing them to execve does.
 var startupVariables = map[string]bool{"BASH_ENV": true, "ENV": true, "SHELLOPTS": true, "BASHOPTS": true,
@@ -322,37 +297,14 @@ func warmPrologue(dir string, vars []string) []byte {
 // environment is what the commands run with: the allowlisted base, the action's own
 // variables, then Conveyor's, which nothing overrides.
 func environment(job *action.Job, ws *action.Workspace) ([]string, error) {
+	if err := shell.CheckEnv(job.Environment); err != nil {
+		return nil, err
+	}
 	env := run.BaseEnv()
 	for _, k := range slices.Sorted(maps.Keys(job.Environment)) {
-		v := job.Environment[k]
-		if k == "" || strings.ContainsAny(k, "=\x00") || strings.ContainsRune(v, 0) {
-			return nil, fmt.Errorf("environment variable %q: a name must be non-empty without '=', and neither may hold a NUL byte", k)
-		}
-		env = append(env, k+"="+v)
+		env = append(env, k+"="+job.Environment[k])
 	}
-	env = append(env,
-		"CONVEYOR_EXECUTION_ID="+job.ExecutionID,
-		"CONVEYOR_PIPELINE="+job.Pipeline,
-		"CONVEYOR_STAGE="+job.Stage,
-		"CONVEYOR_ACTION="+job.Action,
-		"CONVEYOR_ATTEMPT="+strconv.Itoa(job.Attempt),
-		"CONVEYOR_SRC_DIR="+ws.Dir,
-	)
-	for _, name := range slices.Sorted(maps.Keys(ws.Inputs)) {
-		env = append(env, "CONVEYOR_SRC_DIR_"+InputVariable(name)+"="+ws.Inputs[name])
-	}
-	return env, nil
-}
-
-// InputVariable is the suffix of the CONVEYOR_SRC_DIR_ variable of input artifact name: the
-// name with every character other than an ASCII letter, digit or '_' written '_'.
-func InputVariable(name string) string {
-	return strings.Map(func(r rune) rune {
-		if r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' {
-			return r
-		}
-		return '_'
-	}, name)
+	return append(env, shell.ConveyorVars(job, ws)...), nil
 }
 
 // shellCommand is the shell's program and flags, the script's path to follow.

@@ -4,11 +4,17 @@
 package shell
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"maps"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
+	"github.com/conveyorci/conveyor/internal/action"
 	"github.com/conveyorci/conveyor/internal/run"
 )
 
@@ -77,4 +83,89 @@ func ScriptDir(tempDir, pattern string) (string, error) {
 func IsStartError(err error) bool {
 	_, ok := errors.AsType[*run.StartError](err)
 	return ok
+}
+
+// InputVariable is the suffix of the CONVEYOR_SRC_DIR_ variable of input artifact name: the
+// name with every character other than an ASCII letter, digit or '_' written '_'.
+func InputVariable(name string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' {
+			return r
+		}
+		return '_'
+	}, name)
+}
+
+// CheckEnv refuses environment variables no process can be given: an empty name, a name
+// holding '=' or NUL, a value holding NUL.
+func CheckEnv(env map[string]string) error {
+	for _, k := range slices.Sorted(maps.Keys(env)) {
+		if k == "" || strings.ContainsAny(k, "=\x00") || strings.ContainsRune(env[k], 0) {
+			return fmt.Errorf("environment variable %q: a name must be non-empty without '=', and neither may hold a NUL byte", k)
+		}
+	}
+	return nil
+}
+
+// ConveyorVars are the variables Conveyor gives every action's shell, which nothing
+// overrides: where it runs (execution, pipeline, stage, action, attempt) and its workspace
+// and input directories (CONVEYOR_SRC_DIR, CONVEYOR_SRC_DIR_<input>).
+func ConveyorVars(job *action.Job, ws *action.Workspace) []string {
+	vars := []string{
+		"CONVEYOR_EXECUTION_ID=" + job.ExecutionID,
+		"CONVEYOR_PIPELINE=" + job.Pipeline,
+		"CONVEYOR_STAGE=" + job.Stage,
+		"CONVEYOR_ACTION=" + job.Action,
+		"CONVEYOR_ATTEMPT=" + strconv.Itoa(job.Attempt),
+		"CONVEYOR_SRC_DIR=" + ws.Dir,
+	}
+	for _, name := range slices.Sorted(maps.Keys(ws.Inputs)) {
+		vars = append(vars, "CONVEYOR_SRC_DIR_"+InputVariable(name)+"="+ws.Inputs[name])
+	}
+	return vars
+}
+
+// Home makes (when needed) and returns the home directory a sandboxed action of pipeline
+// gets from homeDir; "" when there is none (no homeDir, or unsandboxed: $HOME stays as
+// run.BaseEnv gives it).
+func Home(homeDir func(pipeline string) string, ex run.Executor, pipeline string) (string, error) {
+	if homeDir == nil || !Sandboxed(ex) {
+		return "", nil
+	}
+	home := homeDir(pipeline)
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		return "", &action.Error{Kind: action.Errored, Message: "create the pipeline's home directory", Err: err}
+	}
+	return home, nil
+}
+
+// Writable lists the directories a shell writes: the workspace, the script's directory
+// (progress, output variables), the pipeline's home if any, and the input directories.
+func Writable(ws *action.Workspace, scriptDir, home string) []string {
+	dirs := []string{ws.Dir, scriptDir}
+	if home != "" {
+		dirs = append(dirs, home)
+	}
+	for _, name := range slices.Sorted(maps.Keys(ws.Inputs)) {
+		if d := ws.Inputs[name]; !slices.Contains(dirs, d) {
+			dirs = append(dirs, d)
+		}
+	}
+	return dirs
+}
+
+// RunError classifies the error of running a shell: Errored when it could not run (what
+// names the work, e.g. "run commands"), Stopped when ctx is done, TimedOut when runCtx (ctx
+// with the job's timeout) is; during says where the shell was, e.g. " during command 2 of 3: make".
+func RunError(ctx, runCtx context.Context, err error, what, during string, timeout time.Duration) error {
+	switch {
+	case IsStartError(err):
+		return &action.Error{Kind: action.Errored, Message: what, Err: err}
+	case ctx.Err() != nil:
+		return &action.Error{Kind: action.Stopped, Message: "stopped" + during}
+	case runCtx.Err() != nil:
+		return &action.Error{Kind: action.TimedOut, Message: fmt.Sprintf("timed out after %v%s", timeout, during)}
+	default:
+		return &action.Error{Kind: action.Errored, Message: what, Err: err}
+	}
 }

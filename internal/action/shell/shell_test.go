@@ -1,10 +1,16 @@
 package shell
 
 import (
+	"context"
+	"errors"
 	"os/exec"
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/conveyorci/conveyor/internal/action"
+	"github.com/conveyorci/conveyor/internal/run"
 )
 
 func TestQuoteRoundTrip(t *testing.T) {
@@ -45,5 +51,49 @@ func TestBrief(t *testing.T) {
 		if got := Brief(in); got != want {
 			t.Errorf("Brief(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+func TestRunErrorKinds(t *testing.T) {
+	t.Parallel()
+	live := context.Background()
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	for name, c := range map[string]struct {
+		ctx, runCtx context.Context
+		err         error
+		want        action.Failure
+	}{
+		"not started": {live, live, &run.StartError{Name: "bash", Err: errors.New("no such file")}, action.Errored},
+		"stopped":     {done, done, errors.New("signal: killed"), action.Stopped},
+		"timed out":   {live, done, errors.New("signal: killed"), action.TimedOut},
+		"other":       {live, live, errors.New("wait: broken"), action.Errored},
+	} {
+		var ae *action.Error
+		if err := RunError(c.ctx, c.runCtx, c.err, "run commands", " during command 1 of 1: make", time.Minute); !errors.As(err, &ae) || ae.Kind != c.want {
+			t.Errorf("%s: %v, want kind %s", name, err, c.want)
+		}
+	}
+}
+
+func TestCheckEnvAndVars(t *testing.T) {
+	t.Parallel()
+	for _, bad := range []map[string]string{{"": "x"}, {"A=B": "x"}, {"A": "x\x00y"}} {
+		if CheckEnv(bad) == nil {
+			t.Errorf("CheckEnv(%q) accepted", bad)
+		}
+	}
+	if err := CheckEnv(map[string]string{"DEPLOY_ENV": "prod"}); err != nil {
+		t.Error(err)
+	}
+	ws := &action.Workspace{Dir: "/w", Inputs: map[string]string{"Src": "/w", "lib-x": "/w.in/lib-x"}}
+	vars := ConveyorVars(&action.Job{ExecutionID: "e", Pipeline: "p", Stage: "S", Action: "A", Attempt: 2}, ws)
+	for _, want := range []string{"CONVEYOR_ATTEMPT=2", "CONVEYOR_SRC_DIR=/w", "CONVEYOR_SRC_DIR_lib_x=/w.in/lib-x"} {
+		if !slices.Contains(vars, want) {
+			t.Errorf("ConveyorVars lacks %s: %v", want, vars)
+		}
+	}
+	if got := Writable(ws, "/s", "/h"); !slices.Equal(got, []string{"/w", "/s", "/h", "/w.in/lib-x"}) {
+		t.Errorf("Writable = %v", got)
 	}
 }
