@@ -6,7 +6,7 @@ BIN     := bin/conveyor
 # module proxy once). An environment variable, so it wins over GOTOOLCHAIN=local in go env.
 export GOTOOLCHAIN := go1.26.10
 
-# Tests need only git and a POSIX shell for now; scripts/test-deps installs what is missing.
+# Tests need git, bash and bubblewrap; scripts/test-deps installs what is missing.
 FUZZTIME ?= 10s
 
 # `make vulncheck` runs govulncheck against a local copy of the Go vulnerability database:

@@ -16,6 +16,7 @@ import (
 	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
 
+	"github.com/conveyorci/conveyor/internal/action/shell"
 	"github.com/conveyorci/conveyor/internal/engine"
 	"github.com/conveyorci/conveyor/internal/local"
 	"github.com/conveyorci/conveyor/internal/pipeline"
@@ -158,7 +159,7 @@ Actions are named as Stage.Action, or Action where that name is unique.`,
 	f.IntVar(&workers, "workers", 4, "how many actions may run at once")
 	f.StringVar(&maxArtifact, "max-artifact-size", "", "refuse an artifact larger than this, uncompressed, e.g. 500MiB (default 5GiB)")
 	f.BoolVar(&durable, "durable", false, "make every state change survive a power loss, not only a crash (slower)")
-	f.StringArrayVar(&secrets, "secret", nil, "give a secret the pipeline lists: NAME (its value from the environment variable NAME) or NAME=VALUE (repeatable)")
+	f.StringArrayVar(&secrets, "secret", nil, "give a secret the pipeline lists: NAME (its value from the environment variable NAME, or NAME in upper case with - . @ as _) or NAME=VALUE (repeatable)")
 	f.StringVar(&secretsFile, "secrets-file", "", "read secrets from a file of NAME=VALUE lines (# comments and blank lines ignored)")
 	return cmd
 }
@@ -204,9 +205,15 @@ func parseSecrets(p *pipeline.Pipeline, flags []string, file string, getenv func
 	for _, f := range flags {
 		name, value, ok := strings.Cut(f, "=")
 		if !ok {
+			// A secret name may hold '-', '.' or '@', which no shell can export: its variable
+			// is then the name in upper case with those written '_' (deploy-key: DEPLOY_KEY).
 			v, found := getenv(name)
+			envName := strings.ToUpper(shell.InputVariable(name))
 			if !found {
-				return nil, usageErr("--secret %s: the environment variable %s is not set (or give --secret %s=VALUE)", name, name, name)
+				v, found = getenv(envName)
+			}
+			if !found {
+				return nil, usageErr("--secret %s: neither %s nor %s is set in the environment (or give --secret %s=VALUE)", name, name, envName, name)
 			}
 			value = v
 		}

@@ -70,6 +70,12 @@ func TestRunSecrets(t *testing.T) {
 	b, _ := cmd.CombinedOutput()
 	check("--secret NAME (environment)", string(b))
 
+	// deploy-key cannot be exported from a shell: DEPLOY_KEY stands for it.
+	cmd = exec.Command(conveyorBin, "run", file, "--logs", "--secret", "deploy-key")
+	cmd.Env = append(os.Environ(), "DEPLOY_KEY="+value)
+	b, _ = cmd.CombinedOutput()
+	check("--secret NAME (environment, DEPLOY_KEY)", string(b))
+
 	// Missing, unknown and too short secrets are usage errors that say what to do.
 	for _, c := range []struct {
 		args []string
@@ -78,7 +84,7 @@ func TestRunSecrets(t *testing.T) {
 		{nil, "actions take secrets with no value: deploy-key; pass each with --secret"},
 		{[]string{"--secret", "other=abcdef"}, "does not list secret other; it lists deploy-key"},
 		{[]string{"--secret", "deploy-key=abc"}, "shorter than the minimum of 4 bytes"},
-		{[]string{"--secret", "deploy-key"}, "the environment variable deploy-key is not set"},
+		{[]string{"--secret", "deploy-key"}, "neither deploy-key nor DEPLOY_KEY is set in the environment"},
 		{[]string{"--secrets-file", filepath.Join(dir, "nope.env")}, "--secrets-file: open"},
 	} {
 		code, out := conveyor(t, append([]string{"run", file}, c.args...)...)
