@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"syscall"
 
 	"github.com/conveyorci/conveyor/internal/artifact"
 	artifactfs "github.com/conveyorci/conveyor/internal/artifact/fs"
@@ -111,15 +110,7 @@ func lockDataDir(dir string) (unlock func(), err error) {
 	if _, err := os.Stat(filepath.Join(dir, storeFile)); err != nil {
 		return nil, fmt.Errorf("data directory %s: no conveyor store there: %w", dir, err)
 	}
-	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("open data directory lock: %w", err)
-	}
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		lock.Close()
-		return nil, fmt.Errorf("%w: a conveyor process uses %s; stop the server first", ErrBusy, dir)
-	}
-	return func() { lock.Close() }, nil
+	return lockDir(dir, "stop the server first")
 }
 
 // storeFile is the store's file in a data directory.

@@ -67,7 +67,7 @@ type Engine struct {
 	// fails its execution): `conveyor run` still reports them as the ones it resumes.
 	Recovered []string
 
-	lock      *os.File
+	unlock    func() // releases the data directory's lock
 	providers map[string]action.Provider
 }
 
@@ -111,6 +111,25 @@ type Options struct {
 // ErrBusy means another process is using the data directory.
 var ErrBusy = errors.New("data directory in use")
 
+// lockDir takes the data directory's lock (a flock on DIR/lock), or fails with ErrBusy and
+// hint. The returned function releases it explicitly before closing the file: a process
+// this one forks at that moment shares the open file until it execs, and closing alone
+// would leave the lock held for that while.
+func lockDir(dir, hint string) (unlock func(), err error) {
+	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open data directory lock: %w", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("%w: another conveyor process uses %s; %s", ErrBusy, dir, hint)
+	}
+	return func() {
+		_ = syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+		lock.Close()
+	}, nil
+}
+
 // Open opens (creating when needed) the data directory, takes its lock, opens the store and
 // the artifact store, and kills what a crashed previous process left running. Call Run to
 // start the loop and the workers, and Close at the end.
@@ -127,15 +146,11 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
-	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	unlock, err := lockDir(dir, "wait for it or pick another --data-dir")
 	if err != nil {
-		return nil, fmt.Errorf("open data directory lock: %w", err)
+		return nil, err
 	}
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		lock.Close()
-		return nil, fmt.Errorf("%w: another conveyor process uses %s; wait for it or pick another --data-dir", ErrBusy, dir)
-	}
-	e := &Engine{DataDir: dir, lock: lock}
+	e := &Engine{DataDir: dir, unlock: unlock}
 	ok := false
 	defer func() {
 		if !ok {
@@ -233,8 +248,8 @@ func (e *Engine) Close() error {
 	if e.Store != nil {
 		err = e.Store.Close()
 	}
-	if e.lock != nil {
-		e.lock.Close()
+	if e.unlock != nil {
+		e.unlock()
 	}
 	return err
 }
