@@ -3,27 +3,19 @@ package sqlite
 import (
 	"context"
 	"fmt"
-	"maps"
-	"reflect"
-	"slices"
 
 	"github.com/conveyorci/conveyor/internal/engine"
+	"github.com/conveyorci/conveyor/internal/store"
 )
 
 // An execution is stored as a document without its actions (executions.doc) and a row per
 // action (execution_actions), so that a step writes what it changed: a result changes one
 // action of the many an execution may have.
 
-// head returns e without its actions, to be stored as the execution's document.
-func head(e *engine.Execution) *engine.Execution {
-	h := *e
-	h.Stages = make([]engine.Stage, len(e.Stages))
-	for i, st := range e.Stages {
-		st.Actions = nil
-		h.Stages[i] = st
-	}
-	return &h
-}
+// head and sameAction are shared with store/postgres (package store).
+func head(e *engine.Execution) *engine.Execution { return store.ExecutionHead(e) }
+
+func sameAction(a, b *engine.Action) bool { return store.SameAction(a, b) }
 
 // putActions writes the actions of e that differ from prev's (all of them when prev is nil).
 func (t *tx) putActions(ctx context.Context, e, prev *engine.Execution) error {
@@ -96,29 +88,4 @@ func (r *reader) loadActions(ctx context.Context, byID map[string]*engine.Execut
 		return fmt.Errorf("read actions: %w", err)
 	}
 	return nil
-}
-
-// sameAction reports whether a and b hold the same state. Step never changes a map or a
-// Decision in place (executions share them with their earlier versions, as Clone does), so
-// one held by both is the same; others are compared by content. TestSameActionCoversAllFields
-// fails when engine.Action gains a field this does not compare.
-func sameAction(a, b *engine.Action) bool {
-	return a.Name == b.Name && a.RunOrder == b.RunOrder && a.Status == b.Status && a.Attempt == b.Attempt &&
-		a.LostRetries == b.LostRetries && a.JobID == b.JobID && a.Summary == b.Summary &&
-		a.ExternalURL == b.ExternalURL && a.ApprovalToken == b.ApprovalToken && a.Failure == b.Failure &&
-		a.Message == b.Message && a.WaitingFor == b.WaitingFor &&
-		a.StartedAt.Equal(b.StartedAt) && a.FinishedAt.Equal(b.FinishedAt) &&
-		sameMap(a.Environment, b.Environment) && sameMap(a.Outputs, b.Outputs) &&
-		sameConfig(a.Configuration, b.Configuration) &&
-		(a.Decision == b.Decision || a.Decision != nil && b.Decision != nil && reflect.DeepEqual(*a.Decision, *b.Decision)) &&
-		slices.EqualFunc(a.Approvals, b.Approvals, func(x, y engine.Decision) bool { return reflect.DeepEqual(x, y) }) &&
-		reflect.DeepEqual(a.Reports, b.Reports)
-}
-
-func sameMap(a, b map[string]string) bool {
-	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer() || maps.Equal(a, b)
-}
-
-func sameConfig(a, b map[string]any) bool {
-	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer() || reflect.DeepEqual(a, b)
 }

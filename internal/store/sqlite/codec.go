@@ -4,24 +4,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/conveyorci/conveyor/internal/store"
 )
 
-// nanos encodes a time as unix nanoseconds; the zero time is 0 (time.Time{}.UnixNano is
-// undefined, and 0 reads back as the zero time).
-func nanos(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
+// nanos and fromNanos are the column format of times, shared with store/postgres.
+func nanos(t time.Time) int64 { return store.Nanos(t) }
 
-// fromNanos decodes nanos: UTC, no monotonic reading.
-func fromNanos(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, n).UTC()
-}
+func fromNanos(n int64) time.Time { return store.FromNanos(n) }
 
 // encode marshals a document to JSON text. It is bound as a string so the column holds TEXT
 // (SQLite's JSON functions read a BLOB as JSONB, which this is not).
