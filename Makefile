@@ -23,7 +23,7 @@ VULN_CACHE          ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/conveyor-vulndb
 GOVULNCHECK         := $(abspath $(VULN_CACHE)/govulncheck@$(GOVULNCHECK_VERSION))/govulncheck
 VULNDB              := $(abspath $(VULN_CACHE)/vulndb@$(VULNDB_VERSION))
 
-.PHONY: help build run run-once test test-short fuzz bench vet vulncheck fmt clean
+.PHONY: help build run run-once test test-short fuzz bench bench-scale vet vulncheck fmt clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -67,7 +67,10 @@ fuzz: ## run each fuzz target for FUZZTIME (default 10s)
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/action/codebuild/
 
 bench: ## run the benchmarks B1-B5 and print their figures with their baselines
-	$(GO) test -p 1 -run '^$$' -bench 'B1|B2|B3|B4|B5' -benchtime 1x -count 5 -timeout 60m ./bench/ ./internal/artifact/
+	$(GO) test -p 1 -run '^$$' -bench 'B1[A-Z]|B2|B3|B4|B5' -benchtime 1x -count 5 -timeout 60m ./bench/ ./internal/artifact/
+
+bench-scale: ## run the scale-out benchmarks B8-B10 (PostgreSQL: testenv starts one, or they skip)
+	$(GO) test -p 1 -run '^$$' -bench 'B8|B9|B10' -benchtime 1x -count 3 -timeout 60m ./bench/
 
 vet: ## go vet and gofmt check
 	$(GO) vet ./...

@@ -27,6 +27,7 @@ import (
 	"github.com/conveyorci/conveyor/internal/pipeline"
 	"github.com/conveyorci/conveyor/internal/store"
 	"github.com/conveyorci/conveyor/internal/store/sqlite"
+	"github.com/conveyorci/conveyor/internal/testenv"
 )
 
 // childEnv, when set, makes the test binary run one B2 workload (its value names it) and
@@ -48,7 +49,15 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
+	if cfg := os.Getenv(b9ChildEnv); cfg != "" {
+		if err := b9Child(cfg); err != nil {
+			fmt.Fprintln(os.Stderr, "B9 drain:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	code := m.Run()
+	testenv.StopAll() // the PostgreSQL server B9 and B10 started, if any
 	if binDir != "" {
 		os.RemoveAll(binDir)
 	}

@@ -18,13 +18,17 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/conveyorci/conveyor/internal/testenv"
 )
 
 // conveyorBin is the binary under test, built by TestMain.
 var conveyorBin string
 
 func TestMain(m *testing.M) {
-	os.Exit(testMain(m))
+	code := testMain(m)
+	testenv.StopAll() // PostgreSQL and MinIO, when a test started them
+	os.Exit(code)
 }
 
 func testMain(m *testing.M) int {

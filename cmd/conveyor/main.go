@@ -47,11 +47,11 @@ Start with:
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &exitError{code: 2, err: fmt.Errorf("%w\nSee '%s --help'.", err, c.CommandPath())}
 	})
-	root.AddCommand(validateCmd(), runCmd(), schemaCmd(), serverCmd())
+	root.AddCommand(validateCmd(), runCmd(), schemaCmd(), serverCmd(), workerCmd())
 	root.AddCommand(clientCommands()...)
 	root.AddCommand(authCommands()...)
 	root.AddCommand(auditCmd())
-	root.AddCommand(secretCmd(), keysCmd())
+	root.AddCommand(secretCmd(), keysCmd(), actionTypeCmd())
 	root.AddCommand(lintCmd(), graphCmd())
 	root.AddCommand(importCmd())
 	stopProfile := startCPUProfile()

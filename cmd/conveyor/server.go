@@ -19,6 +19,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/conveyorci/conveyor/internal/api"
 	"github.com/conveyorci/conveyor/internal/audit"
@@ -52,16 +53,14 @@ type serverConfig struct {
 	// Apply lists pipeline files applied at start; Start starts an execution of each.
 	Apply []string
 	Start bool
-	// Sandbox is auto, on or off: whether actions run in a bubblewrap sandbox (run.Sandbox);
-	// auto means where bubblewrap works.
-	Sandbox string
-	// SandboxNetwork gives sandboxed actions the host's network.
-	SandboxNetwork bool
-	// SandboxHide lists paths sandboxed actions must not see, besides the data directory.
-	SandboxHide []string
-	// SandboxWritable lists host directories sandboxed actions may write besides their
-	// workspace (a local deployment target).
-	SandboxWritable []string
+	sandboxFlags
+	// Artifacts is the artifact store's URL (s3://...); "" keeps them in the data directory.
+	Artifacts string
+	// Store is a PostgreSQL URL (several servers may share it); "" is SQLite in the data
+	// directory.
+	Store string
+	// WorkerLease is how long a remote worker's lease lasts without a heartbeat.
+	WorkerLease time.Duration
 	// TLSCert and TLSKey are PEM files: with both, the server speaks HTTPS only.
 	TLSCert, TLSKey string
 	// NoTriggers turns off the trigger services (Git polling, schedules, upstream pipelines):
@@ -73,8 +72,11 @@ func (c *serverConfig) validate() error {
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return usageErr("--log-format %q: want text or json", c.LogFormat)
 	}
-	if c.Workers < 1 {
-		return usageErr("--workers %d: want 1 or more", c.Workers)
+	if c.Workers < 0 {
+		return usageErr("--workers %d: want 0 (actions run on remote workers only) or more", c.Workers)
+	}
+	if c.WorkerLease < time.Second {
+		return usageErr("--worker-lease %s: want 1s or more (workers heartbeat every third of it)", c.WorkerLease)
 	}
 	if c.DrainTimeout <= 0 {
 		return usageErr("--drain-timeout %s: want a positive duration", c.DrainTimeout)
@@ -85,8 +87,33 @@ func (c *serverConfig) validate() error {
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return usageErr("--tls-cert and --tls-key go together: give both PEM files, or neither for plain HTTP")
 	}
-	if c.Sandbox != "auto" && c.Sandbox != "on" && c.Sandbox != "off" {
-		return usageErr("--sandbox %q: want auto, on or off", c.Sandbox)
+	return c.sandboxFlags.validate()
+}
+
+// sandboxFlags are the flags of the sandbox actions run in (conveyor server and worker).
+type sandboxFlags struct {
+	// Sandbox is auto, on or off: whether actions run in a bubblewrap sandbox (run.Sandbox);
+	// auto means where bubblewrap works.
+	Sandbox string
+	// SandboxNetwork gives sandboxed actions the host's network.
+	SandboxNetwork bool
+	// SandboxHide lists paths sandboxed actions must not see, besides the data directory.
+	SandboxHide []string
+	// SandboxWritable lists host directories sandboxed actions may write besides their
+	// workspace (a local deployment target).
+	SandboxWritable []string
+}
+
+func (s *sandboxFlags) register(f *pflag.FlagSet, hidden string) {
+	f.StringVar(&s.Sandbox, "sandbox", "auto", "run actions in a bubblewrap sandbox (read-only system, only the workspace writable, private network and processes): auto (where bubblewrap works), on or off")
+	f.BoolVar(&s.SandboxNetwork, "sandbox-network", false, "give sandboxed actions the host's network (they have none by default: fetching dependencies needs it)")
+	f.StringArrayVar(&s.SandboxHide, "sandbox-hide", nil, "a path sandboxed actions must not see, besides "+hidden+", e.g. a key file (repeatable)")
+	f.StringArrayVar(&s.SandboxWritable, "sandbox-writable", nil, "a directory sandboxed actions may write besides their workspace, e.g. a local deployment target (repeatable)")
+}
+
+func (s *sandboxFlags) validate() error {
+	if s.Sandbox != "auto" && s.Sandbox != "on" && s.Sandbox != "off" {
+		return usageErr("--sandbox %q: want auto, on or off", s.Sandbox)
 	}
 	return nil
 }
@@ -96,8 +123,11 @@ func serverCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Serve the REST API and run pipelines on this machine",
-		Long: `Serve Conveyor's REST API (docs/api.md) and run the pipelines it is given, with an
-embedded SQLite store and artifacts under --data-dir.
+		Long: `Serve Conveyor's REST API (docs/api.md) and the web UI (at /), and run the pipelines it
+is given, with an embedded SQLite store and artifacts under --data-dir. To grow past one
+machine (docs/deploy.md): --store postgres://... and --artifacts s3://... let several servers
+share one installation, and --workers 0 leaves the actions to remote workers
+(conveyor worker).
 
 The first start on a data directory creates an admin token and prints it once; with
 CONVEYOR_ADMIN_TOKEN set, that value is the admin token instead. SIGTERM or SIGINT drains:
@@ -117,6 +147,7 @@ for every action). Without bubblewrap the server warns and runs them on the host
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			cfg.AdminToken = os.Getenv("CONVEYOR_ADMIN_TOKEN")
+			cfg.Store = firstNonEmpty(cfg.Store, os.Getenv("CONVEYOR_STORE"))
 			cfg.MasterKey = os.Getenv(keyring.EnvVar)
 			cfg.AuditKey = os.Getenv(audit.KeyEnv)
 			if err := cfg.validate(); err != nil {
@@ -133,18 +164,18 @@ for every action). Without bubblewrap the server warns and runs them on the host
 	f := cmd.Flags()
 	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "address to serve the API on (port 0: any free port)")
 	f.StringVar(&cfg.DataDir, "data-dir", "./conveyor-data", "directory of the store, artifacts and workspaces")
-	f.IntVar(&cfg.Workers, "workers", 4, "how many actions may run at once")
+	f.IntVar(&cfg.Workers, "workers", 4, "how many actions this server runs at once (0: none, remote workers run them: conveyor worker)")
+	f.StringVar(&cfg.Store, "store", "", "keep state in PostgreSQL, which several servers may share: postgres://USER:PASSWORD@HOST:PORT/DATABASE (default $CONVEYOR_STORE, else SQLite under --data-dir)")
+	f.StringVar(&cfg.Artifacts, "artifacts", "", "store artifacts in an S3-compatible bucket: 's3://BUCKET/PREFIX?endpoint=http://127.0.0.1:9000&region=us-east-1' (credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the AWS configuration); default: under --data-dir")
 	f.StringVar(&cfg.LogFormat, "log-format", "text", "log format on stderr: text or json")
 	f.DurationVar(&cfg.DrainTimeout, "drain-timeout", 30*time.Second, "how long a shutdown waits for requests in flight")
 	f.StringArrayVar(&cfg.Apply, "apply", nil, "apply this pipeline file at start, as `conveyor pipeline apply` does (repeatable)")
 	f.BoolVar(&cfg.Start, "start", false, "start an execution of each pipeline given with --apply")
 	f.BoolVar(&cfg.NoTriggers, "no-triggers", false, "start no execution by itself: no Git polling, no schedules, no pipelineSucceeded triggers")
-	f.StringVar(&cfg.Sandbox, "sandbox", "auto", "run actions in a bubblewrap sandbox (read-only system, only the workspace writable, private network and processes): auto (where bubblewrap works), on or off")
-	f.BoolVar(&cfg.SandboxNetwork, "sandbox-network", false, "give sandboxed actions the host's network (they have none by default: fetching dependencies needs it)")
-	f.StringArrayVar(&cfg.SandboxHide, "sandbox-hide", nil, "a path sandboxed actions must not see, besides the data directory, e.g. a key file (repeatable)")
+	f.DurationVar(&cfg.WorkerLease, "worker-lease", api.DefaultWorkerLease, "how long a remote worker's lease lasts without a heartbeat: a worker lost for that long has its jobs failed over")
+	cfg.sandboxFlags.register(f, "the data directory")
 	f.StringVar(&cfg.TLSCert, "tls-cert", "", "serve HTTPS with this certificate (PEM, the chain after the leaf); needs --tls-key")
 	f.StringVar(&cfg.TLSKey, "tls-key", "", "the private key (PEM) of --tls-cert")
-	f.StringArrayVar(&cfg.SandboxWritable, "sandbox-writable", nil, "a directory sandboxed actions may write besides their workspace, e.g. a local deployment target (repeatable)")
 	return cmd
 }
 
@@ -166,7 +197,7 @@ func serve(ctx context.Context, cfg serverConfig, stderr io.Writer) error {
 		apply = append(apply, p)
 	}
 
-	ex, err := executor(cfg, log)
+	ex, err := executor(cfg.sandboxFlags, cfg.DataDir, log)
 	if err != nil {
 		return err
 	}
@@ -179,7 +210,11 @@ func serve(ctx context.Context, cfg serverConfig, stderr io.Writer) error {
 		return err
 	}
 	var upstream *trigger.Upstream // set before the engine runs, unless --no-triggers
-	eng, err := local.Open(ctx, local.Options{DataDir: cfg.DataDir, Workers: cfg.Workers, Executor: ex, Logger: log, Audit: auditLog,
+	workers := cfg.Workers
+	if workers == 0 {
+		workers = -1 // none in this process
+	}
+	eng, err := local.Open(ctx, local.Options{DataDir: cfg.DataDir, Workers: workers, Store: cfg.Store, Artifacts: cfg.Artifacts, Executor: ex, Logger: log, Audit: auditLog,
 		Keys: keys, SecretStore: secretStore(keys), Deliver: func(ctx context.Context, m *store.OutboxMessage) error {
 			if upstream != nil {
 				return upstream.Deliver(ctx, m)
@@ -237,7 +272,7 @@ func serve(ctx context.Context, cfg serverConfig, stderr io.Writer) error {
 	srv := &http.Server{
 		Handler: api.New(api.Options{Loop: eng.Loop, Store: eng.Store, Logger: log, Ready: ready.Load,
 			Drain: drain, Metrics: met, ApprovalKey: approvalKey, Artifacts: eng.Artifacts, Audit: auditLog,
-			Secrets: vault.New(eng.Store, keys)}),
+			Secrets: vault.New(eng.Store, keys), JobSecrets: eng.Secrets, WorkerLease: cfg.WorkerLease}),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute, // keep-alive connections with no request
 		ErrorLog:          slog.NewLogLogger(h, slog.LevelWarn),
@@ -340,9 +375,9 @@ func openAudit(dataDir, env string) (*audit.Log, error) {
 	return audit.New(key, nil)
 }
 
-// executor is what runs actions: a sandbox hiding the data directory, where --sandbox asks
-// for one and bubblewrap works; nil (the host) otherwise.
-func executor(cfg serverConfig, log *slog.Logger) (run.Executor, error) {
+// executor is what runs actions: a sandbox hiding dataDir, where --sandbox asks for one and
+// bubblewrap works; nil (the host) otherwise.
+func executor(cfg sandboxFlags, dataDir string, log *slog.Logger) (run.Executor, error) {
 	if cfg.Sandbox == "off" {
 		log.Warn("actions run unsandboxed, with the server's rights on this machine (--sandbox off)")
 		return nil, nil
@@ -355,7 +390,7 @@ func executor(cfg serverConfig, log *slog.Logger) (run.Executor, error) {
 		return nil, nil
 	}
 	var hide []string
-	for _, p := range append([]string{cfg.DataDir}, cfg.SandboxHide...) {
+	for _, p := range append([]string{dataDir}, cfg.SandboxHide...) {
 		abs, err := filepath.Abs(p)
 		if err != nil {
 			return nil, fmt.Errorf("sandbox: %w", err)

@@ -17,9 +17,11 @@ import (
 	"github.com/conveyorci/conveyor/internal/audit"
 	"github.com/conveyorci/conveyor/internal/engine"
 	"github.com/conveyorci/conveyor/internal/engine/loop"
+	"github.com/conveyorci/conveyor/internal/job"
 	"github.com/conveyorci/conveyor/internal/metrics"
 	"github.com/conveyorci/conveyor/internal/store"
 	"github.com/conveyorci/conveyor/internal/vault"
+	"github.com/conveyorci/conveyor/internal/web"
 	"github.com/conveyorci/conveyor/internal/webhook"
 )
 
@@ -55,6 +57,15 @@ type Options struct {
 	// Secrets seals the values of secrets set through the API (secrets.go); nil: setting
 	// one answers 503.
 	Secrets *vault.Vault
+	// JobSecrets gives remote workers the secrets their jobs take (workers.go); nil: a job
+	// that takes one fails.
+	JobSecrets job.SecretSource
+	// WorkerLease is how long a remote worker's lease lasts without a heartbeat (default
+	// DefaultWorkerLease).
+	WorkerLease time.Duration
+	// WorkerAckTimeout is how long a custom worker has to acknowledge a job it polled
+	// before the job goes back to the queue (default DefaultAckTimeout, at most the lease).
+	WorkerAckTimeout time.Duration
 }
 
 // route is one endpoint: a ServeMux pattern ("METHOD /path/{param}"), what a caller needs to
@@ -72,6 +83,7 @@ func routes(o Options, au *auditor) []route {
 	key := approvalKey(o)
 	signins := newLimiter(signinFailures, signinWindow) // both sign-in endpoints count together
 	hooks := newLimiter(hookDeliveries, hookWindow)
+	ws := newWorkers(o)
 	return []route{
 		{"GET /healthz", public, handleHealth},
 		{"GET /readyz", public, handleReady(o.Ready)},
@@ -123,6 +135,26 @@ func routes(o Options, au *auditor) []route {
 		{"GET /api/v1/audit", RoleAdmin.on(scopeGlobal), handleListAudit(st)},
 		{"GET /api/v1/audit/verify", RoleAdmin.on(scopeGlobal), handleVerifyAudit(o.Audit, st)},
 
+		// What the web UI needs beyond the rest (ui.go).
+		{"GET /api/v1/overview", RoleViewer.on(scopeSomePipeline), handleOverview(l, st)},
+		{"GET /api/v1/auth/session", self, handleGetSession(csrfKey(key))},
+		{"GET /api/v1/pipelines/{name}/diff", RoleViewer.on(scopePipeline), handleVersionDiff(st)},
+
+		// Remote workers (workers.go): a worker token leases, a job token does the rest.
+		{"POST /api/v1/worker/lease", worker, ws.handleLease},
+		{"POST /api/v1/worker/jobs/{id}/heartbeat", jobToken, ws.handleHeartbeat},
+		{"POST /api/v1/worker/jobs/{id}/log", jobToken, ws.handleLog},
+		{"GET /api/v1/worker/jobs/{id}/inputs/{name}", jobToken, ws.handleInput},
+		{"PUT /api/v1/worker/jobs/{id}/outputs/{name}", jobToken, ws.handleOutput},
+		{"GET /api/v1/worker/jobs/{id}/secrets", jobToken, ws.handleSecrets},
+		{"POST /api/v1/worker/jobs/{id}/complete", jobToken, ws.handleComplete},
+		{"POST /api/v1/worker/jobs/{id}/acknowledge", jobToken, ws.handleAcknowledge},
+
+		// Custom action types (action_types.go), whose jobs custom workers take (jobworker.go).
+		{"GET /api/v1/action-types", RoleViewer.on(scopeSomePipeline), handleListActionTypes(st)},
+		{"PUT /api/v1/action-types/{category}/{provider}", RoleAdmin.on(scopeGlobal), handlePutActionType(st, now, au)},
+		{"DELETE /api/v1/action-types/{category}/{provider}", RoleAdmin.on(scopeGlobal), handleDeleteActionType(st, au)},
+
 		// Git forges' webhooks: public, authenticated by the delivery's signature (webhooks.go).
 		{"POST /hooks/github", public, handleWebhook(webhook.GitHub, l, st, o.Secrets, hooks, au, now)},
 		{"POST /hooks/gitlab", public, handleWebhook(webhook.GitLab, l, st, o.Secrets, hooks, au, now)},
@@ -149,6 +181,7 @@ func New(o Options) http.Handler {
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
+	mux.Handle("/", web.Handler()) // the UI's pages: public, they hold no data (internal/web)
 	return logRequests(o.Logger, o.Metrics, secureHeaders(mux))
 }
 

@@ -43,8 +43,11 @@ import (
 // openapi.yaml, so a new route is probed without a change here (or the test says what it
 // lacks).
 
-// slowest is how long any one hostile request may take, generous for a shared machine.
-const slowest = 5 * time.Second
+// slowest is how long any one hostile request may take: generous, for a shared 2-core machine
+// running every package's tests at once under -race (the 50k-alias document takes 1-2 s
+// alone there, 5 s under that load); what it guards against, a parse that blows up
+// exponentially or a request that hangs, takes minutes.
+const slowest = 15 * time.Second
 
 // attackEnv is a real server over a real engine whose data directory has a canary file
 // next to it, with pipelines p and q, users, tokens, grants and executions to attack.
@@ -56,6 +59,9 @@ type attackEnv struct {
 
 	admin  *bundle
 	viewer *bundle // vic, viewer of p only
+	worker *bundle // a worker token of the admin
+	job    *bundle // the job token of probeJob, leased by worker
+	jobID  string  // probeJob's ID (slashes included, as every job ID)
 
 	st       store.Store
 	auditKey []byte
@@ -130,7 +136,66 @@ func newAttackEnv(t *testing.T) *attackEnv {
 	e.exec = f.waiting(b)
 	b.waitStatus(q.ID, engine.ExecSucceeded)
 	e.qExec = q.ID
+	e.leaseProbeJob(t, ctx)
 	return e
+}
+
+// workerClient sends the worker routes' probes from another loopback address: refusals are
+// recorded in the audit log at a bounded rate per source address, and the job routes' many
+// 401s must not use up the budget that the viewer's 403s are checked against.
+var workerClient = &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{
+	LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 3)}}).DialContext}}
+
+// leaseProbeJob queues a job of a provider no in-process worker runs, for an action of the
+// waiting execution, and leases it as a remote worker does: the job endpoints are probed
+// with its job token.
+func (e *attackEnv) leaseProbeJob(t *testing.T, ctx context.Context) {
+	t.Helper()
+	e.worker = &bundle{t: t, url: e.url, token: e.admin.newToken("admin", "worker", 201)}
+	e.jobID = e.exec + "/Build/Make/9"
+	j := &store.Job{ID: e.jobID, ExecutionID: e.exec, Pipeline: "p", Provider: "Test/Probe", State: store.JobQueued,
+		Spec: engine.JobSpec{Stage: "Build", Action: "Make", Attempt: 9, Outputs: []engine.OutputSpec{{Name: "Out"}},
+			Inputs: []engine.NamedArtifact{{Name: "Out", Ref: e.admin.execution(e.exec).Artifacts["Out"]}}},
+		CreatedAt: time.Now()}
+	if err := e.st.Update(ctx, func(tx store.Tx) error { _, err := tx.AddJob(ctx, j); return err }); err != nil {
+		t.Fatal(err)
+	}
+	var leased struct{ ID, Token string }
+	e.worker.call("POST", "/api/v1/worker/lease", map[string]any{"worker": "probe", "providers": []string{"Test/Probe"}}, 200).decode(t, &leased)
+	if leased.ID != e.jobID {
+		t.Fatalf("leased %q, want the probe job %q", leased.ID, e.jobID)
+	}
+	e.job = &bundle{t: t, url: e.url, token: leased.Token}
+	// The probes take longer than a lease: heartbeat as a worker would, until the end.
+	hbCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-hbCtx.Done():
+				return
+			case <-time.After(api.DefaultWorkerLease / 3):
+			}
+			req, _ := http.NewRequestWithContext(hbCtx, "POST", e.url+"/api/v1/worker/jobs/"+url.PathEscape(e.jobID)+"/heartbeat", nil)
+			req.Header.Set("Authorization", "Bearer "+leased.Token)
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				resp.Body.Close()
+			}
+		}
+	}()
+	t.Cleanup(func() { stop(); <-done })
+}
+
+// as returns who calls ri in the probes: the route's own kind of credential.
+func (e *attackEnv) as(ri routeInfo) *bundle {
+	switch {
+	case strings.HasPrefix(ri.path, "/api/v1/worker/jobs/"):
+		return e.job
+	case strings.HasPrefix(ri.path, "/api/v1/worker/"):
+		return e.worker
+	}
+	return e.admin
 }
 
 func (e *attackEnv) unique(prefix string) string { return fmt.Sprintf("%s%d", prefix, e.n.Add(1)) }
@@ -161,7 +226,11 @@ func (e *attackEnv) sendFollow(t *testing.T, as *bundle, method, path, contentTy
 		req.Header.Set("Content-Type", contentType)
 	}
 	start := time.Now()
-	resp, err := http.DefaultClient.Do(req)
+	client := http.DefaultClient
+	if as != nil && (as == e.job || as == e.worker) {
+		client = workerClient
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, short(path), err)
 	}
@@ -312,6 +381,14 @@ func (e *attackEnv) value(ri routeInfo, param string) (string, bool) {
 			return "Gate", true
 		}
 	}
+	if strings.HasPrefix(ri.path, "/api/v1/worker/jobs/") {
+		switch param {
+		case "id":
+			return e.jobID, true
+		case "name":
+			return "Out", true
+		}
+	}
 	switch param {
 	case "name":
 		return "p", true
@@ -327,6 +404,10 @@ func (e *attackEnv) value(ri routeInfo, param string) (string, bool) {
 		return "s1", true
 	case "user":
 		return "vera", true
+	case "category":
+		return "Deploy", true
+	case "provider":
+		return "Attack", true
 	}
 	return "", false
 }
@@ -683,8 +764,8 @@ var rawQueries = []string{"x;y", "%zz", "%", "%%27", "%27%20OR%20%271%27=%271", 
 // probeRoute sends every payload in every path and query parameter of ri and returns how
 // many probes a mutating route accepted (a 2xx).
 func (e *attackEnv) probeRoute(t *testing.T, ri routeInfo, base map[string]string) int {
-	callers := []*bundle{e.admin}
-	if ri.method == "GET" {
+	callers := []*bundle{e.as(ri)}
+	if ri.method == "GET" && e.as(ri) == e.admin {
 		callers = append(callers, e.viewer)
 	}
 	// The answer without a probe, for GET routes, before and after the probes (a list such as
@@ -697,7 +778,7 @@ func (e *attackEnv) probeRoute(t *testing.T, ri routeInfo, base map[string]strin
 	var answered []sized
 	baseline := func() (int, int) {
 		q := baseQuery(ri).Encode()
-		a := e.send(t, e.admin, "GET", pathOf(ri, base)+"?"+q, "", nil)
+		a := e.send(t, e.as(ri), "GET", pathOf(ri, base)+"?"+q, "", nil)
 		if a.status != 200 {
 			t.Fatalf("baseline %s: status %d: %s", pathOf(ri, base), a.status, short(string(a.body)))
 		}
@@ -862,7 +943,7 @@ func (e *attackEnv) probeBody(t *testing.T, ri routeInfo) {
 			if q := baseQuery(ri).Encode(); q != "" {
 				path += "?" + q
 			}
-			a := e.send(t, e.admin, ri.method, path, "application/json", bytes.NewReader(data))
+			a := e.send(t, e.as(ri), ri.method, path, "application/json", bytes.NewReader(data))
 			what := fmt.Sprintf("%s: %q: %q", ri.pattern, prop, short(payload))
 			if a.status >= 400 {
 				refused(t, what, a)
@@ -1054,6 +1135,12 @@ func TestAttackBodies(t *testing.T) {
 		switch ri.bodyType {
 		case "application/json":
 			cases = jsonCases(ri.props)
+		case "application/octet-stream", "application/zstd": // a log chunk, an artifact archive
+			cases = []bodyCase{
+				{"over MaxBody, or not an archive", ri.bodyType, reader(strings.Repeat("a", api.MaxBody+1)), []int{413, 422}},
+				{"endless, chunked", ri.bodyType, func() io.Reader { return io.LimitReader(spaces{}, 64<<20) }, []int{413, 422}},
+				{"garbage", ri.bodyType, reader("\x28\xb5\x2f\xfd garbage"), nil},
+			}
 		default: // a pipeline file
 			cases = []bodyCase{
 				{"over MaxBody", ri.bodyType, reader("# " + strings.Repeat("a", api.MaxBody)), []int{413}},
@@ -1075,7 +1162,7 @@ func TestAttackBodies(t *testing.T) {
 		}
 		for _, c := range cases {
 			what := fmt.Sprintf("%s: %s", ri.pattern, c.name)
-			a := e.send(t, e.admin, ri.method, path, c.ct, c.body())
+			a := e.send(t, e.as(ri), ri.method, path, c.ct, c.body())
 			switch {
 			case c.want != nil:
 				refused(t, what, a, c.want...)
@@ -1112,7 +1199,7 @@ func (e *attackEnv) truncated(t *testing.T, ri routeInfo, path string) {
 	conn.SetDeadline(time.Now().Add(slowest))
 	ct := ri.bodyType
 	fmt.Fprintf(conn, "%s %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Type: %s\r\nContent-Length: 1000\r\n\r\n{\"a",
-		ri.method, path, u.Host, e.admin.token, ct)
+		ri.method, path, u.Host, e.as(ri).token, ct)
 	conn.(*net.TCPConn).CloseWrite()
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {

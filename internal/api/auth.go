@@ -97,11 +97,16 @@ const (
 	// scopeSomePipeline: the role on at least one pipeline; the handler shows only the
 	// pipelines the caller holds it on.
 	scopeSomePipeline
+	// scopeWorker: a worker token (conveyor worker), and no other kind.
+	scopeWorker
+	// scopeJob: a job token (workers.go) for the job named by {id}; no stored token.
+	scopeJob
 )
 
 var scopeNames = map[scope]string{
 	scopePublic: "public", scopeAnyToken: "any token", scopeSelf: "self", scopeGlobal: "global",
 	scopePipeline: "pipeline", scopeExecution: "execution", scopeSomePipeline: "some pipeline",
+	scopeWorker: "worker", scopeJob: "job",
 }
 
 func (s scope) String() string { return scopeNames[s] }
@@ -116,6 +121,8 @@ var (
 	public   = access{on: scopePublic}
 	anyToken = access{on: scopeAnyToken}
 	self     = access{on: scopeSelf}
+	worker   = access{on: scopeWorker}
+	jobToken = access{on: scopeJob}
 )
 
 func (r Role) on(s scope) access { return access{role: r, on: s} }
@@ -187,6 +194,8 @@ type authenticator struct {
 	au  *auditor // records refusals
 	// csrfKey derives the CSRF tokens of browser sessions (session.go).
 	csrfKey []byte
+	// jobKey signs job tokens (workers.go).
+	jobKey []byte
 
 	mu      sync.Mutex
 	touched map[string]time.Time // token ID → when its last use was last written
@@ -194,7 +203,7 @@ type authenticator struct {
 
 func newAuthenticator(o Options, au *auditor) *authenticator {
 	return &authenticator{st: o.Store, now: o.Now, log: o.Logger, au: au, csrfKey: csrfKey(o.ApprovalKey),
-		touched: map[string]time.Time{}}
+		jobKey: jobTokenKey(o.ApprovalKey), touched: map[string]time.Time{}}
 }
 
 // unauthorized is a 401 answer: no token, or one that does not authenticate.
@@ -290,6 +299,9 @@ func (a *authenticator) guard(ac access, next http.Handler) http.Handler {
 	if ac.on == scopePublic {
 		return next
 	}
+	if ac.on == scopeJob {
+		return a.guardJob(next)
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, err := a.authenticate(r)
 		var ue *unauthorized
@@ -349,6 +361,12 @@ func (a *authenticator) refusalTarget(r *http.Request, ac access) string {
 // allow returns nil when p may call a route that needs ac, a 403 error otherwise.
 func (a *authenticator) allow(r *http.Request, p *principal, ac access) error {
 	if ac.on == scopeAnyToken {
+		return nil
+	}
+	if ac.on == scopeWorker {
+		if p.token.Scope != store.ScopeWorker {
+			return errForbidden("token %s is an API token: workers lease jobs with a worker token (conveyor token create --user NAME --worker)", p.token.ID)
+		}
 		return nil
 	}
 	if p.token.Scope != store.ScopeAPI {

@@ -202,6 +202,10 @@ func get(path string) func(*fixture, *bundle, bool) request {
 	return func(*fixture, *bundle, bool) request { return request{"GET", path, nil} }
 }
 
+func post(path string) func(*fixture, *bundle, bool) request {
+	return func(*fixture, *bundle, bool) request { return request{"POST", path, nil} }
+}
+
 func (f *fixture) matrix() map[string]matrixCase {
 	execPath := func(suffix string) func(*fixture, *bundle, bool) request {
 		return func(f *fixture, _ *bundle, _ bool) request {
@@ -283,7 +287,36 @@ func (f *fixture) matrix() map[string]matrixCase {
 		"POST /api/v1/auth/signin": {req: func(*fixture, *bundle, bool) request {
 			return request{"POST", "/api/v1/auth/signin", map[string]any{"user": "sam", "password": "correct horse"}}
 		}, ok: []int{201}},
-		"GET /api/v1/whoami": {req: get("/api/v1/whoami"), ok: []int{200}},
+		"GET /api/v1/whoami":                {req: get("/api/v1/whoami"), ok: []int{200}},
+		"GET /api/v1/overview":              {req: get("/api/v1/overview"), ok: []int{200}},
+		"GET /api/v1/pipelines/{name}/diff": {req: get("/api/v1/pipelines/p/diff?from=1&to=1"), ok: []int{200}},
+		// Bearer callers have no browser session to describe (TestSession reads one).
+		"GET /api/v1/auth/session": {req: get("/api/v1/auth/session"), ok: []int{400}},
+		// Remote workers: only a worker token leases (here nothing: no job of that provider);
+		// the job endpoints take only a job token, which no caller here holds
+		// (internal/job/remote tests them with one).
+		"POST /api/v1/worker/lease": {req: func(*fixture, *bundle, bool) request {
+			return request{"POST", "/api/v1/worker/lease", map[string]any{"worker": "matrix", "providers": []string{"Test/None"}}}
+		}, ok: []int{204}},
+		"POST /api/v1/worker/jobs/{id}/heartbeat":     {req: post("/api/v1/worker/jobs/x/heartbeat")},
+		"POST /api/v1/worker/jobs/{id}/log":           {req: post("/api/v1/worker/jobs/x/log")},
+		"GET /api/v1/worker/jobs/{id}/inputs/{name}":  {req: get("/api/v1/worker/jobs/x/inputs/Out")},
+		"PUT /api/v1/worker/jobs/{id}/outputs/{name}": {req: func(*fixture, *bundle, bool) request { return request{"PUT", "/api/v1/worker/jobs/x/outputs/Out", nil} }},
+		"GET /api/v1/worker/jobs/{id}/secrets":        {req: get("/api/v1/worker/jobs/x/secrets")},
+		"POST /api/v1/worker/jobs/{id}/complete":      {req: post("/api/v1/worker/jobs/x/complete")},
+		"POST /api/v1/worker/jobs/{id}/acknowledge":   {req: post("/api/v1/worker/jobs/x/acknowledge")},
+		// Custom action types: any viewer lists, global admins register and delete.
+		"GET /api/v1/action-types": {req: get("/api/v1/action-types"), ok: []int{200}},
+		"PUT /api/v1/action-types/{category}/{provider}": {req: func(*fixture, *bundle, bool) request {
+			return request{"PUT", "/api/v1/action-types/Deploy/Matrix", map[string]any{"properties": []any{map[string]any{"name": "target"}}}}
+		}, ok: []int{200, 201}},
+		"DELETE /api/v1/action-types/{category}/{provider}": {req: func(f *fixture, a *bundle, fresh bool) request {
+			name := f.unique("Type")
+			if fresh {
+				a.call("PUT", "/api/v1/action-types/Build/"+name, map[string]any{}, 201)
+			}
+			return request{"DELETE", "/api/v1/action-types/Build/" + name, nil}
+		}, ok: []int{204}},
 		// Webhooks are public: the delivery's signature authenticates it (webhooks_test.go).
 		// Without the forge's event header, any caller's request is a bad request.
 		"POST /hooks/github": {req: func(*fixture, *bundle, bool) request { return request{"POST", "/hooks/github", map[string]any{}} }, ok: []int{400}},
@@ -366,6 +399,20 @@ var wantAccess = map[string]string{
 	"POST /hooks/gitlab":                                                    "public",
 	"POST /hooks/gitea":                                                     "public",
 	"GET /api/v1/whoami":                                                    "any token",
+	"GET /api/v1/overview":                                                  "viewer on some pipeline",
+	"GET /api/v1/pipelines/{name}/diff":                                     "viewer on pipeline",
+	"GET /api/v1/auth/session":                                              "self",
+	"POST /api/v1/worker/lease":                                             "worker",
+	"POST /api/v1/worker/jobs/{id}/heartbeat":                               "job",
+	"POST /api/v1/worker/jobs/{id}/log":                                     "job",
+	"GET /api/v1/worker/jobs/{id}/inputs/{name}":                            "job",
+	"PUT /api/v1/worker/jobs/{id}/outputs/{name}":                           "job",
+	"GET /api/v1/worker/jobs/{id}/secrets":                                  "job",
+	"POST /api/v1/worker/jobs/{id}/complete":                                "job",
+	"POST /api/v1/worker/jobs/{id}/acknowledge":                             "job",
+	"GET /api/v1/action-types":                                              "viewer on some pipeline",
+	"PUT /api/v1/action-types/{category}/{provider}":                        "admin on global",
+	"DELETE /api/v1/action-types/{category}/{provider}":                     "admin on global",
 	"GET /api/v1/events":                                                    "viewer on some pipeline",
 	"GET /api/v1/pipelines":                                                 "viewer on some pipeline",
 	"GET /api/v1/pipelines/{name}":                                          "viewer on pipeline",
@@ -422,6 +469,10 @@ func letIn(t *testing.T, ra api.RouteAccess, c matrixCase, w who) (bool, int) {
 		return false, 401
 	case ra.Scope == "any token":
 		return true, 0
+	case ra.Scope == "job": // no stored token is a job token
+		return false, 401
+	case ra.Scope == "worker":
+		return w == worker, 403
 	case w == worker:
 		return false, 403
 	}

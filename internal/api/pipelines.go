@@ -47,7 +47,12 @@ func handlePutPipeline(l *loop.Loop, st store.Store, au *auditor) http.HandlerFu
 			fail(w, err)
 			return
 		}
-		p, err := pipeline.Parse("request body", body)
+		specs, err := providerSpecs(r.Context(), st) // built-in and custom (action_types.go)
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		p, err := pipeline.Parse("request body", body, pipeline.WithProviders(specs))
 		var perr *pipeline.Errors
 		if errors.As(err, &perr) {
 			e := apiError{Code: "invalid_pipeline", Message: perr.Error()}

@@ -170,6 +170,32 @@ func (s *Store) Restore(ctx context.Context, ref Ref, dest string) (err error) {
 	if err != nil {
 		return err
 	}
+	if err := extract(ctx, src, ref, dest); err != nil {
+		return err
+	}
+	s.log.DebugContext(ctx, "artifact restored", "digest", ref.Digest, "dest", dest, "duration", time.Since(start))
+	return nil
+}
+
+// Extract unpacks the archive r (compressed, as Open returns it) into dest, which must be an
+// empty directory or not exist, as Restore does: into a staging directory next to dest, moved
+// into place only once the digest matches ref (else an error wrapping ErrCorrupt, and dest is
+// left as it was). A remote worker restores its inputs so, from a download.
+func Extract(ctx context.Context, r io.Reader, ref Ref, dest string) error {
+	if err := ref.validate(); err != nil {
+		return fmt.Errorf("extract artifact: %w", err)
+	}
+	dest = filepath.Clean(dest)
+	if err := checkEmptyDir(dest); err != nil {
+		return fmt.Errorf("extract artifact %s into %s: %w", ref.Digest, dest, err)
+	}
+	if err := extract(ctx, r, ref, dest); err != nil {
+		return fmt.Errorf("extract artifact %s into %s: %w", ref.Digest, dest, err)
+	}
+	return nil
+}
+
+func extract(ctx context.Context, src io.Reader, ref Ref, dest string) (err error) {
 	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
 		return err
 	}
@@ -200,11 +226,7 @@ func (s *Store) Restore(ctx context.Context, ref Ref, dest string) (err error) {
 	case got != ref:
 		return fmt.Errorf("%w: blob holds %s (%d bytes, %d files)", ErrCorrupt, got.Digest, got.Size, got.Files)
 	}
-	if err := moveInto(staging, dest); err != nil {
-		return err
-	}
-	s.log.DebugContext(ctx, "artifact restored", "digest", ref.Digest, "dest", dest, "duration", time.Since(start))
-	return nil
+	return moveInto(staging, dest)
 }
 
 // checkEmptyDir fails early, before any download, if dest cannot receive an artifact.
@@ -313,4 +335,23 @@ func (s *Store) Has(ctx context.Context, ref Ref) (bool, error) {
 	default:
 		return false, fmt.Errorf("check artifact %s: %w", ref.Digest, err)
 	}
+}
+
+// SaveArchive stores an artifact that arrives as an archive (a remote worker's upload). The
+// archive is unpacked into a temporary directory, refused as Unpack refuses (entries that
+// would escape, beyond the size cap), and the files are saved from there with Save: what is
+// stored is packed by this process and its digest computed here, so an upload cannot make
+// the store hold content under a digest it does not have. The caller compares the Ref with
+// the one the uploader claims.
+func (s *Store) SaveArchive(ctx context.Context, r io.Reader) (Ref, error) {
+	dir, err := os.MkdirTemp(s.tempDir, "conveyor-upload-*")
+	if err != nil {
+		return Ref{}, fmt.Errorf("save uploaded artifact: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	root := filepath.Join(dir, "files")
+	if _, err := Unpack(ctx, r, root, Limits{MaxSize: s.maxSize}); err != nil {
+		return Ref{}, fmt.Errorf("save uploaded artifact: %w", err)
+	}
+	return s.Save(ctx, root, nil)
 }

@@ -72,6 +72,13 @@ type Event struct {
 	Artifacts   map[string]artifact.Ref `json:"artifacts,omitempty"`
 	Summary     string                  `json:"summary,omitempty"`
 	ExternalURL string                  `json:"externalUrl,omitempty"`
+	// ExternalID names the work the action did in an external system (a custom action's
+	// external execution ID).
+	ExternalID string `json:"externalId,omitempty"`
+	// ContinuationToken, on an EvActionSucceeded of a job, says the action is not done: it
+	// stays InProgress and a follow-up job of the same attempt is queued carrying the token
+	// (a custom action's long-running work, as CodePipeline's continuation tokens).
+	ContinuationToken string `json:"continuationToken,omitempty"`
 	// Failure and Message of an action (EvActionFailed).
 	Failure string `json:"failure,omitempty"`
 	Message string `json:"message,omitempty"`
@@ -168,6 +175,9 @@ type JobSpec struct {
 	Outputs []OutputSpec      `json:"outputs,omitempty"`
 	Timeout time.Duration     `json:"timeout"`
 	Source  *SourceOverride   `json:"source,omitempty"`
+	// ContinuationToken is set on a follow-up job: what the previous job of the same attempt
+	// returned with its success, for the worker to carry on from.
+	ContinuationToken string `json:"continuationToken,omitempty"`
 }
 
 // NamedArtifact is an input artifact of a job.

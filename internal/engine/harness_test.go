@@ -213,7 +213,11 @@ func (w *world) apply(res Result) {
 		switch c.Type {
 		case CmdStartJob:
 			j := c.Job
-			if want := JobID(j.ExecutionID, j.Stage, j.Action, j.Attempt); j.ID != want {
+			want := JobID(j.ExecutionID, j.Stage, j.Action, j.Attempt)
+			if j.ContinuationToken != "" && strings.HasPrefix(j.ID, want+"/continued/") {
+				want = j.ID // a follow-up job: ContinuationJobID
+			}
+			if j.ID != want {
 				w.t.Fatalf("job id %q, want %q (derived from execution, stage, action, attempt)", j.ID, want)
 			}
 			if slices.ContainsFunc(w.queued, func(q *JobSpec) bool { return q.ID == j.ID }) {
@@ -333,7 +337,11 @@ func (w *world) actionEvent(typ EventType, id, ref string) Event {
 
 // finishJob marks the job of an event's attempt as done, as the loop's Complete does.
 func (w *world) finishJob(ev Event) {
-	delete(w.jobs, JobID(ev.ExecutionID, ev.Stage, ev.Action, ev.Attempt))
+	for id, j := range w.jobs { // the attempt's first job, or its latest follow-up job
+		if j.ExecutionID == ev.ExecutionID && j.Stage == ev.Stage && j.Action == ev.Action && j.Attempt == ev.Attempt {
+			delete(w.jobs, id)
+		}
+	}
 }
 
 type resultOpt func(*Event)

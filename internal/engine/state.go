@@ -223,6 +223,11 @@ type Action struct {
 	Outputs       map[string]string `json:"outputs,omitempty"`
 	Summary       string            `json:"summary,omitempty"`
 	ExternalURL   string            `json:"externalUrl,omitempty"`
+	// ExternalID names the action's work in an external system (custom actions).
+	ExternalID string `json:"externalId,omitempty"`
+	// Continuations counts the follow-up jobs of the current attempt: each success with a
+	// continuation token queues one, and the attempt's job is then the latest.
+	Continuations int `json:"continuations,omitempty"`
 	// Reports are the test reports of the current attempt (totals and failed cases, capped),
 	// set when its result arrives, success or failure.
 	Reports []report.Report `json:"reports,omitempty"`

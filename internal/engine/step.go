@@ -486,6 +486,7 @@ func (s *stepper) startAction(i, j int) {
 	a.Attempt++
 	a.Status, a.StartedAt, a.FinishedAt = ActionInProgress, s.now, time.Time{}
 	a.Outputs, a.Summary, a.ExternalURL, a.Failure, a.Message, a.JobID = nil, "", "", "", "", ""
+	a.ExternalID, a.Continuations = "", 0
 	a.Decision, a.Approvals, a.Reports = nil, nil, nil
 
 	cfg, err := pipeline.ResolveValue(map[string]any(pa.Configuration), s.lookup)
@@ -508,12 +509,24 @@ func (s *stepper) startAction(i, j int) {
 			Command{Type: CmdStartTimer, Timer: &Timer{ID: TimerID(timerEvent), Due: s.now.Add(timeout), Event: timerEvent}})
 		return
 	}
+	s.queueJob(i, j, "")
+	s.cmds = append(s.cmds,
+		Command{Type: CmdStartTimer, Timer: &Timer{ID: TimerID(timerEvent), Due: s.now.Add(timeout + timeoutGrace), Event: timerEvent}})
+}
+
+// queueJob queues the job of the current attempt of action j of stage i, from what the
+// attempt recorded when it started: its first job (token ""), or a follow-up job carrying
+// the continuation token the previous one returned (a.Continuations already counts it).
+func (s *stepper) queueJob(i, j int, token string) {
+	st := &s.e.Stages[i]
+	a := &st.Actions[j]
+	pa := &s.p.Stages[i].Actions[j]
 	spec := &JobSpec{
-		ID: JobID(s.e.ID, st.Name, a.Name, a.Attempt), ExecutionID: s.e.ID, Pipeline: s.e.Pipeline,
+		ID: ContinuationJobID(s.e.ID, st.Name, a.Name, a.Attempt, a.Continuations), ExecutionID: s.e.ID, Pipeline: s.e.Pipeline,
 		Stage: st.Name, Action: a.Name, Attempt: a.Attempt,
 		Category: string(pa.Category), Provider: pa.Provider,
-		Configuration: a.Configuration, Environment: a.Environment, Timeout: timeout,
-		Secrets: maps.Clone(pa.SecretEnvironment),
+		Configuration: a.Configuration, Environment: a.Environment, Timeout: pa.EffectiveTimeout(),
+		Secrets: maps.Clone(pa.SecretEnvironment), ContinuationToken: token,
 	}
 	for _, name := range pa.InputArtifacts {
 		spec.Inputs = append(spec.Inputs, NamedArtifact{Name: name, Ref: s.e.Artifacts[name]})
@@ -525,15 +538,22 @@ func (s *stepper) startAction(i, j int) {
 		spec.Source = &src
 	}
 	a.JobID = spec.ID
-	s.cmds = append(s.cmds,
-		Command{Type: CmdStartJob, Job: spec, ExecutionID: s.e.ID, Stage: st.Name, Action: a.Name, Attempt: a.Attempt},
-		Command{Type: CmdStartTimer, Timer: &Timer{ID: TimerID(timerEvent), Due: s.now.Add(timeout + timeoutGrace), Event: timerEvent}})
+	s.cmds = append(s.cmds, Command{Type: CmdStartJob, Job: spec, ExecutionID: s.e.ID, Stage: st.Name, Action: a.Name, Attempt: a.Attempt})
 }
 
 // JobID names the job of one action attempt; it derives from execution, stage, action and
 // attempt so that a redelivered step queues nothing twice.
 func JobID(exec, stage, action string, attempt int) string {
 	return exec + "/" + stage + "/" + action + "/" + strconv.Itoa(attempt)
+}
+
+// ContinuationJobID names the n-th follow-up job of an action attempt (n 0: its first job,
+// JobID): each success with a continuation token queues the next one.
+func ContinuationJobID(exec, stage, action string, attempt, n int) string {
+	if n == 0 {
+		return JobID(exec, stage, action, attempt)
+	}
+	return JobID(exec, stage, action, attempt) + "/continued/" + strconv.Itoa(n)
 }
 
 // TimerID names a timer by the event it will deliver, so a timer of an earlier attempt is
@@ -616,7 +636,11 @@ func (s *stepper) actionResult() {
 		if isApproval {
 			return
 		}
+		if s.ev.ContinuationToken != "" && s.continueAction(i, j) {
+			return
+		}
 		a.Status, a.Outputs, a.Summary, a.ExternalURL = ActionSucceeded, s.ev.Outputs, s.ev.Summary, s.ev.ExternalURL
+		a.ExternalID = s.ev.ExternalID
 		a.Reports = s.ev.Reports
 		if pa.Namespace != "" && len(s.ev.Outputs) > 0 {
 			if s.e.Outputs == nil {
@@ -696,6 +720,29 @@ func (s *stepper) actionResult() {
 	}
 	a.FinishedAt = s.now
 	s.advance(i)
+}
+
+// continueAction applies a success that carries a continuation token: the action is not
+// done, so it stays InProgress, shows what the job reported so far, and a follow-up job of
+// the same attempt is queued with the token (the attempt's timeout timer keeps running: it
+// bounds the whole action). A stopping execution starts no new job: the action then ends
+// as abandoned. It reports whether it dealt with the event (always, today: the caller
+// records nothing more).
+func (s *stepper) continueAction(i, j int) bool {
+	a := &s.e.Stages[i].Actions[j]
+	a.Summary, a.ExternalURL, a.ExternalID = s.ev.Summary, s.ev.ExternalURL, s.ev.ExternalID
+	if s.e.Status != ExecInProgress {
+		a.Status, a.Failure, a.FinishedAt = ActionAbandoned, "stopped", s.now
+		a.Message = "abandoned: the execution was stopped while the action was continuing"
+		if s.e.Stop != nil && s.e.Stop.Reason != "" {
+			a.Message += ": " + s.e.Stop.Reason
+		}
+		s.advance(i)
+		return true
+	}
+	a.Continuations++
+	s.queueJob(i, j, s.ev.ContinuationToken)
+	return true
 }
 
 func (s *stepper) cancelJob(a *Action) {

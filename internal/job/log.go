@@ -22,6 +22,7 @@ const (
 // job writes its log in no transaction of its own.
 type jobLog struct {
 	p   *Pool
+	j   *store.Job
 	id  string
 	tee func(jobID string, line []byte)
 
@@ -37,7 +38,7 @@ type jobLog struct {
 }
 
 func newJobLog(p *Pool, j *store.Job) *jobLog {
-	l := &jobLog{p: p, id: j.ID, tee: p.opts.Tee, kick: make(chan struct{}, 1), done: make(chan struct{})}
+	l := &jobLog{p: p, j: j, id: j.ID, tee: p.opts.Tee, kick: make(chan struct{}, 1), done: make(chan struct{})}
 	l.wg.Add(1)
 	go l.flusher()
 	return l
@@ -108,11 +109,7 @@ func (l *jobLog) flush() {
 	if len(chunk) == 0 {
 		return
 	}
-	err := l.p.st.Update(context.Background(), func(tx store.Tx) error {
-		_, err := tx.AppendLog(context.Background(), l.id, chunk, l.p.opts.Now())
-		return err
-	})
-	if err != nil {
+	if err := l.p.b.AppendLog(context.Background(), l.j, chunk); err != nil {
 		l.p.log.Warn("append job log", "job", l.id, "err", err)
 	}
 }

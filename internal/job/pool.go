@@ -1,10 +1,12 @@
-// Package job runs jobs: a pool of workers that lease action attempts from the store,
-// hold each lease with heartbeats, prepare a fresh workspace with the input artifacts,
-// hand the job to its provider, store the output artifacts and report the result. It uses
-// the lease/heartbeat protocol of the store, the same one remote workers will use.
+// Package job runs jobs: a pool of workers that lease action attempts, hold each lease with
+// heartbeats, prepare a fresh workspace with the input artifacts, hand the job to its
+// provider, store the output artifacts and report the result. The pool of a server works on
+// the store directly (NewPool); `conveyor worker` runs the same pool against a server over
+// HTTP (NewPoolWith and package job/remote): one protocol, two transports (Backend).
 package job
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -39,12 +41,17 @@ type Reporter interface {
 
 // Options configure a Pool.
 type Options struct {
+	// ID names the pool's workers in leases (default "local-" and a random suffix).
+	ID string
 	// Workers is how many jobs run at once (default 4).
 	Workers int
 	// WorkDir holds one fresh workspace per attempt, removed when it ends.
 	WorkDir string
 	// Providers by "Category/Provider" (e.g. "Build/Commands").
 	Providers map[string]action.Provider
+	// Labels are what this pool's workers offer to actions' runOn.
+	Labels []string
+	// Artifacts stores the artifacts of NewPool's jobs (NewPoolWith: the Backend does).
 	Artifacts *artifact.Store
 	// Tee, when set, also receives every job's output, line by line, as it comes.
 	Tee func(jobID string, line []byte)
@@ -53,7 +60,8 @@ type Options struct {
 	// Lease is how long a lease lasts without a heartbeat (default 30 s); heartbeats come
 	// every third of it.
 	Lease time.Duration
-	// Secrets gives jobs the values of the secrets they take (nil: a job that takes one fails).
+	// Secrets gives NewPool's jobs the values of the secrets they take (nil: a job that takes
+	// one fails). With NewPoolWith the Backend does.
 	Secrets SecretSource
 	// PipelineDir returns the directory a pipeline's relative paths are relative to.
 	PipelineDir func(pipeline string) string
@@ -71,6 +79,12 @@ type SecretSource interface {
 
 type jobKey struct{}
 
+// WithJob returns ctx carrying j, for the SecretSource (a server answering a remote
+// worker's request for its job's secrets).
+func WithJob(ctx context.Context, j *store.Job) context.Context {
+	return context.WithValue(ctx, jobKey{}, j)
+}
+
 // JobOf returns the job a SecretSource is asked secrets for (ok false for a context the
 // pool did not make): who uses the secrets, for the audit log.
 func JobOf(ctx context.Context) (j *store.Job, ok bool) {
@@ -80,15 +94,15 @@ func JobOf(ctx context.Context) (j *store.Job, ok bool) {
 
 // Pool is a set of in-process workers.
 type Pool struct {
-	st   store.Store
-	rep  Reporter
+	b    Backend
 	opts Options
 	log  *slog.Logger
-	id   string
-	keys []string
+	w    Worker
 
 	mu      sync.Mutex
 	running map[string]context.CancelCauseFunc
+	drain   chan struct{} // closed by Drain
+	drainer sync.Once
 
 	trash  chan string   // workspaces to remove
 	spares chan string   // empty workspaces ready for the next jobs
@@ -210,29 +224,61 @@ func (p *Pool) janitor(done chan<- struct{}) {
 	}
 }
 
-// NewPool returns a pool taking jobs from st and reporting to rep.
+// NewPool returns a pool of in-process workers taking jobs from st and reporting to rep.
 func NewPool(st store.Store, rep Reporter, opts Options) *Pool {
-	opts.Workers = max(opts.Workers, 1)
-	if opts.Lease == 0 {
-		opts.Lease = 30 * time.Second
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	if opts.MaxLog == 0 {
-		opts.MaxLog = 16 << 20
-	}
-	if opts.PipelineDir == nil {
-		opts.PipelineDir = func(string) string { return "." }
-	}
-	p := &Pool{st: st, rep: rep, opts: opts, log: opts.Logger, id: "local-" + uuid.NewString()[:8], running: map[string]context.CancelCauseFunc{}}
-	for k := range opts.Providers {
-		p.keys = append(p.keys, k)
-	}
+	opts = opts.withDefaults()
+	return NewPoolWith(&local{st: st, rep: rep, art: opts.Artifacts, secrets: opts.Secrets,
+		lease: opts.Lease, now: opts.Now, wake: st.Notify(store.TopicJobs)}, opts)
+}
+
+// NewPoolWith returns a pool taking jobs from b.
+func NewPoolWith(b Backend, opts Options) *Pool {
+	opts = opts.withDefaults()
+	p := &Pool{b: b, opts: opts, log: opts.Logger, running: map[string]context.CancelCauseFunc{}, drain: make(chan struct{})}
+	p.w = Worker{ID: opts.ID, Providers: slices.Sorted(maps.Keys(opts.Providers)), Labels: opts.Labels}
 	return p
+}
+
+// localPrefix starts the worker ID of in-process pools (IsLocal).
+const localPrefix = "local-"
+
+// IsLocal reports whether the job is leased by an in-process pool, not a remote worker.
+func IsLocal(j *store.Job) bool { return strings.HasPrefix(j.Worker, localPrefix) }
+
+func (o Options) withDefaults() Options {
+	o.Workers = max(o.Workers, 1)
+	if o.ID == "" {
+		o.ID = localPrefix + uuid.NewString()[:8]
+	}
+	if o.Lease == 0 {
+		o.Lease = 30 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.MaxLog == 0 {
+		o.MaxLog = 16 << 20
+	}
+	if o.PipelineDir == nil {
+		o.PipelineDir = func(string) string { return "." }
+	}
+	return o
+}
+
+// Drain makes Run lease no new job and return once the jobs in progress have ended and
+// reported (SIGTERM to a worker). It is idempotent.
+func (p *Pool) Drain() { p.drainer.Do(func() { close(p.drain) }) }
+
+func (p *Pool) draining() bool {
+	select {
+	case <-p.drain:
+		return true
+	default:
+		return false
+	}
 }
 
 // errCancelled is the cause of a job context cancelled because its action was abandoned or
@@ -249,10 +295,11 @@ func (p *Pool) Cancel(jobID string) {
 	}
 }
 
-// Run runs jobs until ctx is done. One fetcher leases a job whenever a worker slot is free
-// and work was signalled (so idle workers do not all race for each new job), and each job
-// runs on a goroutine of its own. When ctx is done, jobs in progress are stopped (their
-// processes killed) and left leased: the next start recovers them as lost.
+// Run runs jobs until ctx is done, or until Drain and the jobs in progress have ended. One
+// fetcher leases a job whenever a worker slot is free and work was signalled (so idle
+// workers do not all race for each new job), and each job runs on a goroutine of its own.
+// When ctx is done, jobs in progress are stopped (their processes killed) and left leased:
+// the next start recovers them as lost, or their leases expire.
 func (p *Pool) Run(ctx context.Context) error {
 	// The work directory is this pool's alone: whatever is in it was left by a crash.
 	if entries, err := os.ReadDir(p.opts.WorkDir); err == nil {
@@ -279,7 +326,17 @@ func (p *Pool) Run(ctx context.Context) error {
 		stopStock()
 		<-stockDone
 	}()
-	wake := p.st.Notify(store.TopicJobs)
+	wake := p.b.Wake()
+	// Leasing stops at Drain: a long poll in progress is given up.
+	leaseCtx, stopLeasing := context.WithCancel(ctx)
+	defer stopLeasing()
+	go func() {
+		select {
+		case <-p.drain:
+			stopLeasing()
+		case <-leaseCtx.Done():
+		}
+	}()
 	slots := make(chan struct{}, p.opts.Workers)
 	for range p.opts.Workers {
 		slots <- struct{}{}
@@ -288,25 +345,20 @@ func (p *Pool) Run(ctx context.Context) error {
 	defer wg.Wait()
 	for {
 		select {
-		case <-ctx.Done():
+		case <-leaseCtx.Done():
 			return nil
 		case <-slots:
 		}
-		var j *store.Job
-		err := p.st.Update(ctx, func(tx store.Tx) error {
-			var err error
-			j, err = tx.LeaseJob(ctx, p.id, p.keys, p.opts.Now(), p.opts.Lease)
-			return err
-		})
+		j, err := p.b.Lease(leaseCtx, p.w)
 		if err != nil || j == nil {
 			slots <- struct{}{}
-			if err != nil && ctx.Err() == nil {
-				p.log.Error("lease job", "worker", p.id, "err", err)
-				sleep(ctx, time.Second)
+			if err != nil && leaseCtx.Err() == nil {
+				p.log.Error("lease job", "worker", p.w.ID, "err", err)
+				sleep(leaseCtx, time.Second)
 				continue
 			}
 			select {
-			case <-ctx.Done():
+			case <-leaseCtx.Done():
 				return nil
 			case <-wake:
 			}
@@ -358,23 +410,17 @@ func (p *Pool) run(parent context.Context, j *store.Job) (next *store.Job) {
 	}
 	ev.ExecutionID, ev.Pipeline, ev.Stage, ev.Action, ev.Attempt = j.ExecutionID, j.Pipeline, j.Spec.Stage, j.Spec.Action, j.Spec.Attempt
 	ev.At = p.opts.Now()
-	// The next job is leased in the transaction that records this result: the action that
-	// this one's end lets start is usually that job, and it costs no transaction of its own.
-	leaseNext := func(tx store.Tx) error {
-		next = nil
-		if parent.Err() != nil {
-			return nil
-		}
-		var err error
-		next, err = tx.LeaseJob(parent, p.id, p.keys, p.opts.Now(), p.opts.Lease)
-		return err
+	// The next job is leased with this result: the action that this one's end lets start
+	// is usually that job, and it costs no round trip of its own.
+	var w *Worker
+	if !p.draining() {
+		w = &p.w
 	}
 	bg := context.WithoutCancel(parent)
-	err := p.rep.Complete(bg, j.ID, j.Epoch, ev, rest, leaseNext)
-	if err != nil && !errors.Is(err, store.ErrConflict) {
+	next, err := p.b.Complete(bg, j, ev, rest, w)
+	if err != nil && w != nil && !errors.Is(err, store.ErrConflict) {
 		// Whatever failed, the result must not be lost for the sake of the next lease.
-		next = nil
-		err = p.rep.Complete(bg, j.ID, j.Epoch, ev, rest, nil)
+		next, err = p.b.Complete(bg, j, ev, rest, nil)
 	}
 	switch {
 	case errors.Is(err, store.ErrConflict):
@@ -391,24 +437,36 @@ func (p *Pool) run(parent context.Context, j *store.Job) (next *store.Job) {
 // cancelled, or the lease was lost) it cancels the job before the lease runs out.
 func (p *Pool) heartbeat(ctx context.Context, j *store.Job, cancel context.CancelCauseFunc, done chan<- struct{}) {
 	defer close(done)
-	every := p.opts.Lease / 3
+	lease := p.opts.Lease
+	if lt, ok := p.b.(LeaseTeller); ok {
+		lease = cmp.Or(lt.LeaseOf(j), lease)
+	}
+	every := lease / 3
 	t := time.NewTicker(every)
 	defer t.Stop()
+	renewed := time.Now() // the lease holds until about renewed + Lease
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		err := p.st.Update(ctx, func(tx store.Tx) error {
-			_, err := tx.Heartbeat(ctx, j.ID, j.Epoch, p.opts.Now(), p.opts.Lease)
-			return err
-		})
-		if errors.Is(err, store.ErrConflict) {
+		err := p.b.Heartbeat(ctx, j)
+		switch {
+		case err == nil:
+			renewed = time.Now()
+		case errors.Is(err, store.ErrConflict):
 			cancel(errCancelled)
 			return
-		}
-		if err != nil && ctx.Err() == nil {
+		case ctx.Err() != nil:
+			return
+		case time.Since(renewed) >= lease-every:
+			// The next heartbeat would come after the lease ran out: whoever takes the job
+			// over must not find this attempt still running.
+			p.log.Error("lease cannot be renewed: stopping the job before it runs out", "job", j.ID, "err", err)
+			cancel(errCancelled)
+			return
+		default:
 			p.log.Warn("heartbeat", "job", j.ID, "err", err)
 		}
 	}
@@ -451,12 +509,9 @@ func (p *Pool) execute(ctx context.Context, j *store.Job, log io.Writer) engine.
 func (p *Pool) secrets(ctx context.Context, j *store.Job) (map[string]string, *secret.Masker, error) {
 	names := slices.Sorted(maps.Values(j.Spec.Secrets))
 	names = slices.Compact(names)
-	if p.opts.Secrets == nil {
-		return nil, nil, fmt.Errorf("the action takes secrets (%s) and this worker has no secret store", strings.Join(names, ", "))
-	}
-	values, err := p.opts.Secrets.Secrets(context.WithValue(ctx, jobKey{}, j), j.Pipeline, names)
+	values, err := p.b.Secrets(ctx, j, names)
 	if err != nil {
-		return nil, nil, fmt.Errorf("get secrets: %w", err)
+		return nil, nil, fmt.Errorf("get secrets %s: %w", strings.Join(names, ", "), err)
 	}
 	env := maps.Clone(j.Spec.Environment)
 	if env == nil {
@@ -508,7 +563,7 @@ func (p *Pool) executeWith(ctx context.Context, j *store.Job, log io.Writer, env
 		if i > 0 {
 			dir = filepath.Join(inputs, in.Name)
 		}
-		if err := p.opts.Artifacts.Restore(ctx, in.Ref, dir); err != nil {
+		if err := p.b.Restore(ctx, j, in, dir); err != nil {
 			return fail(action.Errored, fmt.Errorf("fetch input artifact %s: %w", in.Name, err))
 		}
 		ws.Inputs[in.Name] = dir
@@ -516,11 +571,7 @@ func (p *Pool) executeWith(ctx context.Context, j *store.Job, log io.Writer, env
 	ws.Log = log
 	ws.Started = func(pgid int, start uint64) {
 		// Recorded even when the job is being cancelled: the process may outlive a crash.
-		rctx := context.WithoutCancel(ctx)
-		err := p.st.Update(rctx, func(tx store.Tx) error {
-			return tx.SetJobProcess(rctx, j.ID, j.Epoch, pgid, start)
-		})
-		if err != nil {
+		if err := p.b.Started(context.WithoutCancel(ctx), j, pgid, start); err != nil {
 			p.log.Warn("record job process", "job", j.ID, "err", err)
 		}
 	}
@@ -563,7 +614,7 @@ func (p *Pool) executeWith(ctx context.Context, j *store.Job, log io.Writer, env
 				dir, files = staged, nil // the provider chose the files
 			}
 		}
-		ref, err := p.opts.Artifacts.Save(ctx, dir, files)
+		ref, err := p.b.Save(ctx, j, out.Name, dir, files)
 		if errors.Is(err, artifact.ErrTooLarge) || errors.Is(err, artifact.ErrUnsafe) {
 			// What the action produced is the problem, not the system.
 			return fail(action.Failed, fmt.Errorf("output artifact %s: %w", out.Name, err))

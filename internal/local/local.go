@@ -6,6 +6,7 @@ package local
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -23,18 +25,26 @@ import (
 	"github.com/conveyorci/conveyor/internal/action/source/git"
 	"github.com/conveyorci/conveyor/internal/artifact"
 	"github.com/conveyorci/conveyor/internal/artifact/fs"
+	"github.com/conveyorci/conveyor/internal/artifact/s3"
 	"github.com/conveyorci/conveyor/internal/audit"
 	"github.com/conveyorci/conveyor/internal/engine/loop"
 	"github.com/conveyorci/conveyor/internal/job"
 	"github.com/conveyorci/conveyor/internal/pipeline"
 	"github.com/conveyorci/conveyor/internal/run"
 	"github.com/conveyorci/conveyor/internal/store"
+	"github.com/conveyorci/conveyor/internal/store/postgres"
 	"github.com/conveyorci/conveyor/internal/store/sqlite"
 )
 
 // Providers returns the built-in action providers by "Category/Provider", running their
 // processes on the host.
 func Providers() map[string]action.Provider { return builtinProviders(nil, "") }
+
+// ProvidersWith returns the built-in providers as a server runs them: Commands and CodeBuild
+// shells through ex (nil: the host), with each pipeline's home directory under homes.
+func ProvidersWith(ex run.Executor, homes string) map[string]action.Provider {
+	return builtinProviders(ex, homes)
+}
 
 // builtinProviders returns the built-in providers, the Commands provider running its shells
 // through ex (nil: run.Host). Git runs on the host: it needs the network and writes where
@@ -57,11 +67,15 @@ func builtinProviders(ex run.Executor, homes string) map[string]action.Provider 
 
 // Engine is the set of parts that run pipelines on one machine.
 type Engine struct {
-	Store     store.Store
-	Loop      *loop.Loop
+	Store store.Store
+	Loop  *loop.Loop
+	// Pool is the in-process workers (nil with Options.Workers < 0).
 	Pool      *job.Pool
 	Artifacts *artifact.Store
-	DataDir   string
+	// Secrets gives actions the secrets they take, audited; remote workers' jobs get theirs
+	// through the API from it (nil: none).
+	Secrets job.SecretSource
+	DataDir string
 	// Recovered lists the executions whose jobs a crashed previous process left behind, in
 	// the order Open found them. Recovery may have finished them already (a lost Deploy
 	// fails its execution): `conveyor run` still reports them as the ones it resumes.
@@ -74,7 +88,15 @@ type Engine struct {
 // Options configure Open.
 type Options struct {
 	DataDir string
+	// Workers is how many actions the in-process workers run at once: 0 means 4; negative
+	// means none (a server whose actions run on remote workers only).
 	Workers int
+	// Store, when set, is the URL of a PostgreSQL store (postgres://...), which several
+	// servers may share; "" keeps an SQLite file under DataDir, this process's alone.
+	Store string
+	// Artifacts, when set, is the URL of the artifact store: s3://BUCKET/PREFIX?endpoint=...
+	// (package artifact/s3); "" keeps artifacts under DataDir.
+	Artifacts string
 	// Durable makes every commit survive a power loss, not only a crash of the process
 	// (SQLite synchronous=FULL), at some cost in speed.
 	Durable bool
@@ -157,19 +179,12 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 			e.Close()
 		}
 	}()
-	// Assigned only on success: a nil *sqlite.Store in the interface would make Close panic.
-	sync := "NORMAL"
-	if opts.Durable {
-		sync = "FULL"
+	if e.Store, err = openStore(ctx, dir, opts); err != nil {
+		return nil, err
 	}
-	db, err := sqlite.Open(ctx, filepath.Join(dir, "conveyor.db"), sqlite.Options{Synchronous: sync, Logger: opts.Logger})
+	blobs, err := openBlobs(ctx, dir, opts.Artifacts)
 	if err != nil {
-		return nil, fmt.Errorf("open store: %w", err)
-	}
-	e.Store = db
-	blobs, err := fs.New(filepath.Join(dir, "artifacts"))
-	if err != nil {
-		return nil, fmt.Errorf("open artifact store: %w", err)
+		return nil, err
 	}
 	tmpDir := filepath.Join(dir, "tmp")
 	if err := os.MkdirAll(tmpDir, 0o700); err != nil {
@@ -182,6 +197,7 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 	if opts.Secrets != nil && opts.Audit != nil {
 		opts.Secrets = AuditedSecrets(opts.Secrets, opts.Audit, e.Store)
 	}
+	e.Secrets = opts.Secrets
 	providers := opts.Providers
 	if providers == nil {
 		providers = builtinProviders(opts.Executor, filepath.Join(dir, "home"))
@@ -190,7 +206,10 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 	var pool *job.Pool
 	e.Loop = loop.New(e.Store, loop.Options{Logger: opts.Logger, Deliver: func(ctx context.Context, m *store.OutboxMessage) error {
 		if m.Kind == loop.KindCancelJob {
-			pool.Cancel(string(m.Payload))
+			// A remote worker learns it at its next heartbeat, which is refused.
+			if pool != nil {
+				pool.Cancel(string(m.Payload))
+			}
 			return nil
 		}
 		if opts.Deliver != nil {
@@ -198,15 +217,23 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 		}
 		return nil
 	}})
-	pool = job.NewPool(e.Store, e.Loop, job.Options{
-		Workers: max(opts.Workers, 4), WorkDir: filepath.Join(dir, "work"), Providers: providers,
-		Artifacts: e.Artifacts, Tee: opts.Tee, PipelineDir: opts.PipelineDir, Logger: opts.Logger,
-		Secrets: opts.Secrets,
-	})
-	e.Pool = pool
-	// This process owns the data directory alone: any job still leased was running in a
-	// process that died. Kill what it left running, then let the engine decide its fate.
-	if err := e.Loop.Recover(ctx, func(j *store.Job) error {
+	if opts.Workers >= 0 {
+		pool = job.NewPool(e.Store, e.Loop, job.Options{
+			Workers: cmp.Or(opts.Workers, 4), WorkDir: filepath.Join(dir, "work"), Providers: providers,
+			Artifacts: e.Artifacts, Tee: opts.Tee, PipelineDir: opts.PipelineDir, Logger: opts.Logger,
+			Secrets: opts.Secrets,
+		})
+		e.Pool = pool
+	}
+	// This process owns an SQLite store alone: any job still leased by in-process workers
+	// was running in a process that died. Kill what it left running, then let the engine
+	// decide its fate. Remote workers' leases are theirs: they expire, or are kept. A shared
+	// store's leases may be another server's: there, only lease expiry judges.
+	if opts.Store != "" {
+		ok = true
+		return e, nil
+	}
+	if err := e.Loop.Recover(ctx, job.IsLocal, func(j *store.Job) error {
 		if !slices.Contains(e.Recovered, j.ExecutionID) {
 			e.Recovered = append(e.Recovered, j.ExecutionID)
 		}
@@ -221,11 +248,67 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 	return e, nil
 }
 
+// openStore opens the PostgreSQL store opts.Store names, or else the data directory's SQLite
+// file.
+func openStore(ctx context.Context, dir string, opts Options) (store.Store, error) {
+	if opts.Store != "" {
+		if !strings.HasPrefix(opts.Store, "postgres://") && !strings.HasPrefix(opts.Store, "postgresql://") {
+			return nil, fmt.Errorf("store %q: want postgres://USER:PASSWORD@HOST:PORT/DATABASE, or none for SQLite in the data directory", redactURL(opts.Store))
+		}
+		db, err := postgres.Open(ctx, opts.Store, postgres.Options{Logger: opts.Logger})
+		if err != nil {
+			return nil, fmt.Errorf("open store: %w", err)
+		}
+		return db, nil
+	}
+	sync := "NORMAL"
+	if opts.Durable {
+		sync = "FULL"
+	}
+	db, err := sqlite.Open(ctx, filepath.Join(dir, "conveyor.db"), sqlite.Options{Synchronous: sync, Logger: opts.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	return db, nil
+}
+
+// redactURL hides a URL's password.
+func redactURL(s string) string {
+	if u, err := url.Parse(s); err == nil {
+		return u.Redacted()
+	}
+	return "(unparsable URL)"
+}
+
+// openBlobs opens the artifact backend: the S3-compatible store rawURL names, or the data
+// directory's artifacts/ when it is "".
+func openBlobs(ctx context.Context, dir, rawURL string) (artifact.Blobs, error) {
+	if rawURL == "" {
+		b, err := fs.New(filepath.Join(dir, "artifacts"))
+		if err != nil {
+			return nil, fmt.Errorf("open artifact store: %w", err)
+		}
+		return b, nil
+	}
+	if !strings.HasPrefix(rawURL, "s3://") {
+		return nil, fmt.Errorf("artifact store %q: want s3://BUCKET/PREFIX?endpoint=URL&region=REGION, or none for the data directory", rawURL)
+	}
+	b, err := s3.Open(ctx, rawURL, s3.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("open artifact store: %w", err)
+	}
+	return b, nil
+}
+
 // Run runs the engine loop and the workers until ctx is done.
 func (e *Engine) Run(ctx context.Context) error {
 	errc := make(chan error, 2)
 	go func() { errc <- e.Loop.Run(ctx) }()
-	go func() { errc <- e.Pool.Run(ctx) }()
+	if e.Pool != nil {
+		go func() { errc <- e.Pool.Run(ctx) }()
+	} else {
+		errc <- nil
+	}
 	err := <-errc
 	if err2 := <-errc; err == nil {
 		err = err2

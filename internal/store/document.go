@@ -51,7 +51,8 @@ func ExecutionHead(e *engine.Execution) *engine.Execution {
 func SameAction(a, b *engine.Action) bool {
 	return a.Name == b.Name && a.RunOrder == b.RunOrder && a.Status == b.Status && a.Attempt == b.Attempt &&
 		a.LostRetries == b.LostRetries && a.JobID == b.JobID && a.Summary == b.Summary &&
-		a.ExternalURL == b.ExternalURL && a.ApprovalToken == b.ApprovalToken && a.Failure == b.Failure &&
+		a.ExternalURL == b.ExternalURL && a.ExternalID == b.ExternalID && a.Continuations == b.Continuations &&
+		a.ApprovalToken == b.ApprovalToken && a.Failure == b.Failure &&
 		a.Message == b.Message && a.WaitingFor == b.WaitingFor &&
 		a.StartedAt.Equal(b.StartedAt) && a.FinishedAt.Equal(b.FinishedAt) &&
 		sameMap(a.Environment, b.Environment) && sameMap(a.Outputs, b.Outputs) &&

@@ -155,6 +155,8 @@ type Reader interface {
 	// TriggerLease returns the lease row of a trigger duty (ErrNotFound when never leased).
 	TriggerLease(ctx context.Context, key string) (*TriggerLease, error)
 	// --- End of trigger leases. ---
+
+	ActionTypeReader // custom action types (actiontype.go)
 }
 
 // Tx is a write transaction.
@@ -212,6 +214,11 @@ type Tx interface {
 	AddEvent(ctx context.Context, ev *Event) (added bool, err error)
 	// MarkEventProcessed marks an inbox event processed (it stays as a dedup record).
 	MarkEventProcessed(ctx context.Context, seq int64, now time.Time) error
+	// ClaimEvent marks an inbox event processed if it is not yet, and reports whether this
+	// call did: of several servers dispatching the same pending event, exactly one claims it
+	// (the others wait for its transaction and then see it processed). ErrNotFound when the
+	// event does not exist.
+	ClaimEvent(ctx context.Context, seq int64, now time.Time) (claimed bool, err error)
 
 	// AddJob queues a job; a job with the same ID already present is left as is (added=false).
 	AddJob(ctx context.Context, j *Job) (added bool, err error)
@@ -291,6 +298,8 @@ type Tx interface {
 	// when owner does not hold it.
 	ReleaseTriggerLease(ctx context.Context, key, owner string) error
 	// --- End of trigger leases. ---
+
+	ActionTypeWriter // custom action types (actiontype.go)
 }
 
 // PipelineVersion is one stored version of a pipeline declaration.

@@ -43,7 +43,7 @@ var (
 //	func TestMain(m *testing.M) { testenv.Main(m) }
 func Main(m *testing.M) {
 	code := m.Run()
-	stopAll()
+	StopAll()
 	os.Exit(code)
 }
 
@@ -54,7 +54,8 @@ func atExit(stop func()) {
 	stops = append(stops, stop)
 }
 
-func stopAll() {
+// StopAll stops the servers started so far: for a TestMain that cannot use Main.
+func StopAll() {
 	stopMu.Lock()
 	defer stopMu.Unlock()
 	for i := len(stops) - 1; i >= 0; i-- {

@@ -205,6 +205,8 @@ type Action struct {
 	Outputs       map[string]string `json:"outputs,omitempty"`
 	Summary       string            `json:"summary,omitempty"`
 	ExternalURL   string            `json:"externalUrl,omitempty"`
+	// ExternalID names the action's work in an external system (a custom action's).
+	ExternalID string `json:"externalId,omitempty"`
 	// InputArtifacts and OutputArtifacts name the artifacts the action reads and produces
 	// (set by Execution, from the pipeline version the execution runs).
 	InputArtifacts  []string `json:"inputArtifacts,omitempty"`

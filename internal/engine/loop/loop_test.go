@@ -414,7 +414,7 @@ func TestRecover(t *testing.T) {
 			}
 
 			var killed []*store.Job
-			err := b.loop.Recover(t.Context(), func(j *store.Job) error {
+			err := b.loop.Recover(t.Context(), func(*store.Job) bool { return true }, func(j *store.Job) error {
 				killed = append(killed, j)
 				// The action must not be decided while its processes may still run.
 				if e := b.exec(t, "e1"); action(t, e, "Run", "Work").Status != engine.ActionInProgress {
@@ -455,7 +455,7 @@ func TestRecover(t *testing.T) {
 				t.Errorf("recovered job: %s, want cancelled", got)
 			}
 			// A second start finds nothing more to recover.
-			if err := b.loop.Recover(t.Context(), func(j *store.Job) error {
+			if err := b.loop.Recover(t.Context(), func(*store.Job) bool { return true }, func(j *store.Job) error {
 				t.Errorf("recovered again: %s", j.ID)
 				return nil
 			}); err != nil {

@@ -13,12 +13,15 @@ import (
 
 // Run does the loop's background work until ctx is done: it applies inbox events sent
 // between executions, fires due timers, fails jobs whose lease expired and delivers outbox
-// messages. Each is woken by the store's change notifications, not by polling.
+// messages. Each is woken by the store's change notifications, not by polling. A duty that
+// fails (the store unreachable for a moment: a PostgreSQL restart) is logged and started
+// again after a pause, never left dead while the rest carries on.
 func (l *Loop) Run(ctx context.Context) error {
 	ctx = context.WithValue(ctx, hooksKey{}, nil) // hooks are for a caller's own calls (WithTx)
 	errc := make(chan error, 4)
-	for _, f := range []func(context.Context) error{l.dispatch, l.timers, l.leases, l.outbox} {
-		go func() { errc <- f(ctx) }()
+	duties := map[string]func(context.Context) error{"inbox": l.dispatch, "timers": l.timers, "leases": l.leases, "outbox": l.outbox}
+	for name, f := range duties {
+		go func() { errc <- l.supervise(ctx, name, f) }()
 	}
 	var first error
 	for range 4 {
@@ -27,6 +30,39 @@ func (l *Loop) Run(ctx context.Context) error {
 		}
 	}
 	return first
+}
+
+// wake returns the loop's subscription to topic, made once: a duty started again keeps it
+// (store subscriptions live as long as the store).
+func (l *Loop) wake(topic store.Topic) <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.wakes == nil {
+		l.wakes = map[store.Topic]<-chan struct{}{}
+	}
+	if l.wakes[topic] == nil {
+		l.wakes[topic] = l.st.Notify(topic)
+	}
+	return l.wakes[topic]
+}
+
+// restartAfter is how long a failed duty of Run waits before it starts again.
+const restartAfter = time.Second
+
+// supervise runs f until ctx is done, starting it again restartAfter after it fails.
+func (l *Loop) supervise(ctx context.Context, name string, f func(context.Context) error) error {
+	for {
+		err := f(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		l.log.Error("engine duty failed; starting it again", "duty", name, "err", err, "in", restartAfter)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(restartAfter):
+		}
+	}
 }
 
 // applyRow records ev in the inbox under key and, when new, applies it inside tx.
@@ -123,10 +159,11 @@ func (l *Loop) Complete(ctx context.Context, jobID string, epoch int64, ev engin
 	})
 }
 
-// Recover fails every leased job as lost, after kill has stopped whatever it left running.
-// It is for a process that owns its store alone (conveyor run, a single server on SQLite)
-// at start: any lease then belongs to a previous incarnation that crashed.
-func (l *Loop) Recover(ctx context.Context, kill func(*store.Job) error) error {
+// Recover fails every leased job that mine selects as lost, after kill has stopped whatever
+// it left running. It is for a process that owns its store alone (conveyor run, a single
+// server on SQLite) at start: any lease of its own workers then belongs to a previous
+// incarnation that crashed.
+func (l *Loop) Recover(ctx context.Context, mine func(*store.Job) bool, kill func(*store.Job) error) error {
 	var jobs []*store.Job
 	if err := l.st.View(ctx, func(r store.Reader) error {
 		var err error
@@ -136,6 +173,9 @@ func (l *Loop) Recover(ctx context.Context, kill func(*store.Job) error) error {
 		return fmt.Errorf("list leased jobs: %w", err)
 	}
 	for _, j := range jobs {
+		if !mine(j) {
+			continue
+		}
 		if err := kill(j); err != nil {
 			return fmt.Errorf("kill what job %s left running: %w", j.ID, err)
 		}
@@ -162,7 +202,7 @@ func (l *Loop) lose(ctx context.Context, j *store.Job, why string) error {
 
 // dispatch applies inbox events that one execution sent another (grants, supersedes).
 func (l *Loop) dispatch(ctx context.Context) error {
-	wake := l.st.Notify(store.TopicEvents)
+	wake := l.wake(store.TopicEvents)
 	for {
 		var batch []*store.Event
 		err := l.st.View(ctx, func(r store.Reader) error {
@@ -175,11 +215,17 @@ func (l *Loop) dispatch(ctx context.Context) error {
 		}
 		for _, row := range batch {
 			err := l.update(ctx, func(tx store.Tx) ([]*engine.Result, error) {
+				// Claimed first: another server dispatching the same event waits for this
+				// transaction, then finds it processed and leaves it.
+				claimed, err := tx.ClaimEvent(ctx, row.Seq, l.now())
+				if err != nil || !claimed {
+					return nil, err
+				}
 				res, err := l.step(ctx, tx, row)
 				if err != nil {
 					return nil, err
 				}
-				return []*engine.Result{res}, tx.MarkEventProcessed(ctx, row.Seq, l.now())
+				return []*engine.Result{res}, nil
 			})
 			if err != nil {
 				if ctx.Err() != nil {
@@ -206,7 +252,7 @@ func (l *Loop) dispatch(ctx context.Context) error {
 // timers turns due timers into events. It sleeps until the earliest timer, and wakes early
 // when the store reports new rows (an earlier timer may have been added).
 func (l *Loop) timers(ctx context.Context) error {
-	wake := l.st.Notify(store.TopicTimers)
+	wake := l.wake(store.TopicTimers)
 	for {
 		var due []*engine.Timer
 		var next time.Time
@@ -296,7 +342,7 @@ func (l *Loop) outbox(ctx context.Context) error {
 		<-ctx.Done()
 		return ctx.Err()
 	}
-	wake := l.st.Notify(store.TopicOutbox)
+	wake := l.wake(store.TopicOutbox)
 	backoff := time.Duration(0)
 	for {
 		var msgs []*store.OutboxMessage

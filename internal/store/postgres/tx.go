@@ -321,6 +321,27 @@ func (t *tx) MarkEventProcessed(ctx context.Context, seq int64, now time.Time) e
 	return affected(tag, err, fmt.Sprintf("mark event %d processed", seq))
 }
 
+func (t *tx) ClaimEvent(ctx context.Context, seq int64, now time.Time) (bool, error) {
+	if err := t.check(ctx); err != nil {
+		return false, err
+	}
+	// The UPDATE locks the row: a second claimer waits for the first's transaction, then
+	// finds processed_at set and changes nothing.
+	tag, err := t.q.Exec(ctx, `UPDATE inbox SET processed_at = $1 WHERE seq = $2 AND processed_at IS NULL`, nanos(now), seq)
+	if err != nil {
+		return false, fmt.Errorf("claim event %d: %w", seq, err)
+	}
+	if tag.RowsAffected() == 1 {
+		return true, nil
+	}
+	var one int
+	err = t.q.QueryRow(ctx, `SELECT 1 FROM inbox WHERE seq = $1`, seq).Scan(&one)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, fmt.Errorf("claim event %d: %w", seq, store.ErrNotFound)
+	}
+	return false, err
+}
+
 func (t *tx) AddJob(ctx context.Context, j *store.Job) (bool, error) {
 	if err := t.check(ctx); err != nil {
 		return false, err

@@ -468,7 +468,7 @@ func TestEmptyValues(t *testing.T) {
 // compare it, or a step that changes only that field would not be written.
 func TestSameActionCoversAllFields(t *testing.T) {
 	compared := []string{"Name", "RunOrder", "Status", "Attempt", "LostRetries", "JobID", "Configuration",
-		"Environment", "Outputs", "Summary", "ExternalURL", "Reports", "Decision", "Approvals", "ApprovalToken", "Failure", "Message",
+		"Environment", "Outputs", "Summary", "ExternalURL", "ExternalID", "Continuations", "Reports", "Decision", "Approvals", "ApprovalToken", "Failure", "Message",
 		"WaitingFor", "StartedAt", "FinishedAt"}
 	var fields []string
 	for f := range reflect.TypeFor[engine.Action]().Fields() {

@@ -136,6 +136,26 @@ func (t *tx) PutExecution(ctx context.Context, e *engine.Execution) error {
 }
 
 // expectRow turns "no row changed" into ErrNotFound.
+func (t *tx) ClaimEvent(ctx context.Context, seq int64, now time.Time) (bool, error) {
+	qctx, err := t.ctx(ctx)
+	if err != nil {
+		return false, err
+	}
+	res, err := t.c.exec(qctx, `UPDATE inbox SET processed_at = ? WHERE seq = ? AND processed_at IS NULL`, nanos(now), seq)
+	if err != nil {
+		return false, fmt.Errorf("claim event %d: %w", seq, err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 1 {
+		return n == 1, err
+	}
+	var one int
+	err = t.c.queryRow(qctx, `SELECT 1 FROM inbox WHERE seq = ?`, []any{seq}, &one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, fmt.Errorf("claim event %d: %w", seq, store.ErrNotFound)
+	}
+	return false, err
+}
+
 func expectRow(res sql.Result, what string) error {
 	n, err := res.RowsAffected()
 	if err != nil {

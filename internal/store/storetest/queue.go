@@ -2,6 +2,8 @@ package storetest
 
 import (
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -727,6 +729,49 @@ func testInboxProcessedOnAdd(t *testing.T, s store.Store) {
 		if added, err := tx.AddEvent(c, dup); err != nil || added {
 			t.Errorf("add applied/e1 again: added %v, %v; want a duplicate", added, err)
 		}
+		return nil
+	})
+}
+
+// testInboxClaim: of concurrent claims of one pending event, exactly one succeeds, and a
+// claimed event is no longer pending.
+func testInboxClaim(t *testing.T, s store.Store) {
+	c := t.Context()
+	ev := newEvent("start/claimed", 1)
+	update(t, s, func(tx store.Tx) error {
+		_, err := tx.AddEvent(c, ev)
+		return err
+	})
+	var claimed atomic.Int32
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			err := s.Update(c, func(tx store.Tx) error {
+				ok, err := tx.ClaimEvent(c, ev.Seq, at(2))
+				if ok {
+					claimed.Add(1)
+				}
+				return err
+			})
+			if err != nil {
+				t.Errorf("claim: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := claimed.Load(); n != 1 {
+		t.Errorf("%d claims of one event succeeded, want 1", n)
+	}
+	update(t, s, func(tx store.Tx) error {
+		pending, err := tx.PendingEvents(c, 10)
+		if err != nil {
+			return err
+		}
+		if len(pending) != 0 {
+			t.Errorf("a claimed event is still pending: %+v", pending)
+		}
+		_, err = tx.ClaimEvent(c, ev.Seq+1000, at(3))
+		wantErr(t, "claim an unknown event", err, store.ErrNotFound)
 		return nil
 	})
 }

@@ -38,6 +38,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"CountExecutions", testCountExecutions},
 		{"NamedLocks", testNamedLocks},
 		{"Inbox", testInbox},
+		{"InboxClaim", testInboxClaim},
 		{"InboxProcessedOnAdd", testInboxProcessedOnAdd},
 		{"InboxLimit", testInboxLimit},
 		{"JobAdd", testJobAdd},
@@ -69,6 +70,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Tokens", testTokens}, {"TokenRevokeTouch", testTokenRevokeTouch}, {"Users", testUsers}, {"Grants", testGrants},
 		{"Secrets", testSecrets},
 		{"TriggerLeases", testTriggerLeases},
+		{"ActionTypes", testActionTypes}, {"JobAcknowledge", testJobAcknowledge},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,493 @@
+package api
+
+import (
+	"cmp"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/conveyorci/conveyor/internal/artifact"
+	"github.com/conveyorci/conveyor/internal/engine"
+	"github.com/conveyorci/conveyor/internal/engine/loop"
+	"github.com/conveyorci/conveyor/internal/job"
+	"github.com/conveyorci/conveyor/internal/job/remote"
+	"github.com/conveyorci/conveyor/internal/store"
+)
+
+// The endpoints of remote workers (`conveyor worker`, package job/remote). A worker token
+// leases; each lease comes with a job token (below) that every call about that job carries.
+
+// DefaultWorkerLease is how long a remote worker's lease lasts without a heartbeat.
+const DefaultWorkerLease = 30 * time.Second
+
+// jobTokenTTL is how long a job token is good for: a few heartbeats. Each heartbeat answers
+// with a new one, so a worker that stops heartbeating holds a useless token soon after its
+// lease is gone, and the epoch in it fences every call long before.
+const jobTokenTTL = 5 * time.Minute
+
+// jobClaim is what a valid job token says: the job, the lease's epoch.
+type jobClaim struct {
+	job   string
+	epoch int64
+}
+
+type jobClaimKey struct{}
+
+func claimOf(r *http.Request) jobClaim {
+	c, _ := r.Context().Value(jobClaimKey{}).(jobClaim)
+	return c
+}
+
+// jobTokenKey derives the key of job tokens from the server's key.
+func jobTokenKey(key []byte) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("conveyor job tokens v1"))
+	return m.Sum(nil)
+}
+
+// newJobToken returns a job token for the job's lease under epoch, good until exp:
+// "cvj_" + base64url("ID\nEPOCH\nEXP") + "." + base64url(HMAC of that).
+func newJobToken(key []byte, id string, epoch int64, exp time.Time) string {
+	payload := id + "\n" + strconv.FormatInt(epoch, 10) + "\n" + strconv.FormatInt(exp.Unix(), 10)
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(payload))
+	return remote.JobTokenPrefix + base64.RawURLEncoding.EncodeToString([]byte(payload)) + "." +
+		base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// parseJobToken checks a job token's signature and expiry and returns its claim.
+func parseJobToken(key []byte, token string, now time.Time) (jobClaim, error) {
+	body, ok := strings.CutPrefix(token, remote.JobTokenPrefix)
+	p64, s64, ok2 := strings.Cut(body, ".")
+	if !ok || !ok2 {
+		return jobClaim{}, errors.New("not a job token")
+	}
+	payload, err1 := base64.RawURLEncoding.DecodeString(p64)
+	sig, err2 := base64.RawURLEncoding.DecodeString(s64)
+	if err1 != nil || err2 != nil {
+		return jobClaim{}, errors.New("malformed job token")
+	}
+	m := hmac.New(sha256.New, key)
+	m.Write(payload)
+	if !hmac.Equal(sig, m.Sum(nil)) {
+		return jobClaim{}, errors.New("job token signature does not verify")
+	}
+	parts := strings.Split(string(payload), "\n")
+	if len(parts) != 3 {
+		return jobClaim{}, errors.New("malformed job token")
+	}
+	epoch, err1 := strconv.ParseInt(parts[1], 10, 64)
+	exp, err2 := strconv.ParseInt(parts[2], 10, 64)
+	if err1 != nil || err2 != nil {
+		return jobClaim{}, errors.New("malformed job token")
+	}
+	if !now.Before(time.Unix(exp, 0)) {
+		return jobClaim{}, fmt.Errorf("job token of job %s expired at %s: heartbeats renew it", parts[0], time.Unix(exp, 0).UTC().Format(time.RFC3339))
+	}
+	return jobClaim{job: parts[0], epoch: epoch}, nil
+}
+
+// guardJob runs next only for a request with a valid job token for the job of its path.
+func (a *authenticator) guardJob(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		token, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		c, err := parseJobToken(a.jobKey, token, a.now())
+		if err == nil && c.job != r.PathValue("id") {
+			err = fmt.Errorf("the job token is for job %s, not %s", c.job, r.PathValue("id"))
+		}
+		if err != nil {
+			ue := &unauthorized{msg: err.Error(), invalid: token != ""}
+			w.Header().Set("WWW-Authenticate", `Bearer realm="conveyor", error="invalid_token"`)
+			writeError(w, http.StatusUnauthorized, "unauthorized", ue.msg)
+			a.au.refusedToken(r, ue)
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), jobClaimKey{}, c)))
+	})
+}
+
+// workers serves the worker endpoints.
+type workers struct {
+	st      store.Store
+	l       *loop.Loop
+	arts    *artifact.Store
+	secrets job.SecretSource
+	key     []byte // job tokens
+	now     func() time.Time
+	lease   time.Duration
+	drain   <-chan struct{}
+	// ackTimeout: how long a custom worker has to acknowledge a job (jobworker.go).
+	ackTimeout time.Duration
+
+	wakeOnce sync.Once
+	mu       sync.Mutex
+	wakeCh   chan struct{} // closed at the next change of the job queue
+}
+
+func newWorkers(o Options) *workers {
+	lease := o.WorkerLease
+	if lease <= 0 {
+		lease = DefaultWorkerLease
+	}
+	return &workers{st: o.Store, l: o.Loop, arts: o.Artifacts, secrets: o.JobSecrets,
+		key: jobTokenKey(approvalKey(o)), now: o.Now, lease: lease, drain: o.Drain,
+		ackTimeout: min(cmp.Or(o.WorkerAckTimeout, DefaultAckTimeout), lease)}
+}
+
+// changed returns a channel closed at the next change of the job queue. One subscription
+// serves every waiting lease request (store subscriptions live as long as the store).
+func (ws *workers) changed() <-chan struct{} {
+	ws.wakeOnce.Do(func() {
+		ws.wakeCh = make(chan struct{})
+		sub := ws.st.Notify(store.TopicJobs)
+		go func() {
+			for range sub {
+				ws.mu.Lock()
+				close(ws.wakeCh)
+				ws.wakeCh = make(chan struct{})
+				ws.mu.Unlock()
+			}
+		}()
+	})
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	return ws.wakeCh
+}
+
+// wireJob is a leased job as a worker receives it, with its job token.
+func (ws *workers) wireJob(j *store.Job) *remote.Job {
+	return &remote.Job{ID: j.ID, ExecutionID: j.ExecutionID, Pipeline: j.Pipeline, Provider: j.Provider,
+		Spec: j.Spec, Epoch: j.Epoch, LeaseUntil: j.LeaseUntil, LeaseMS: ws.lease.Milliseconds(),
+		Token: newJobToken(ws.key, j.ID, j.Epoch, ws.now().Add(jobTokenTTL)), Nonce: ws.nonceOf(j)}
+}
+
+// workerID names a remote worker in leases: its token, then the name it gives itself, so
+// a lease says which credentials hold it and recovery at a server's start (which concerns
+// its own in-process workers) leaves it alone.
+func workerID(p *principal, name string) string {
+	name = strings.Map(func(r rune) rune {
+		if r <= ' ' || r == 0x7f {
+			return -1
+		}
+		return r
+	}, name)
+	if len(name) > 64 {
+		name = name[:64]
+	}
+	return "remote/" + p.token.ID + "/" + name
+}
+
+// handleLease leases the next job for the worker, waiting up to the request's WaitMS for
+// one (a long poll woken by the store's notifications, on any server).
+func (ws *workers) handleLease(w http.ResponseWriter, r *http.Request) {
+	var req remote.LeaseRequest
+	if err := decodeJSON(w, r, &req); err != nil {
+		fail(w, err)
+		return
+	}
+	if req.Worker == "" {
+		fail(w, errBad("worker: name the worker (conveyor worker sends its host name and a random suffix)"))
+		return
+	}
+	worker := workerID(principalOf(r), req.Worker)
+	wait := min(time.Duration(max(req.WaitMS, 0))*time.Millisecond, remote.MaxWait)
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	ctx := r.Context()
+	for {
+		changed := ws.changed() // before the lease: a job added after it wakes us
+		var j *store.Job
+		err := ws.st.Update(ctx, func(tx store.Tx) error {
+			if err := ws.requeueUnacknowledged(ctx, tx, req.Providers); err != nil {
+				return err
+			}
+			var err error
+			j, err = tx.LeaseJob(ctx, worker, req.Providers, ws.now(), ws.lease)
+			return err
+		})
+		if err != nil {
+			fail(w, fmt.Errorf("lease a job: %w", err))
+			return
+		}
+		if j != nil {
+			writeJSON(w, http.StatusOK, ws.wireJob(j))
+			return
+		}
+		select {
+		case <-changed:
+			continue
+		case <-deadline.C:
+		case <-ctx.Done():
+		case <-ws.drain:
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+}
+
+// errLeaseLost is the 409 of a call under a lease that is no longer held.
+func errLeaseLost(c jobClaim) error {
+	return errConflict("job %s is no longer leased under epoch %d: the lease expired or the job was cancelled; stop the job", c.job, c.epoch)
+}
+
+// leased returns the job of the request's token if it is still leased under the token's
+// epoch, a 409 otherwise.
+func (ws *workers) leased(r *http.Request, rd store.Reader) (*store.Job, error) {
+	c := claimOf(r)
+	j, err := rd.Job(r.Context(), c.job)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, errLeaseLost(c)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if j.State != store.JobLeased || j.Epoch != c.epoch {
+		return nil, errLeaseLost(c)
+	}
+	return j, nil
+}
+
+func (ws *workers) view(r *http.Request) (*store.Job, error) {
+	var j *store.Job
+	err := ws.st.View(r.Context(), func(rd store.Reader) error {
+		var err error
+		j, err = ws.leased(r, rd)
+		return err
+	})
+	return j, err
+}
+
+func (ws *workers) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
+	c := claimOf(r)
+	var j *store.Job
+	err := ws.st.Update(r.Context(), func(tx store.Tx) error {
+		var err error
+		j, err = tx.Heartbeat(r.Context(), c.job, c.epoch, ws.now(), ws.lease)
+		return err
+	})
+	if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
+		fail(w, errLeaseLost(c))
+		return
+	}
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, remote.Heartbeat{LeaseUntil: j.LeaseUntil,
+		Token: newJobToken(ws.key, j.ID, j.Epoch, ws.now().Add(jobTokenTTL))})
+}
+
+func (ws *workers) handleLog(w http.ResponseWriter, r *http.Request) {
+	chunk, err := readBody(w, r)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	if len(chunk) == 0 {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	err = ws.st.Update(r.Context(), func(tx store.Tx) error {
+		j, err := ws.leased(r, tx)
+		if err != nil {
+			return err
+		}
+		_, err = tx.AppendLog(r.Context(), j.ID, chunk, ws.now())
+		return err
+	})
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// handleInput streams one of the job's input artifacts, as the artifact store holds it
+// (decrypted); the worker verifies its digest as it unpacks it.
+func (ws *workers) handleInput(w http.ResponseWriter, r *http.Request) {
+	j, err := ws.view(r)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	name := r.PathValue("name")
+	i := slices.IndexFunc(j.Spec.Inputs, func(in engine.NamedArtifact) bool { return in.Name == name })
+	if i < 0 {
+		fail(w, errNotFound("job %s has no input artifact %q", j.ID, name))
+		return
+	}
+	if ws.arts == nil {
+		fail(w, errors.New("the server has no artifact store"))
+		return
+	}
+	ref := j.Spec.Inputs[i].Ref
+	rc, err := ws.arts.Open(r.Context(), ref)
+	if errors.Is(err, artifact.ErrNotFound) {
+		fail(w, errNotFound("input artifact %q of job %s (%s) is no longer stored", name, j.ID, ref.Digest))
+		return
+	}
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	defer rc.Close()
+	w.Header().Set("Content-Type", "application/zstd")
+	w.Header().Set(remote.HeaderDigest, ref.Digest)
+	if _, err := io.Copy(w, rc); err != nil {
+		panic(http.ErrAbortHandler) // the worker must see a truncated download, not a whole one
+	}
+}
+
+// handleOutput stores one of the job's output artifacts from its archive. The server packs
+// what it unpacked and computes the digest itself (artifact.Store.SaveArchive): a worker
+// cannot store content under a digest it does not have. A claimed digest (HeaderDigest)
+// that differs is refused with 422.
+func (ws *workers) handleOutput(w http.ResponseWriter, r *http.Request) {
+	j, err := ws.view(r)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	name := r.PathValue("name")
+	if !slices.ContainsFunc(j.Spec.Outputs, func(o engine.OutputSpec) bool { return o.Name == name }) {
+		fail(w, errNotFound("job %s declares no output artifact %q", j.ID, name))
+		return
+	}
+	if ws.arts == nil {
+		fail(w, errors.New("the server has no artifact store"))
+		return
+	}
+	// Large uploads take their time; the artifact store's size cap bounds them.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
+	ref, err := ws.arts.SaveArchive(r.Context(), r.Body)
+	switch {
+	case errors.Is(err, artifact.ErrUnsafe), errors.Is(err, artifact.ErrTooLarge), errors.Is(err, artifact.ErrCorrupt):
+		fail(w, &badRequest{http.StatusUnprocessableEntity, "invalid_artifact", fmt.Sprintf("output artifact %s: %v", name, err)})
+		return
+	case err != nil:
+		fail(w, fmt.Errorf("store output artifact %s: %w", name, err))
+		return
+	}
+	if claimed := r.Header.Get(remote.HeaderDigest); claimed != "" && claimed != ref.Digest {
+		fail(w, &badRequest{http.StatusUnprocessableEntity, "digest_mismatch",
+			fmt.Sprintf("output artifact %s: the upload holds %s, not the claimed %s", name, ref.Digest, claimed)})
+		return
+	}
+	writeJSON(w, http.StatusOK, ref)
+}
+
+// handleSecrets answers the values of the secrets the job takes, and only those.
+func (ws *workers) handleSecrets(w http.ResponseWriter, r *http.Request) {
+	j, err := ws.view(r)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	names := slices.Compact(slices.Sorted(func(yield func(string) bool) {
+		for _, n := range j.Spec.Secrets {
+			if !yield(n) {
+				return
+			}
+		}
+		for _, n := range configSecrets(j) { // a custom action's secret properties
+			if !yield(n) {
+				return
+			}
+		}
+	}))
+	if len(names) == 0 {
+		writeJSON(w, http.StatusOK, map[string]string{})
+		return
+	}
+	if ws.secrets == nil {
+		fail(w, errConflict("the action takes secrets (%s) and this server has no secret store", strings.Join(names, ", ")))
+		return
+	}
+	values, err := ws.secrets.Secrets(job.WithJob(r.Context(), j), j.Pipeline, names)
+	if err != nil {
+		fail(w, errConflict("get secrets: %v", err))
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, values)
+}
+
+// handleComplete records the job's result and, when asked, leases the worker's next job in
+// the same transaction. Every artifact of a success must have been uploaded (stored) and be
+// one the job declares.
+func (ws *workers) handleComplete(w http.ResponseWriter, r *http.Request) {
+	var req remote.Complete
+	if err := decodeJSON(w, r, &req); err != nil {
+		fail(w, err)
+		return
+	}
+	ev := req.Event
+	if ev.Type != engine.EvActionSucceeded && ev.Type != engine.EvActionFailed {
+		fail(w, errBad("event.type %q: a result is %s or %s", ev.Type, engine.EvActionSucceeded, engine.EvActionFailed))
+		return
+	}
+	j, err := ws.view(r)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	if err := ws.customResult(r, j, &ev); err != nil {
+		fail(w, err)
+		return
+	}
+	for name, ref := range ev.Artifacts {
+		if !slices.ContainsFunc(j.Spec.Outputs, func(o engine.OutputSpec) bool { return o.Name == name }) {
+			fail(w, errBad("event.artifacts: job %s declares no output artifact %q", j.ID, name))
+			return
+		}
+		ok, err := false, error(nil)
+		if ws.arts != nil {
+			ok, err = ws.arts.Has(r.Context(), ref)
+		}
+		if err != nil {
+			fail(w, errBad("event.artifacts.%s: %v", name, err))
+			return
+		}
+		if !ok {
+			fail(w, &badRequest{http.StatusUnprocessableEntity, "artifact_missing",
+				fmt.Sprintf("output artifact %s (%s) is not stored: upload it first (PUT %s)", name, ref.Digest, remote.JobPath(j.ID, "outputs/"+name))})
+			return
+		}
+	}
+	ev.At = ws.now()
+	c := claimOf(r)
+	var next *store.Job
+	var then func(tx store.Tx) error
+	if req.Next != nil {
+		providers := req.Next.Providers
+		then = func(tx store.Tx) error {
+			var err error
+			next, err = tx.LeaseJob(r.Context(), j.Worker, providers, ws.now(), ws.lease)
+			return err
+		}
+	}
+	err = ws.l.Complete(context.WithoutCancel(r.Context()), c.job, c.epoch, ev, req.Log, then)
+	if errors.Is(err, store.ErrConflict) {
+		fail(w, errLeaseLost(c))
+		return
+	}
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	if next == nil {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	writeJSON(w, http.StatusOK, ws.wireJob(next))
+}
