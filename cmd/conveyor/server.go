@@ -61,6 +61,8 @@ type serverConfig struct {
 	Store string
 	// WorkerLease is how long a remote worker's lease lasts without a heartbeat.
 	WorkerLease time.Duration
+	// Labels are what the server's own workers offer to actions' runOn.
+	Labels []string
 	// TLSCert and TLSKey are PEM files: with both, the server speaks HTTPS only.
 	TLSCert, TLSKey string
 	// NoTriggers turns off the trigger services (Git polling, schedules, upstream pipelines):
@@ -74,6 +76,9 @@ func (c *serverConfig) validate() error {
 	}
 	if c.Workers < 0 {
 		return usageErr("--workers %d: want 0 (actions run on remote workers only) or more", c.Workers)
+	}
+	if err := checkLabels(c.Labels); err != nil {
+		return err
 	}
 	if c.WorkerLease < time.Second {
 		return usageErr("--worker-lease %s: want 1s or more (workers heartbeat every third of it)", c.WorkerLease)
@@ -172,6 +177,7 @@ for every action). Without bubblewrap the server warns and runs them on the host
 	f.StringArrayVar(&cfg.Apply, "apply", nil, "apply this pipeline file at start, as `conveyor pipeline apply` does (repeatable)")
 	f.BoolVar(&cfg.Start, "start", false, "start an execution of each pipeline given with --apply")
 	f.BoolVar(&cfg.NoTriggers, "no-triggers", false, "start no execution by itself: no Git polling, no schedules, no pipelineSucceeded triggers")
+	f.StringSliceVar(&cfg.Labels, "labels", nil, "labels this server's own workers offer to actions' runOn, comma-separated (an action with runOn runs only where every label it names is offered)")
 	f.DurationVar(&cfg.WorkerLease, "worker-lease", api.DefaultWorkerLease, "how long a remote worker's lease lasts without a heartbeat: a worker lost for that long has its jobs failed over")
 	cfg.sandboxFlags.register(f, "the data directory")
 	f.StringVar(&cfg.TLSCert, "tls-cert", "", "serve HTTPS with this certificate (PEM, the chain after the leaf); needs --tls-key")
@@ -214,7 +220,7 @@ func serve(ctx context.Context, cfg serverConfig, stderr io.Writer) error {
 	if workers == 0 {
 		workers = -1 // none in this process
 	}
-	eng, err := local.Open(ctx, local.Options{DataDir: cfg.DataDir, Workers: workers, Store: cfg.Store, Artifacts: cfg.Artifacts, Executor: ex, Logger: log, Audit: auditLog,
+	eng, err := local.Open(ctx, local.Options{DataDir: cfg.DataDir, Workers: workers, Labels: cfg.Labels, Store: cfg.Store, Artifacts: cfg.Artifacts, Executor: ex, Logger: log, Audit: auditLog,
 		Keys: keys, SecretStore: secretStore(keys), Deliver: func(ctx context.Context, m *store.OutboxMessage) error {
 			if upstream != nil {
 				return upstream.Deliver(ctx, m)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"time"
@@ -96,13 +97,23 @@ func (c *workerConfig) validate() error {
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return usageErr("--log-format %q: want text or json", c.LogFormat)
 	}
-	for _, l := range c.Labels {
-		if l == "" || strings.ContainsAny(l, " \t") {
-			return usageErr("--labels %q: labels are words without spaces, comma-separated", strings.Join(c.Labels, ","))
-		}
+	if err := checkLabels(c.Labels); err != nil {
+		return err
 	}
 	return c.sandboxFlags.validate()
 }
+
+// checkLabels checks --labels: names as runOn takes them.
+func checkLabels(labels []string) error {
+	for _, l := range labels {
+		if !labelRE.MatchString(l) {
+			return usageErr("--labels %q: a label is letters, digits and . @ - _, labels separated by commas", strings.Join(labels, ","))
+		}
+	}
+	return nil
+}
+
+var labelRE = regexp.MustCompile(`^[A-Za-z0-9.@\-_]{1,100}$`)
 
 // runWorker runs the worker until a signal: the first drains, the second stops (cancel).
 func runWorker(ctx context.Context, cfg workerConfig, stderr io.Writer, cancel func()) error {

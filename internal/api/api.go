@@ -102,7 +102,7 @@ func routes(o Options, au *auditor) []route {
 
 		{"POST /api/v1/pipelines/{name}/executions", RoleOperator.on(scopePipeline), handleStart(l, st, au)},
 		{"GET /api/v1/pipelines/{name}/executions", RoleViewer.on(scopePipeline), handleListExecutions(st)},
-		{"GET /api/v1/executions/{id}", RoleViewer.on(scopeExecution), handleGetExecution(l, key)},
+		{"GET /api/v1/executions/{id}", RoleViewer.on(scopeExecution), handleGetExecution(l, st, key)},
 		{"POST /api/v1/executions/{id}/stop", RoleOperator.on(scopeExecution), handleStop(l, au)},
 		{"POST /api/v1/executions/{id}/stages/{stage}/retry", RoleOperator.on(scopeExecution), handleRetry(l, au)},
 		{"POST /api/v1/executions/{id}/stages/{stage}/override-condition", RoleOperator.on(scopeExecution), handleOverrideCondition(l, au)},

@@ -171,11 +171,14 @@ func handleListExecutions(st store.Store) http.HandlerFunc {
 	}
 }
 
-func handleGetExecution(l *loop.Loop, key []byte) http.HandlerFunc {
+func handleGetExecution(l *loop.Loop, st store.Store, key []byte) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		e, err := l.Execution(r.Context(), r.PathValue("id"))
 		if err == nil {
 			e, err = withApprovalTokens(r.Context(), l, key, e)
+		}
+		if err == nil {
+			e, err = withWorkerWait(r.Context(), st, e)
 		}
 		var v any
 		if err == nil {

@@ -212,7 +212,7 @@ func (ws *workers) handleLease(w http.ResponseWriter, r *http.Request) {
 				return err
 			}
 			var err error
-			j, err = tx.LeaseJob(ctx, worker, req.Providers, ws.now(), ws.lease)
+			j, err = tx.LeaseJob(ctx, store.Leaser{Worker: worker, Providers: req.Providers, Labels: req.Labels}, ws.now(), ws.lease)
 			return err
 		})
 		if err != nil {
@@ -469,10 +469,10 @@ func (ws *workers) handleComplete(w http.ResponseWriter, r *http.Request) {
 	var next *store.Job
 	var then func(tx store.Tx) error
 	if req.Next != nil {
-		providers := req.Next.Providers
+		leaser := store.Leaser{Worker: j.Worker, Providers: req.Next.Providers, Labels: req.Next.Labels}
 		then = func(tx store.Tx) error {
 			var err error
-			next, err = tx.LeaseJob(r.Context(), j.Worker, providers, ws.now(), ws.lease)
+			next, err = tx.LeaseJob(r.Context(), leaser, ws.now(), ws.lease)
 			return err
 		}
 	}
@@ -490,4 +490,46 @@ func (ws *workers) handleComplete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, ws.wireJob(next))
+}
+
+// withWorkerWait returns e with WaitingFor set on each action whose job waits in the queue
+// for a worker, saying which: one offering the labels of its runOn, when it has one (such a
+// job waits until a worker with them polls: conveyor worker --labels). e is not changed.
+func withWorkerWait(ctx context.Context, st store.Store, e *engine.Execution) (*engine.Execution, error) {
+	if e.Status.Terminal() {
+		return e, nil
+	}
+	var out *engine.Execution
+	err := st.View(ctx, func(rd store.Reader) error {
+		for i, stage := range e.Stages {
+			for j, a := range stage.Actions {
+				if a.Status != engine.ActionInProgress || a.JobID == "" || a.WaitingFor != "" {
+					continue
+				}
+				job, err := rd.Job(ctx, a.JobID)
+				if errors.Is(err, store.ErrNotFound) {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				if job.State != store.JobQueued {
+					continue
+				}
+				if out == nil {
+					out = e.Clone()
+				}
+				wait := "a worker"
+				if len(job.Spec.RunOn) > 0 {
+					wait = "a worker offering the labels " + strings.Join(job.Spec.RunOn, ", ")
+				}
+				out.Stages[i].Actions[j].WaitingFor = wait
+			}
+		}
+		return nil
+	})
+	if err != nil || out == nil {
+		return e, err
+	}
+	return out, nil
 }

@@ -175,6 +175,8 @@ type JobSpec struct {
 	Outputs []OutputSpec      `json:"outputs,omitempty"`
 	Timeout time.Duration     `json:"timeout"`
 	Source  *SourceOverride   `json:"source,omitempty"`
+	// RunOn are the labels a worker must offer to take the job (the action's runOn).
+	RunOn []string `json:"runOn,omitempty"`
 	// ContinuationToken is set on a follow-up job: what the previous job of the same attempt
 	// returned with its success, for the worker to carry on from.
 	ContinuationToken string `json:"continuationToken,omitempty"`

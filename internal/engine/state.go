@@ -244,7 +244,9 @@ type Action struct {
 	// Failure classifies a failed attempt: "failed", "error", "timeout", "lost", "stopped".
 	Failure string `json:"failure,omitempty"`
 	Message string `json:"message,omitempty"`
-	// WaitingFor is set while the action (InProgress, no job yet) waits for a named lock ("lock NAME").
+	// WaitingFor is set while the action (InProgress, no job yet) waits for a named lock ("lock NAME");
+	// API answers also set it while its job waits in the queue for a worker ("a worker offering
+	// the labels gpu").
 	WaitingFor string    `json:"waitingFor,omitempty"`
 	StartedAt  time.Time `json:"startedAt,omitzero"`
 	FinishedAt time.Time `json:"finishedAt,omitzero"`

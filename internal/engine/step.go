@@ -526,7 +526,7 @@ func (s *stepper) queueJob(i, j int, token string) {
 		Stage: st.Name, Action: a.Name, Attempt: a.Attempt,
 		Category: string(pa.Category), Provider: pa.Provider,
 		Configuration: a.Configuration, Environment: a.Environment, Timeout: pa.EffectiveTimeout(),
-		Secrets: maps.Clone(pa.SecretEnvironment), ContinuationToken: token,
+		Secrets: maps.Clone(pa.SecretEnvironment), ContinuationToken: token, RunOn: pa.RunOn,
 	}
 	for _, name := range pa.InputArtifacts {
 		spec.Inputs = append(spec.Inputs, NamedArtifact{Name: name, Ref: s.e.Artifacts[name]})

@@ -56,6 +56,10 @@ type Worker struct {
 	Labels []string
 }
 
+func (w Worker) leaser() store.Leaser {
+	return store.Leaser{Worker: w.ID, Providers: w.Providers, Labels: w.Labels}
+}
+
 // local is the Backend of a server's in-process workers: the store, the engine loop (the
 // Reporter) and the artifact store, with no network between.
 type local struct {
@@ -72,7 +76,7 @@ func (b *local) Lease(ctx context.Context, w Worker) (*store.Job, error) {
 	var j *store.Job
 	err := b.st.Update(ctx, func(tx store.Tx) error {
 		var err error
-		j, err = tx.LeaseJob(ctx, w.ID, w.Providers, b.now(), b.lease)
+		j, err = tx.LeaseJob(ctx, w.leaser(), b.now(), b.lease)
 		return err
 	})
 	return j, err
@@ -109,7 +113,7 @@ func (b *local) Complete(ctx context.Context, j *store.Job, ev engine.Event, log
 	if next != nil {
 		then = func(tx store.Tx) error {
 			var err error
-			nj, err = tx.LeaseJob(ctx, next.ID, next.Providers, b.now(), b.lease)
+			nj, err = tx.LeaseJob(ctx, next.leaser(), b.now(), b.lease)
 			return err
 		}
 	}

@@ -91,6 +91,8 @@ type Options struct {
 	// Workers is how many actions the in-process workers run at once: 0 means 4; negative
 	// means none (a server whose actions run on remote workers only).
 	Workers int
+	// Labels are what the in-process workers offer to actions' runOn.
+	Labels []string
 	// Store, when set, is the URL of a PostgreSQL store (postgres://...), which several
 	// servers may share; "" keeps an SQLite file under DataDir, this process's alone.
 	Store string
@@ -219,7 +221,7 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 	}})
 	if opts.Workers >= 0 {
 		pool = job.NewPool(e.Store, e.Loop, job.Options{
-			Workers: cmp.Or(opts.Workers, 4), WorkDir: filepath.Join(dir, "work"), Providers: providers,
+			Workers: cmp.Or(opts.Workers, 4), WorkDir: filepath.Join(dir, "work"), Providers: providers, Labels: opts.Labels,
 			Artifacts: e.Artifacts, Tee: opts.Tee, PipelineDir: opts.PipelineDir, Logger: opts.Logger,
 			Secrets: opts.Secrets,
 		})

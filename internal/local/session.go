@@ -68,6 +68,18 @@ func (s Secrets) Secrets(_ context.Context, _ string, names []string) (map[strin
 }
 
 // Run runs the pipeline to the end and returns the execution's final status.
+// runOnLabels returns every label the pipeline's actions ask workers for (runOn).
+func runOnLabels(p *pipeline.Pipeline) []string {
+	var labels []string
+	for _, st := range p.Stages {
+		for _, a := range st.Actions {
+			labels = append(labels, a.RunOn...)
+		}
+	}
+	slices.Sort(labels)
+	return slices.Compact(labels)
+}
+
 func Run(ctx context.Context, o RunOptions) (*engine.Execution, error) {
 	dataDir := o.DataDir
 	if dataDir == "" {
@@ -85,6 +97,8 @@ func Run(ctx context.Context, o RunOptions) (*engine.Execution, error) {
 	s := &session{o: o, out: o.Out, shown: map[string]string{}}
 	eng, err := Open(ctx, Options{
 		DataDir: dataDir, Workers: o.Workers, Durable: o.Durable, MaxArtifactSize: o.MaxArtifactSize,
+		// conveyor run runs every action here, whatever workers its runOn asks for elsewhere.
+		Labels:      runOnLabels(o.Pipeline),
 		PipelineDir: func(string) string { return pipelineDir },
 		Tee:         s.tee,
 		Secrets:     Secrets(o.Secrets),

@@ -315,7 +315,7 @@ var (
 	pipelineFields       = []string{"name", "executionMode", "maxConcurrency", "maxQueued", "variables", "secrets", "triggers", "stages"}
 	variableFields       = []string{"name", "default", "description"}
 	stageFields          = []string{"name", "lock", "actions", "beforeEntry", "onSuccess", "onFailure"}
-	actionFields         = []string{"name", "category", "provider", "version", "runOrder", "namespace", "timeout", "lock", "inputArtifacts", "outputArtifacts", "configuration", "environment"}
+	actionFields         = []string{"name", "category", "provider", "version", "runOrder", "namespace", "timeout", "lock", "runOn", "inputArtifacts", "outputArtifacts", "configuration", "environment"}
 	outputArtifactFields = []string{"name", "files"}
 	triggerFields        = []string{"gitPush", "schedule", "upstream"}
 	gitPushFields        = []string{"action", "branches", "tags", "filePaths"}
@@ -410,6 +410,7 @@ var (
 	variableNameRule = nameRule{"variable name", reNamespace, MaxVariableNameLen, "letters, digits and @ - _"}
 	secretNameRule   = nameRule{"secret name", reNamespace, MaxVariableNameLen, "letters, digits and @ - _"}
 	lockNameRule     = nameRule{"lock name", reName, MaxNameLen, "letters, digits and . @ - _"}
+	labelRule        = nameRule{"label", reName, MaxNameLen, "letters, digits and . @ - _"}
 )
 
 func (d *decoder) checkName(n *node, s string, r nameRule) bool {
@@ -666,6 +667,7 @@ func (d *decoder) action(n *node) (Action, actionSrc, bool) {
 		a.Timeout = d.timeout(tn)
 	}
 	a.Lock = d.lock(n)
+	a.RunOn = d.runOn(n.get("runOn"), a.Category)
 	if a.Timeout == 0 {
 		a.Timeout = Duration(a.EffectiveTimeout())
 	}
@@ -732,6 +734,29 @@ func (d *decoder) timeout(n *node) Duration {
 		return Duration(v)
 	}
 	return 0
+}
+
+// runOn reads the labels a worker must offer to run the action: sorted, each once. An
+// approval runs on no worker, so it takes none.
+func (d *decoder) runOn(n *node, c Category) []string {
+	list, nodes := d.strList(n, "runOn")
+	var out []string
+	for i, s := range list {
+		if !d.checkName(nodes[i], s, labelRule) {
+			continue
+		}
+		if slices.Contains(list[:i], s) {
+			d.add(nodes[i], "", "label %q is listed twice", s)
+			continue
+		}
+		out = append(out, s)
+	}
+	if len(out) > 0 && c == Approval {
+		d.add(n, "remove runOn", "an approval runs on no worker, so it takes no runOn")
+		return nil
+	}
+	slices.Sort(out)
+	return out
 }
 
 func (d *decoder) inputArtifacts(n *node) ([]string, []*node) {

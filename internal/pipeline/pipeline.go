@@ -124,6 +124,8 @@ type Action struct {
 	Environment     map[string]string `json:"environment,omitempty" yaml:"environment,omitempty"`
 	// Lock names a lock shared by every pipeline, held while the action runs.
 	Lock string `json:"lock,omitempty" yaml:"lock,omitempty"`
+	// RunOn are labels a worker must offer to run the action (conveyor worker --labels).
+	RunOn []string `json:"runOn,omitempty" yaml:"runOn,omitempty"`
 	// SecretEnvironment maps environment variable names to the names of secrets whose values
 	// they receive (written in the file as environment: { KEY: { secret: NAME } }).
 	SecretEnvironment map[string]string `json:"secretEnvironment,omitempty" yaml:"secretEnvironment,omitempty"`
@@ -317,6 +319,7 @@ type actionFile[E any] struct {
 	Namespace       string           `json:"namespace,omitempty" yaml:"namespace,omitempty"`
 	Timeout         Duration         `json:"timeout,omitempty" yaml:"timeout,omitempty"`
 	Lock            string           `json:"lock,omitempty" yaml:"lock,omitempty"`
+	RunOn           []string         `json:"runOn,omitempty" yaml:"runOn,omitempty"`
 	InputArtifacts  []string         `json:"inputArtifacts,omitempty" yaml:"inputArtifacts,omitempty"`
 	OutputArtifacts []OutputArtifact `json:"outputArtifacts,omitempty" yaml:"outputArtifacts,omitempty"`
 	Configuration   map[string]any   `json:"configuration,omitempty" yaml:"configuration,omitempty"`
@@ -326,7 +329,7 @@ type actionFile[E any] struct {
 func (a *Action) fileForm() actionFile[any] {
 	f := actionFile[any]{
 		Name: a.Name, Category: a.Category, Provider: a.Provider, Version: a.Version, RunOrder: a.RunOrder,
-		Namespace: a.Namespace, Timeout: a.Timeout, Lock: a.Lock, InputArtifacts: a.InputArtifacts,
+		Namespace: a.Namespace, Timeout: a.Timeout, Lock: a.Lock, RunOn: a.RunOn, InputArtifacts: a.InputArtifacts,
 		OutputArtifacts: a.OutputArtifacts, Configuration: a.Configuration,
 	}
 	if len(a.Environment)+len(a.SecretEnvironment) > 0 {
@@ -356,7 +359,7 @@ func (a *Action) UnmarshalJSON(b []byte) error {
 	}
 	*a = Action{
 		Name: f.Name, Category: f.Category, Provider: f.Provider, Version: f.Version, RunOrder: f.RunOrder,
-		Namespace: f.Namespace, Timeout: f.Timeout, Lock: f.Lock, InputArtifacts: f.InputArtifacts,
+		Namespace: f.Namespace, Timeout: f.Timeout, Lock: f.Lock, RunOn: f.RunOn, InputArtifacts: f.InputArtifacts,
 		OutputArtifacts: f.OutputArtifacts, Configuration: f.Configuration,
 	}
 	for k, raw := range f.Environment {

@@ -222,9 +222,10 @@ type Tx interface {
 
 	// AddJob queues a job; a job with the same ID already present is left as is (added=false).
 	AddJob(ctx context.Context, j *Job) (added bool, err error)
-	// LeaseJob leases the oldest queued job whose Provider is in providers (any provider when
-	// providers is empty) to worker until now+ttl, incrementing its Epoch; nil when none.
-	LeaseJob(ctx context.Context, worker string, providers []string, now time.Time, ttl time.Duration) (*Job, error)
+	// LeaseJob leases to l.Worker, until now+ttl, the oldest queued job that l can take: its
+	// Provider in l.Providers (any provider when empty) and every label of its Spec.RunOn in
+	// l.Labels. It increments the job's Epoch; nil when there is none.
+	LeaseJob(ctx context.Context, l Leaser, now time.Time, ttl time.Duration) (*Job, error)
 	// Heartbeat extends a lease; it fails with ErrConflict when the job is no longer leased
 	// with that epoch (finished, cancelled, expired and re-leased). It returns the job so the
 	// worker sees a cancellation (State JobCancelled is returned with ErrConflict).
@@ -345,6 +346,16 @@ const (
 	JobDone      JobState = "done"
 	JobCancelled JobState = "cancelled"
 )
+
+// Leaser is who leases a job (LeaseJob) and what it can take.
+type Leaser struct {
+	Worker string
+	// Providers are the "Category/Provider" keys the worker runs; none means any.
+	Providers []string
+	// Labels are what the worker offers: a job whose Spec.RunOn names a label not among
+	// them is not for it.
+	Labels []string
+}
 
 // Job is one action attempt waiting for, or held by, a worker.
 type Job struct {

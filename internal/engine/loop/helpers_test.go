@@ -192,7 +192,7 @@ func (b *bundle) lease(t *testing.T, id string, ttl time.Duration) *store.Job {
 	}
 	err := b.st.Update(t.Context(), func(tx store.Tx) error {
 		for {
-			j, err := tx.LeaseJob(t.Context(), "test-worker", nil, b.clock.Now(), ttl)
+			j, err := tx.LeaseJob(t.Context(), store.Leaser{Worker: "test-worker"}, b.clock.Now(), ttl)
 			if err != nil || j == nil {
 				return err
 			}

@@ -152,14 +152,14 @@ func (s *server) log(execID, stage, act string) string {
 }
 
 // worker runs a pool of remote workers against s until the test ends.
-func (s *server) runWorker(providers map[string]func() any) (*job.Pool, chan error) {
+func (s *server) runWorker(labels ...string) (*job.Pool, chan error) {
 	s.t.Helper()
 	b, err := remote.New(s.url, s.worker, remote.Options{TempDir: s.t.TempDir(), Wait: 2 * time.Second})
 	if err != nil {
 		s.t.Fatal(err)
 	}
 	pool := job.NewPoolWith(b, job.Options{ID: "test-worker", Workers: 2, WorkDir: s.t.TempDir(),
-		Providers: local.Providers()})
+		Providers: local.Providers(), Labels: labels})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- pool.Run(ctx) }()
@@ -208,7 +208,7 @@ func TestPipelineOnRemoteWorker(t *testing.T) {
 	t.Parallel()
 	s := newServer(t, 3*time.Second)
 	id := s.start(twoStages)
-	s.runWorker(nil)
+	s.runWorker()
 	e := s.wait(id, "finished", func(e *engine.Execution) bool { return e.Status.Terminal() })
 	if e.Status != engine.ExecSucceeded {
 		t.Fatalf("execution %s: %s; Build log:\n%s\nTest log:\n%s", id, e.Status, s.log(id, "Build", "Make"), s.log(id, "Test", "Check"))
@@ -446,7 +446,7 @@ stages:
           commands:
             - echo $$ > ` + marker + `; exec sleep 60
 `)
-	s.runWorker(nil)
+	s.runWorker()
 	s.wait(id, "running", func(e *engine.Execution) bool {
 		_, err := os.Stat(marker)
 		return err == nil
@@ -489,4 +489,51 @@ func alive(pid int) bool {
 	// A zombie (state Z) has exited.
 	_, rest, _ := strings.Cut(string(b), ") ")
 	return !strings.HasPrefix(rest, "Z")
+}
+
+// TestRunOn: an action with runOn waits for a worker offering all its labels, says so in the
+// API's answer, and runs on the first such worker that polls.
+func TestRunOn(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, 3*time.Second)
+	id := s.start(`name: gpu
+stages:
+  - name: Train
+    actions:
+      - name: Model
+        category: Build
+        provider: Commands
+        runOn: [linux, gpu]
+        configuration:
+          commands: ["echo trained"]
+`)
+	s.runWorker("linux") // not enough: the job stays queued
+	var e engine.Execution
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, body := s.call("GET", "/api/v1/executions/"+id, s.admin, "", nil)
+		if code != 200 {
+			t.Fatalf("get execution: %d %s", code, body)
+		}
+		json.Unmarshal([]byte(body), &e)
+		if w := e.Stages[0].Actions[0].WaitingFor; w == "a worker offering the labels gpu, linux" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the action does not say it waits for a worker with its labels: %+v", e.Stages[0].Actions[0])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // the linux worker polls meanwhile, and must not take it
+	if x, _ := s.eng.Loop.Execution(t.Context(), id); x.Status.Terminal() {
+		t.Fatalf("a worker without the label gpu ran the action: %s", x.Status)
+	}
+	s.runWorker("gpu", "linux", "large")
+	x := s.wait(id, "finished", func(e *engine.Execution) bool { return e.Status.Terminal() })
+	if x.Status != engine.ExecSucceeded {
+		t.Fatalf("execution: %s", x.Status)
+	}
+	if log := s.log(id, "Train", "Model"); !strings.Contains(log, "trained") {
+		t.Errorf("log: %q", log)
+	}
 }

@@ -350,9 +350,9 @@ func (t *tx) AddJob(ctx context.Context, j *store.Job) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	tag, err := t.q.Exec(ctx, `INSERT INTO jobs (id, execution_id, pipeline, provider, spec, state,
-		created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'queued', $6, $6) ON CONFLICT (id) DO NOTHING`,
-		j.ID, j.ExecutionID, j.Pipeline, j.Provider, spec, nanos(j.CreatedAt))
+	tag, err := t.q.Exec(ctx, `INSERT INTO jobs (id, execution_id, pipeline, provider, spec, run_on, state,
+		created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $7) ON CONFLICT (id) DO NOTHING`,
+		j.ID, j.ExecutionID, j.Pipeline, j.Provider, spec, strs(j.Spec.RunOn), nanos(j.CreatedAt))
 	if err != nil {
 		return false, fmt.Errorf("add job %s: %w", j.ID, err)
 	}
@@ -367,7 +367,7 @@ func (t *tx) AddJob(ctx context.Context, j *store.Job) (bool, error) {
 // transactions are leasing (or cancelling) at this moment instead of waiting for them, and
 // a job leased by a transaction that committed since this statement began fails the
 // re-check of state = 'queued' on the locked row, so no job is leased twice.
-func (t *tx) LeaseJob(ctx context.Context, worker string, providers []string, now time.Time, ttl time.Duration) (*store.Job, error) {
+func (t *tx) LeaseJob(ctx context.Context, l store.Leaser, now time.Time, ttl time.Duration) (*store.Job, error) {
 	if err := t.check(ctx); err != nil {
 		return nil, err
 	}
@@ -375,8 +375,9 @@ func (t *tx) LeaseJob(ctx context.Context, worker string, providers []string, no
 			lease_until = $2, updated_at = $3
 		WHERE state = 'queued' AND id = (SELECT id FROM jobs WHERE state = 'queued'
 			AND (cardinality($4::text[]) = 0 OR provider = ANY($4))
+			AND run_on <@ $5::text[]
 			ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
-		RETURNING `+jobColumns, worker, nanos(now.Add(ttl)), nanos(now), strs(providers)))
+		RETURNING `+jobColumns, l.Worker, nanos(now.Add(ttl)), nanos(now), strs(l.Providers), strs(l.Labels)))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}

@@ -288,9 +288,15 @@ func (t *tx) AddJob(ctx context.Context, j *store.Job) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	res, err := t.c.exec(qctx, `INSERT INTO jobs (id, execution_id, pipeline, provider, spec, state,
-		created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?) ON CONFLICT (id) DO NOTHING`,
-		j.ID, j.ExecutionID, j.Pipeline, j.Provider, spec, nanos(j.CreatedAt), nanos(j.CreatedAt))
+	runOn := "[]"
+	if len(j.Spec.RunOn) > 0 {
+		if runOn, err = jsonList(j.Spec.RunOn); err != nil {
+			return false, err
+		}
+	}
+	res, err := t.c.exec(qctx, `INSERT INTO jobs (id, execution_id, pipeline, provider, spec, run_on, state,
+		created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?) ON CONFLICT (id) DO NOTHING`,
+		j.ID, j.ExecutionID, j.Pipeline, j.Provider, spec, runOn, nanos(j.CreatedAt), nanos(j.CreatedAt))
 	if err != nil {
 		return false, fmt.Errorf("add job %s: %w", j.ID, err)
 	}
@@ -305,28 +311,36 @@ func (t *tx) AddJob(ctx context.Context, j *store.Job) (bool, error) {
 	return true, nil
 }
 
-func (t *tx) LeaseJob(ctx context.Context, worker string, providers []string, now time.Time, ttl time.Duration) (*store.Job, error) {
+func (t *tx) LeaseJob(ctx context.Context, l store.Leaser, now time.Time, ttl time.Duration) (*store.Job, error) {
 	qctx, err := t.ctx(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var j *store.Job
-	if len(providers) == 0 {
-		j, err = t.queryJob(qctx, `UPDATE jobs SET state = 'leased', worker = ?, epoch = epoch + 1,
-			lease_until = ?, updated_at = ?
-			WHERE id = (SELECT id FROM jobs WHERE state = 'queued' ORDER BY created_at, id LIMIT 1)
-			RETURNING `+jobColumns, worker, nanos(now.Add(ttl)), nanos(now))
-	} else {
-		var list string
-		if list, err = jsonList(providers); err != nil {
+	// A job with no runOn (the usual case) needs no label: run_on '[]' is checked first.
+	where, args := "state = 'queued'", []any{l.Worker, nanos(now.Add(ttl)), nanos(now)}
+	if len(l.Providers) > 0 {
+		list, err := jsonList(l.Providers)
+		if err != nil {
 			return nil, err
 		}
-		j, err = t.queryJob(qctx, `UPDATE jobs SET state = 'leased', worker = ?, epoch = epoch + 1,
-			lease_until = ?, updated_at = ?
-			WHERE id = (SELECT id FROM jobs WHERE state = 'queued'
-				AND provider IN (SELECT value FROM json_each(?)) ORDER BY created_at, id LIMIT 1)
-			RETURNING `+jobColumns, worker, nanos(now.Add(ttl)), nanos(now), list)
+		where += " AND provider IN (SELECT value FROM json_each(?))"
+		args = append(args, list)
 	}
+	if len(l.Labels) == 0 {
+		where += " AND run_on = '[]'"
+	} else {
+		list, err := jsonList(l.Labels)
+		if err != nil {
+			return nil, err
+		}
+		where += ` AND (run_on = '[]' OR NOT EXISTS (SELECT 1 FROM json_each(jobs.run_on) AS r
+			WHERE r.value NOT IN (SELECT value FROM json_each(?))))`
+		args = append(args, list)
+	}
+	j, err := t.queryJob(qctx, `UPDATE jobs SET state = 'leased', worker = ?, epoch = epoch + 1,
+		lease_until = ?, updated_at = ?
+		WHERE id = (SELECT id FROM jobs WHERE `+where+` ORDER BY created_at, id LIMIT 1)
+		RETURNING `+jobColumns, args...)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}

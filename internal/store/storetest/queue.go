@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -193,7 +194,7 @@ func lease(t *testing.T, s store.Store, worker string, providers []string, now t
 	t.Helper()
 	var j *store.Job
 	update(t, s, func(tx store.Tx) (err error) {
-		j, err = tx.LeaseJob(t.Context(), worker, providers, now, ttl)
+		j, err = tx.LeaseJob(t.Context(), store.Leaser{Worker: worker, Providers: providers}, now, ttl)
 		return err
 	})
 	return j
@@ -774,4 +775,49 @@ func testInboxClaim(t *testing.T, s store.Store) {
 		wantErr(t, "claim an unknown event", err, store.ErrNotFound)
 		return nil
 	})
+}
+
+// testJobLeaseByLabels: a job whose RunOn names labels goes only to a worker that offers
+// every one of them; a job without RunOn goes to any worker.
+func testJobLeaseByLabels(t *testing.T, s store.Store) {
+	withLabels := func(j *store.Job, labels ...string) *store.Job {
+		j.Spec.RunOn = labels
+		return j
+	}
+	addJobs(t, s,
+		withLabels(newJob("gpu", "Build/Commands", 1), "gpu"),
+		withLabels(newJob("large", "Build/Commands", 2), "large", "linux"),
+		newJob("plain", "Build/Commands", 3),
+		withLabels(newJob("large2", "Build/Commands", 4), "large", "linux"),
+	)
+	steps := []struct {
+		labels []string
+		want   string // "" for none
+	}{
+		{[]string{"linux"}, "plain"}, // the older labelled jobs need more than it offers
+		{nil, ""},
+		{[]string{"linux"}, ""},
+		{[]string{"x", "linux", "large"}, "large"},
+		{[]string{"gpu", "linux"}, "gpu"},
+		{[]string{"large", "linux"}, "large2"},
+		{[]string{"large", "linux", "gpu"}, ""},
+	}
+	wantRunOn := map[string][]string{"gpu": {"gpu"}, "large": {"large", "linux"}, "large2": {"large", "linux"}}
+	for i, st := range steps {
+		var j *store.Job
+		update(t, s, func(tx store.Tx) (err error) {
+			j, err = tx.LeaseJob(t.Context(), store.Leaser{Worker: "w", Labels: st.labels}, at(10), time.Minute)
+			return err
+		})
+		got := ""
+		if j != nil {
+			got = j.ID
+			if !slices.Equal(j.Spec.RunOn, wantRunOn[got]) {
+				t.Errorf("step %d: job %s came back with RunOn %v", i, got, j.Spec.RunOn)
+			}
+		}
+		if got != st.want {
+			t.Errorf("step %d: worker offering %v leased %q, want %q", i, st.labels, got, st.want)
+		}
+	}
 }

@@ -44,6 +44,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"JobAdd", testJobAdd},
 		{"JobLeaseOldestFirst", testJobLeaseOldestFirst},
 		{"JobLeaseByProvider", testJobLeaseByProvider},
+		{"JobLeaseByLabels", testJobLeaseByLabels},
 		{"JobHeartbeat", testJobHeartbeat},
 		{"JobHeartbeatCancelled", testJobHeartbeatCancelled},
 		{"JobEpochs", testJobEpochs},
