@@ -184,15 +184,33 @@ func (b *browser) open(path string) {
 }
 
 // click clicks the element a CSS selector finds, once it is visible.
+//
+// It finds and clicks the element in one evaluation on the page: a live update may render
+// the element again at any moment, and a node found first and clicked after may be gone.
 func (b *browser) click(sel string) {
 	b.t.Helper()
-	b.do("click "+sel, chromedp.Click(chromedp.CSS(sel)))
+	q, _ := json.Marshal(sel)
+	b.wait("click "+sel, fmt.Sprintf(`(() => {
+		const el = document.querySelector(%s);
+		if (!el || el.disabled || el.getClientRects().length === 0) return false;
+		el.click();
+		return true;
+	})()`, q))
 }
 
 // fill sets the value of an input or textarea and types nothing else.
+// As click, it finds the element and sets it in one evaluation.
 func (b *browser) fill(sel, value string) {
 	b.t.Helper()
-	b.do("fill "+sel, chromedp.SetValue(chromedp.CSS(sel), value))
+	q, _ := json.Marshal(sel)
+	v, _ := json.Marshal(value)
+	b.wait("fill "+sel, fmt.Sprintf(`(() => {
+		const el = document.querySelector(%s);
+		if (!el) return false;
+		el.value = %s;
+		el.dispatchEvent(new Event('input', {bubbles: true}));
+		return true;
+	})()`, q, v))
 }
 
 // screenshot writes the page as name.png.
