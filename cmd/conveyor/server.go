@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -28,6 +29,7 @@ import (
 	"github.com/conveyorci/conveyor/internal/keyring"
 	"github.com/conveyorci/conveyor/internal/local"
 	"github.com/conveyorci/conveyor/internal/metrics"
+	"github.com/conveyorci/conveyor/internal/notify"
 	"github.com/conveyorci/conveyor/internal/pipeline"
 	"github.com/conveyorci/conveyor/internal/run"
 	"github.com/conveyorci/conveyor/internal/store"
@@ -59,6 +61,9 @@ type serverConfig struct {
 	// Store is a PostgreSQL URL (several servers may share it); "" is SQLite in the data
 	// directory.
 	Store string
+	// ExternalURL is where people reach this server (behind a proxy, a load balancer): links
+	// in commit statuses and notifications point under it.
+	ExternalURL string
 	// WorkerLease is how long a remote worker's lease lasts without a heartbeat.
 	WorkerLease time.Duration
 	// Labels are what the server's own workers offer to actions' runOn.
@@ -79,6 +84,11 @@ func (c *serverConfig) validate() error {
 	}
 	if err := checkLabels(c.Labels); err != nil {
 		return err
+	}
+	if c.ExternalURL != "" {
+		if u, err := url.Parse(c.ExternalURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return usageErr("--external-url %q: want http(s)://HOST[:PORT][/PATH]", c.ExternalURL)
+		}
 	}
 	if c.WorkerLease < time.Second {
 		return usageErr("--worker-lease %s: want 1s or more (workers heartbeat every third of it)", c.WorkerLease)
@@ -178,6 +188,7 @@ for every action). Without bubblewrap the server warns and runs them on the host
 	f.BoolVar(&cfg.Start, "start", false, "start an execution of each pipeline given with --apply")
 	f.BoolVar(&cfg.NoTriggers, "no-triggers", false, "start no execution by itself: no Git polling, no schedules, no pipelineSucceeded triggers")
 	f.StringSliceVar(&cfg.Labels, "labels", nil, "labels this server's own workers offer to actions' runOn, comma-separated (an action with runOn runs only where every label it names is offered)")
+	f.StringVar(&cfg.ExternalURL, "external-url", "", "the URL people reach this server at (behind a proxy or load balancer), for the links in commit statuses and notifications (default: the address it listens on)")
 	f.DurationVar(&cfg.WorkerLease, "worker-lease", api.DefaultWorkerLease, "how long a remote worker's lease lasts without a heartbeat: a worker lost for that long has its jobs failed over")
 	cfg.sandboxFlags.register(f, "the data directory")
 	f.StringVar(&cfg.TLSCert, "tls-cert", "", "serve HTTPS with this certificate (PEM, the chain after the leaf); needs --tls-key")
@@ -216,13 +227,17 @@ func serve(ctx context.Context, cfg serverConfig, stderr io.Writer) error {
 		return err
 	}
 	var upstream *trigger.Upstream // set before the engine runs, unless --no-triggers
+	var notifier *notify.Notifier  // set before the engine runs
 	workers := cfg.Workers
 	if workers == 0 {
 		workers = -1 // none in this process
 	}
 	eng, err := local.Open(ctx, local.Options{DataDir: cfg.DataDir, Workers: workers, Labels: cfg.Labels, Store: cfg.Store, Artifacts: cfg.Artifacts, Executor: ex, Logger: log, Audit: auditLog,
 		Keys: keys, SecretStore: secretStore(keys), Deliver: func(ctx context.Context, m *store.OutboxMessage) error {
-			if upstream != nil {
+			switch {
+			case m.Kind == loop.KindReport && notifier != nil:
+				return notifier.Deliver(ctx, m)
+			case upstream != nil:
 				return upstream.Deliver(ctx, m)
 			}
 			return nil
@@ -272,13 +287,27 @@ func serve(ctx context.Context, cfg serverConfig, stderr io.Writer) error {
 		ln = tls.NewListener(ln, &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}})
 		scheme = "https"
 	}
+	baseURL := cfg.ExternalURL
+	if baseURL == "" {
+		baseURL = scheme + "://" + ln.Addr().String()
+	}
+	notifier = notify.New(notify.Options{Loop: eng.Loop, Secrets: eng.Secrets, BaseURL: baseURL, Logger: log.With("component", "notify")})
 	var ready atomic.Bool
 	met := metrics.New(eng.Store, eng.Loop, nil)
 	drain := make(chan struct{}) // closed at Shutdown: event streams end, so the drain does not wait for them
+	// Pushes whose filePaths filters need git diff are decided after the answer, on bare
+	// clones under the data directory.
+	var pushes api.PushQueue
+	var pushSvc *trigger.Pushes
+	if !cfg.NoTriggers {
+		pushSvc = trigger.NewPushes(trigger.PushesOptions{Options: trigger.Options{Loop: eng.Loop, Store: eng.Store,
+			Logger: log.With("component", "trigger")}, Dir: filepath.Join(eng.DataDir, "git-cache")})
+		pushes = pushSvc
+	}
 	srv := &http.Server{
 		Handler: api.New(api.Options{Loop: eng.Loop, Store: eng.Store, Logger: log, Ready: ready.Load,
 			Drain: drain, Metrics: met, ApprovalKey: approvalKey, Artifacts: eng.Artifacts, Audit: auditLog,
-			Secrets: vault.New(eng.Store, keys), JobSecrets: eng.Secrets, WorkerLease: cfg.WorkerLease}),
+			Secrets: vault.New(eng.Store, keys), JobSecrets: eng.Secrets, WorkerLease: cfg.WorkerLease, Pushes: pushes}),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute, // keep-alive connections with no request
 		ErrorLog:          slog.NewLogLogger(h, slog.LevelWarn),
@@ -296,6 +325,9 @@ func serve(ctx context.Context, cfg serverConfig, stderr io.Writer) error {
 	engineDone := make(chan error, 1)
 	go func() { engineDone <- eng.Run(engCtx) }()
 	go met.Run(engCtx)
+	if pushSvc != nil {
+		go pushSvc.Run(engCtx)
+	}
 	serveDone := make(chan error, 1)
 	go func() { serveDone <- srv.Serve(ln) }()
 	ready.Store(true)

@@ -31,13 +31,13 @@ var (
 
 // runServer starts `conveyor server --listen 127.0.0.1:0 --data-dir dir` and waits for the
 // address it prints.
-func runServer(t *testing.T, dir string, env ...string) *serverProc {
+func runServer(t testing.TB, dir string, env ...string) *serverProc {
 	t.Helper()
 	return runServerArgs(t, dir, nil, env...)
 }
 
 // runServerArgs is runServer with more arguments for the server.
-func runServerArgs(t *testing.T, dir string, args []string, env ...string) *serverProc {
+func runServerArgs(t testing.TB, dir string, args []string, env ...string) *serverProc {
 	t.Helper()
 	p := &serverProc{stderr: &syncBuffer{}, done: make(chan error, 1)}
 	p.cmd = exec.Command(conveyorBin, append([]string{"server", "--listen", "127.0.0.1:0", "--data-dir", dir}, args...)...)
@@ -91,7 +91,7 @@ func (p *serverProc) stop(t *testing.T) int {
 	return -1
 }
 
-func httpCall(t *testing.T, method, url, token, contentType string, body []byte, want int, out any) {
+func httpCall(t testing.TB, method, url, token, contentType string, body []byte, want int, out any) {
 	t.Helper()
 	req, err := http.NewRequest(method, url, bytes.NewReader(body))
 	if err != nil {

@@ -78,7 +78,7 @@ const uiTimeout = 20 * time.Second
 
 // browser is one headless Chromium tab of a test.
 type browser struct {
-	t      *testing.T
+	t      testing.TB
 	ctx    context.Context
 	base   string // the server's URL
 	shots  string // where screenshots go
@@ -87,7 +87,7 @@ type browser struct {
 }
 
 // newBrowser starts Chromium for the test and returns its one tab.
-func newBrowser(t *testing.T, base string) *browser {
+func newBrowser(t testing.TB, base string) *browser {
 	t.Helper()
 	exe := testenv.Chromium(t)
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],

@@ -29,6 +29,9 @@ type Job struct {
 	// (uncommitted changes included) is used as is ("--source Checkout=."), or a revision.
 	SourceDir      string
 	SourceRevision string
+	// SourceRef is the ref that brings SourceRevision when no branch does (a pull request's
+	// refs/pull/N/head): it is fetched, then SourceRevision checked out.
+	SourceRef string
 	// PipelineDir is the directory holding the pipeline file; a Git repository of "." is the
 	// repository holding it.
 	PipelineDir string
@@ -53,6 +56,19 @@ type Workspace struct {
 	// output artifacts it returns in Result.Artifacts); the worker removes it with the
 	// workspace. It does not exist before Run.
 	Scratch string
+	// Cache keeps directories from one execution of the pipeline to the next (an action's
+	// cache setting); nil when the worker has nowhere to keep them.
+	Cache Cache
+}
+
+// Cache stores directories under keys of the action's choosing, scoped by the worker to the
+// job's pipeline and branch. Both methods are safe for concurrent use.
+type Cache interface {
+	// Restore unpacks what was saved under key (for the job's branch, else its default
+	// branch) into dir, which must be empty or not exist. found is false when nothing was.
+	Restore(ctx context.Context, key, dir string) (found bool, err error)
+	// Save stores the files under dir under key, for the job's branch.
+	Save(ctx context.Context, key, dir string) error
 }
 
 // Result is what a successful job hands back to the engine.

@@ -60,6 +60,9 @@ type Options struct {
 	// JobSecrets gives remote workers the secrets their jobs take (workers.go); nil: a job
 	// that takes one fails.
 	JobSecrets job.SecretSource
+	// Pushes decides, after the answer, the deliveries whose start needs git diff (nil:
+	// those start, a filter that cannot tell starting rather than missing a change).
+	Pushes PushQueue
 	// WorkerLease is how long a remote worker's lease lasts without a heartbeat (default
 	// DefaultWorkerLease).
 	WorkerLease time.Duration
@@ -146,6 +149,8 @@ func routes(o Options, au *auditor) []route {
 		{"POST /api/v1/worker/jobs/{id}/log", jobToken, ws.handleLog},
 		{"GET /api/v1/worker/jobs/{id}/inputs/{name}", jobToken, ws.handleInput},
 		{"PUT /api/v1/worker/jobs/{id}/outputs/{name}", jobToken, ws.handleOutput},
+		{"GET /api/v1/worker/jobs/{id}/cache", jobToken, ws.handleGetCache},
+		{"PUT /api/v1/worker/jobs/{id}/cache", jobToken, ws.handlePutCache},
 		{"GET /api/v1/worker/jobs/{id}/secrets", jobToken, ws.handleSecrets},
 		{"POST /api/v1/worker/jobs/{id}/complete", jobToken, ws.handleComplete},
 		{"POST /api/v1/worker/jobs/{id}/acknowledge", jobToken, ws.handleAcknowledge},
@@ -156,9 +161,10 @@ func routes(o Options, au *auditor) []route {
 		{"DELETE /api/v1/action-types/{category}/{provider}", RoleAdmin.on(scopeGlobal), handleDeleteActionType(st, au)},
 
 		// Git forges' webhooks: public, authenticated by the delivery's signature (webhooks.go).
-		{"POST /hooks/github", public, handleWebhook(webhook.GitHub, l, st, o.Secrets, hooks, au, now)},
-		{"POST /hooks/gitlab", public, handleWebhook(webhook.GitLab, l, st, o.Secrets, hooks, au, now)},
-		{"POST /hooks/gitea", public, handleWebhook(webhook.Gitea, l, st, o.Secrets, hooks, au, now)},
+		{"POST /hooks/github", public, handleWebhook(webhook.GitHub, l, st, o.Secrets, o.Pushes, hooks, au, now)},
+		{"POST /hooks/gitlab", public, handleWebhook(webhook.GitLab, l, st, o.Secrets, o.Pushes, hooks, au, now)},
+		{"POST /hooks/gitea", public, handleWebhook(webhook.Gitea, l, st, o.Secrets, o.Pushes, hooks, au, now)},
+		{"POST /hooks/generic/{name}", public, handleGenericWebhook(l, st, o.Secrets, hooks, au, now)},
 	}
 }
 

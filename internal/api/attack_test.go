@@ -30,6 +30,7 @@ import (
 	"github.com/conveyorci/conveyor/internal/api"
 	"github.com/conveyorci/conveyor/internal/audit"
 	"github.com/conveyorci/conveyor/internal/engine"
+	"github.com/conveyorci/conveyor/internal/job"
 	"github.com/conveyorci/conveyor/internal/keyring"
 	"github.com/conveyorci/conveyor/internal/local"
 	"github.com/conveyorci/conveyor/internal/store"
@@ -137,6 +138,10 @@ func newAttackEnv(t *testing.T) *attackEnv {
 	b.waitStatus(q.ID, engine.ExecSucceeded)
 	e.qExec = q.ID
 	e.leaseProbeJob(t, ctx)
+	// A cache of p for the probe job's cache routes to find (baseQuery).
+	if err := job.PointCache(ctx, eng.Artifacts, &store.Job{Pipeline: "p"}, "probe", e.admin.execution(e.exec).Artifacts["Out"]); err != nil {
+		t.Fatal(err)
+	}
 	return e
 }
 
@@ -416,6 +421,9 @@ func (e *attackEnv) value(ri routeInfo, param string) (string, bool) {
 func baseQuery(ri routeInfo) url.Values {
 	if ri.pattern == "DELETE /api/v1/grants" {
 		return url.Values{"role": {"viewer"}, "user": {"vera"}, "pipeline": {"nosuchpipeline"}}
+	}
+	if strings.HasSuffix(ri.pattern, "/worker/jobs/{id}/cache") {
+		return url.Values{"key": {"probe"}}
 	}
 	return url.Values{}
 }

@@ -303,6 +303,8 @@ func (f *fixture) matrix() map[string]matrixCase {
 		"GET /api/v1/worker/jobs/{id}/inputs/{name}":  {req: get("/api/v1/worker/jobs/x/inputs/Out")},
 		"PUT /api/v1/worker/jobs/{id}/outputs/{name}": {req: func(*fixture, *bundle, bool) request { return request{"PUT", "/api/v1/worker/jobs/x/outputs/Out", nil} }},
 		"GET /api/v1/worker/jobs/{id}/secrets":        {req: get("/api/v1/worker/jobs/x/secrets")},
+		"GET /api/v1/worker/jobs/{id}/cache":          {req: get("/api/v1/worker/jobs/x/cache?key=k")},
+		"PUT /api/v1/worker/jobs/{id}/cache":          {req: func(*fixture, *bundle, bool) request { return request{"PUT", "/api/v1/worker/jobs/x/cache?key=k", nil} }},
 		"POST /api/v1/worker/jobs/{id}/complete":      {req: post("/api/v1/worker/jobs/x/complete")},
 		"POST /api/v1/worker/jobs/{id}/acknowledge":   {req: post("/api/v1/worker/jobs/x/acknowledge")},
 		// Custom action types: any viewer lists, global admins register and delete.
@@ -322,6 +324,10 @@ func (f *fixture) matrix() map[string]matrixCase {
 		"POST /hooks/github": {req: func(*fixture, *bundle, bool) request { return request{"POST", "/hooks/github", map[string]any{}} }, ok: []int{400}},
 		"POST /hooks/gitlab": {req: func(*fixture, *bundle, bool) request { return request{"POST", "/hooks/gitlab", map[string]any{}} }, ok: []int{400}},
 		"POST /hooks/gitea":  {req: func(*fixture, *bundle, bool) request { return request{"POST", "/hooks/gitea", map[string]any{}} }, ok: []int{400}},
+		// A generic delivery without a signature is refused whoever sends it.
+		"POST /hooks/generic/{name}": {req: func(*fixture, *bundle, bool) request {
+			return request{"POST", "/hooks/generic/deploy", map[string]any{}}
+		}, ok: []int{401}},
 		"POST /api/v1/users": {req: func(f *fixture, _ *bundle, _ bool) request {
 			return request{"POST", "/api/v1/users", map[string]any{"name": f.unique("user")}}
 		}, ok: []int{201}},
@@ -398,6 +404,7 @@ var wantAccess = map[string]string{
 	"POST /hooks/github":                                                    "public",
 	"POST /hooks/gitlab":                                                    "public",
 	"POST /hooks/gitea":                                                     "public",
+	"POST /hooks/generic/{name}":                                            "public",
 	"GET /api/v1/whoami":                                                    "any token",
 	"GET /api/v1/overview":                                                  "viewer on some pipeline",
 	"GET /api/v1/pipelines/{name}/diff":                                     "viewer on pipeline",
@@ -408,6 +415,8 @@ var wantAccess = map[string]string{
 	"GET /api/v1/worker/jobs/{id}/inputs/{name}":                            "job",
 	"PUT /api/v1/worker/jobs/{id}/outputs/{name}":                           "job",
 	"GET /api/v1/worker/jobs/{id}/secrets":                                  "job",
+	"GET /api/v1/worker/jobs/{id}/cache":                                    "job",
+	"PUT /api/v1/worker/jobs/{id}/cache":                                    "job",
 	"POST /api/v1/worker/jobs/{id}/complete":                                "job",
 	"POST /api/v1/worker/jobs/{id}/acknowledge":                             "job",
 	"GET /api/v1/action-types":                                              "viewer on some pipeline",

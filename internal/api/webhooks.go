@@ -38,6 +38,9 @@ type hookAnswer struct {
 	Executions []hookStart   `json:"executions"`
 	// Skipped lists the source actions the delivery is about that it did not start, and why.
 	Skipped []hookSkip `json:"skipped,omitempty"`
+	// Pending lists the source actions whose start waits for git diff (filePaths filters on
+	// a payload that does not list the changed files): decided after the answer.
+	Pending []hookSkip `json:"pending,omitempty"`
 	Message string     `json:"message,omitempty"`
 }
 
@@ -59,11 +62,39 @@ type hookSkip struct {
 
 // candidate is a source action a delivery is about, in a pipeline that accepted its signature.
 type candidate struct {
-	pipeline string
-	src      webhook.Source
+	pipeline   string
+	repository string // as the action configures it
+	src        webhook.Source
 }
 
-func handleWebhook(f webhook.Forge, l *loop.Loop, st store.Store, secrets *vault.Vault, lim *limiter, au *auditor, now func() time.Time) http.HandlerFunc {
+// hookCause is the start a delivery asks for: a push's commit, or a pull request's head
+// (fetched through the forge's ref for it, in a lane of its own), once per commit.
+func hookCause(cd candidate, c *webhook.Change) trigger.Cause {
+	if pr := c.PullRequest; c.Event == webhook.PullRequest && pr != nil {
+		return trigger.Cause{
+			Pipeline: cd.pipeline,
+			Trigger:  engine.Trigger{Type: "PullRequest", Detail: hookDetail(c)},
+			Sources:  map[string]engine.SourceOverride{cd.src.Action: {Revision: pr.HeadCommit, Ref: webhook.HeadRef(c.Forge, pr.Number)}},
+			PullRequest: &engine.PullRequest{Forge: string(c.Forge), Number: pr.Number, HeadRef: clip(pr.HeadRef, 256), BaseRef: clip(pr.BaseRef, 256),
+				Fork: pr.Fork, Author: clip(pr.Author, 128)},
+			Key: prKey(cd, pr),
+		}
+	}
+	return trigger.Cause{
+		Pipeline: cd.pipeline,
+		Trigger:  engine.Trigger{Type: "Webhook", Detail: hookDetail(c)},
+		Sources:  map[string]engine.SourceOverride{cd.src.Action: {Revision: c.After}},
+		Key:      "git:" + cd.pipeline + ":" + cd.src.Action + ":" + c.After,
+	}
+}
+
+// PushQueue decides pushes whose start needs git diff, away from the request
+// (trigger.Pushes). Enqueue must not block.
+type PushQueue interface {
+	Enqueue(trigger.Push) error
+}
+
+func handleWebhook(f webhook.Forge, l *loop.Loop, st store.Store, secrets *vault.Vault, pushes PushQueue, lim *limiter, au *auditor, now func() time.Time) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		addr, _, err := net.SplitHostPort(r.RemoteAddr)
 		if err != nil {
@@ -118,15 +149,24 @@ func handleWebhook(f webhook.Forge, l *loop.Loop, st store.Store, secrets *vault
 		}
 		ans.Skipped = skipped
 		for _, cd := range accepted {
-			if !cd.src.Start {
+			cause := hookCause(cd, c)
+			if p := cd.src.Pending; p != nil && !cd.src.Start {
+				repo := firstURL(c.Repository)
+				if cd.repository != "" {
+					repo = cd.repository
+				}
+				err := errors.New("this server decides no pushes after the answer")
+				if pushes != nil {
+					err = pushes.Enqueue(trigger.Push{Cause: cause, Repository: repo, Ref: p.Ref, From: p.From, To: p.To, MergeBase: p.MergeBase, Match: p.Match})
+				}
+				if err == nil {
+					ans.Pending = append(ans.Pending, hookSkip{cd.pipeline, cd.src.Action, cd.src.Reason})
+					continue
+				}
+				// Not decidable later: a filter that cannot tell starts rather than misses.
+			} else if !cd.src.Start {
 				ans.Skipped = append(ans.Skipped, hookSkip{cd.pipeline, cd.src.Action, cd.src.Reason})
 				continue
-			}
-			cause := trigger.Cause{
-				Pipeline: cd.pipeline,
-				Trigger:  engine.Trigger{Type: "Webhook", Detail: hookDetail(c)},
-				Sources:  map[string]engine.SourceOverride{cd.src.Action: {Revision: c.After}},
-				Key:      "git:" + cd.pipeline + ":" + cd.src.Action + ":" + c.After,
 			}
 			e, started, err := trigger.Start(au.inLoopFunc(r, hookEntry(r, au, cause, c)), l, cause)
 			if err != nil {
@@ -134,7 +174,7 @@ func handleWebhook(f webhook.Forge, l *loop.Loop, st store.Store, secrets *vault
 				return
 			}
 			ans.Executions = append(ans.Executions, hookStart{Pipeline: cd.pipeline, Action: cd.src.Action,
-				ExecutionID: e.ID, Revision: c.After, Deduplicated: !started})
+				ExecutionID: e.ID, Revision: cause.Sources[cd.src.Action].Revision, Deduplicated: !started})
 		}
 		writeJSON(w, http.StatusAccepted, ans)
 	}
@@ -189,7 +229,7 @@ func acceptedSources(ctx context.Context, l *loop.Loop, st store.Store, secrets 
 				skipped = append(skipped, hookSkip{name, s.Action, vErr.Error()})
 				continue
 			}
-			acc = append(acc, candidate{name, s})
+			acc = append(acc, candidate{name, s.Repository, s})
 		}
 	}
 	switch {
@@ -230,14 +270,19 @@ func hookEntry(r *http.Request, au *auditor, cause trigger.Cause, c *webhook.Cha
 			return audit.Entry{}, err
 		}
 		e := au.entry(r, "webhook.delivery", executionTarget(cause.Pipeline, row.Event.ExecutionID),
-			map[string]any{"trigger": "webhook", "forge": string(c.Forge), "delivery": c.Delivery, "revision": c.After, "key": cause.Key})
+			map[string]any{"trigger": "webhook", "forge": string(c.Forge), "delivery": c.Delivery, "revision": causeRevision(cause), "key": cause.Key})
 		e.Actor = "webhook/" + string(c.Forge)
 		return e, nil
 	}
 }
 
-// hookDetail is the executions' trigger detail: "push by ada to main (github delivery ID)".
+// hookDetail is the executions' trigger detail: "push by ada to main (github delivery ID)",
+// "pull request #7 opened by ada: feature into main (github delivery ID)".
 func hookDetail(c *webhook.Change) string {
+	if pr := c.PullRequest; c.Event == webhook.PullRequest && pr != nil {
+		return clip(fmt.Sprintf("pull request #%d %s by %s: %s into %s (%s delivery %s)", pr.Number, pr.Action, firstOf(pr.Author, "someone"),
+			pr.HeadRef, pr.BaseRef, c.Forge, c.Delivery), 512)
+	}
 	ref := c.Ref
 	if c.RefKind == webhook.Tag {
 		ref = "tag " + c.Ref
@@ -247,6 +292,24 @@ func hookDetail(c *webhook.Change) string {
 		who = "someone"
 	}
 	return clip(fmt.Sprintf("push by %s to %s (%s delivery %s)", who, ref, c.Forge, c.Delivery), 512)
+}
+
+// prKey starts a pull request's head commit once (opened, then updated at the same commit:
+// once), and once more when it is closed (a trigger on closed runs at the close).
+func prKey(cd candidate, pr *webhook.PR) string {
+	k := fmt.Sprintf("pr:%s:%s:%d:", cd.pipeline, cd.src.Action, pr.Number)
+	if pr.Action == "closed" {
+		k += "closed:"
+	}
+	return k + pr.HeadCommit
+}
+
+// causeRevision is the commit a cause pins (its one source).
+func causeRevision(c trigger.Cause) string {
+	for _, s := range c.Sources {
+		return s.Revision
+	}
+	return ""
 }
 
 func firstURL(r webhook.Repository) string {

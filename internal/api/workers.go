@@ -6,6 +6,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -363,24 +364,122 @@ func (ws *workers) handleOutput(w http.ResponseWriter, r *http.Request) {
 		fail(w, errNotFound("job %s declares no output artifact %q", j.ID, name))
 		return
 	}
-	if ws.arts == nil {
-		fail(w, errors.New("the server has no artifact store"))
+	ref, err := ws.saveUpload(w, r, "output artifact "+name)
+	if err != nil {
+		fail(w, err)
 		return
+	}
+	writeJSON(w, http.StatusOK, ref)
+}
+
+// saveUpload stores the archive of the request's body (an output artifact, a cache) as
+// artifact.Store.SaveArchive does: unpacked, packed and digested here. An archive that is
+// unsafe, too large or not one is a 422, as is a digest other than the one the worker claims
+// (remote.HeaderDigest).
+func (ws *workers) saveUpload(w http.ResponseWriter, r *http.Request, what string) (artifact.Ref, error) {
+	if ws.arts == nil {
+		return artifact.Ref{}, errors.New("the server has no artifact store")
 	}
 	// Large uploads take their time; the artifact store's size cap bounds them.
 	_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
 	ref, err := ws.arts.SaveArchive(r.Context(), r.Body)
 	switch {
 	case errors.Is(err, artifact.ErrUnsafe), errors.Is(err, artifact.ErrTooLarge), errors.Is(err, artifact.ErrCorrupt):
-		fail(w, &badRequest{http.StatusUnprocessableEntity, "invalid_artifact", fmt.Sprintf("output artifact %s: %v", name, err)})
-		return
+		return ref, &badRequest{http.StatusUnprocessableEntity, "invalid_artifact", fmt.Sprintf("%s: %v", what, err)}
 	case err != nil:
-		fail(w, fmt.Errorf("store output artifact %s: %w", name, err))
-		return
+		return ref, fmt.Errorf("store %s: %w", what, err)
 	}
 	if claimed := r.Header.Get(remote.HeaderDigest); claimed != "" && claimed != ref.Digest {
-		fail(w, &badRequest{http.StatusUnprocessableEntity, "digest_mismatch",
-			fmt.Sprintf("output artifact %s: the upload holds %s, not the claimed %s", name, ref.Digest, claimed)})
+		return ref, &badRequest{http.StatusUnprocessableEntity, "digest_mismatch",
+			fmt.Sprintf("%s: the upload holds %s, not the claimed %s", what, ref.Digest, claimed)}
+	}
+	return ref, nil
+}
+
+// maxCacheKey bounds a cache key (with the cached path it ends with).
+const maxCacheKey = 4096
+
+// cacheKey returns the request's cache key (?key=), checked.
+func cacheKey(r *http.Request) (string, error) {
+	key := r.URL.Query().Get("key")
+	if key == "" || len(key) > maxCacheKey || strings.ContainsRune(key, 0) {
+		return "", errBad("key: give the cache key, at most %d bytes, without NUL", maxCacheKey)
+	}
+	return key, nil
+}
+
+// handleGetCache streams the job's cache for ?key= (from its branch's scope, else its
+// default branch's: job.CacheScopes), as the artifact store holds it, with its Ref in
+// HeaderRef; 404 when there is none. Only a job's own pipeline's caches are reachable.
+func (ws *workers) handleGetCache(w http.ResponseWriter, r *http.Request) {
+	j, err := ws.view(r)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	key, err := cacheKey(r)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	if ws.arts == nil {
+		fail(w, errors.New("the server has no artifact store"))
+		return
+	}
+	ref, found, err := job.FindCache(r.Context(), ws.arts, j, key)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	if !found {
+		fail(w, errNotFound("pipeline %s keeps no cache %q for this job's branch", j.Pipeline, key))
+		return
+	}
+	rc, err := ws.arts.Open(r.Context(), ref)
+	if errors.Is(err, artifact.ErrNotFound) {
+		fail(w, errNotFound("the cache %q of pipeline %s is no longer stored", key, j.Pipeline))
+		return
+	}
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	defer rc.Close()
+	refJSON, _ := json.Marshal(ref)
+	w.Header().Set("Content-Type", "application/zstd")
+	w.Header().Set(remote.HeaderDigest, ref.Digest)
+	w.Header().Set(remote.HeaderRef, string(refJSON))
+	if _, err := io.Copy(w, rc); err != nil {
+		panic(http.ErrAbortHandler) // the worker must see a truncated download, not a whole one
+	}
+}
+
+// handlePutCache stores the job's cache for ?key= from its archive, as handleOutput stores
+// an output artifact (the server packs and digests it itself), then points the key of the
+// job's scope at it.
+func (ws *workers) handlePutCache(w http.ResponseWriter, r *http.Request) {
+	j, err := ws.view(r)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	key, err := cacheKey(r)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	ref, err := ws.saveUpload(w, r, fmt.Sprintf("cache %q", key))
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	// The lease is checked again: a worker that lost it must not replace the cache.
+	if _, err := ws.view(r); err != nil {
+		fail(w, err)
+		return
+	}
+	if err := job.PointCache(r.Context(), ws.arts, j, key, ref); err != nil {
+		fail(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, ref)

@@ -108,6 +108,8 @@ type StartRequest struct {
 	Sources         map[string]SourceOverride `json:"sources,omitempty"`
 	// Rollback, when set, makes the execution a rollback of one stage (see RollbackRequest).
 	Rollback *RollbackRequest `json:"rollback,omitempty"`
+	// PullRequest, when set, makes the execution a pull request's (Execution.PullRequest).
+	PullRequest *PullRequest `json:"pullRequest,omitempty"`
 }
 
 // RollbackRequest asks for a new execution of type Rollback that runs only Stage again, with
@@ -180,6 +182,12 @@ type JobSpec struct {
 	// ContinuationToken is set on a follow-up job: what the previous job of the same attempt
 	// returned with its success, for the worker to carry on from.
 	ContinuationToken string `json:"continuationToken,omitempty"`
+	// Branch is the branch of the execution's source revision (the BranchName output of its
+	// first source action that has one), "" when unknown; DefaultBranch is the branch that
+	// source follows (its configured branch, or the one it fetched when it ran without an
+	// override). They scope the action's caches.
+	Branch        string `json:"branch,omitempty"`
+	DefaultBranch string `json:"defaultBranch,omitempty"`
 }
 
 // NamedArtifact is an input artifact of a job.

@@ -712,6 +712,7 @@ func (w *world) invariants() []string {
 
 	for _, id := range w.ids {
 		e := w.execs[id]
+		locked := locked && e.PullRequest == nil // a pull request's execution takes no lock
 		cur := -1
 		for i, st := range e.Stages {
 			if st.Status == StageWaiting || st.Status == StageInProgress {
@@ -734,7 +735,7 @@ func (w *world) invariants() []string {
 				if l.Holder == id {
 					badf("%s is %s but holds stage %s", id, e.Status, name)
 				}
-				if slices.Contains(l.Waiting, id) {
+				if slices.Contains(l.Waiting, id) || slices.Contains(l.Held, id) {
 					badf("%s is %s but waits before stage %s", id, e.Status, name)
 				}
 			}
@@ -801,7 +802,7 @@ func (w *world) invariants() []string {
 				break
 			}
 			inQueue := 0
-			for _, x := range l.Waiting {
+			for _, x := range slices.Concat(l.Waiting, l.Held) {
 				if x == id {
 					inQueue++
 				}

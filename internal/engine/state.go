@@ -105,7 +105,11 @@ type Execution struct {
 	Variables map[string]string `json:"variables,omitempty"`
 	// Sources overrides, per source action ("Stage.Action"), what it fetches.
 	Sources map[string]SourceOverride `json:"sources,omitempty"`
-	Stages  []Stage                   `json:"stages"`
+	// PullRequest is set on the executions of a pull request (gitPullRequest triggers): they
+	// run in a lane of their own, take no stage locks, and get no secrets unless the
+	// pipeline allows them (pullRequests: { secrets: true }).
+	PullRequest *PullRequest `json:"pullRequest,omitempty"`
+	Stages      []Stage      `json:"stages"`
 	// Outputs are the output variables published so far, by namespace.
 	Outputs map[string]map[string]string `json:"outputs,omitempty"`
 	// Artifacts produced so far, by artifact name.
@@ -127,10 +131,24 @@ type Trigger struct {
 	User string `json:"user,omitempty"`
 }
 
+// PullRequest is the pull (merge) request an execution runs.
+type PullRequest struct {
+	Forge   string `json:"forge"`
+	Number  int    `json:"number"`
+	HeadRef string `json:"headRef,omitempty"` // the source branch
+	BaseRef string `json:"baseRef,omitempty"` // the target branch
+	// Fork: the head branch lives in another repository than the base.
+	Fork   bool   `json:"fork,omitempty"`
+	Author string `json:"author,omitempty"`
+}
+
 // SourceOverride pins what a source action fetches for one execution.
 type SourceOverride struct {
 	Revision string `json:"revision,omitempty"`
-	Dir      string `json:"dir,omitempty"` // a local working tree, used as is
+	// Ref, with Revision, is the ref that brings Revision when the branches do not (a pull
+	// request's refs/pull/N/head, refs/merge-requests/N/head).
+	Ref string `json:"ref,omitempty"`
+	Dir string `json:"dir,omitempty"` // a local working tree, used as is
 }
 
 // StopMode is how a stop treats in-progress actions.
@@ -263,6 +281,9 @@ type StageLock struct {
 	// Waiting are the executions waiting to enter, oldest first: at most one in SUPERSEDED
 	// mode while the transition is enabled, a queue in QUEUED mode.
 	Waiting []string `json:"waiting,omitempty"`
+	// Held are pull requests' executions waiting for the disabled transition only: they take
+	// no lock (Execution.PullRequest), and go on, all of them, when it is enabled.
+	Held []string `json:"held,omitempty"`
 	// LastEntered is the newest execution that entered the stage; a failed stage may be
 	// retried only by that execution.
 	LastEntered string `json:"lastEntered,omitempty"`

@@ -139,7 +139,14 @@ type stepper struct {
 	cmds    []Command
 }
 
-func (s *stepper) locked() bool { return s.p.Mode() != pipeline.Parallel }
+// locked reports whether the execution takes stage locks: not in PARALLEL mode, and never
+// for a pull request's execution, which runs in a lane of its own (see laneFree).
+func (s *stepper) locked() bool { return s.p.Mode() != pipeline.Parallel && !s.laneFree() }
+
+// laneFree reports whether the execution is a pull request's: it never holds, waits for
+// or supersedes the stages' locks (the main branch's lane), as in PARALLEL mode; only a
+// disabled transition holds it (StageLock.Held).
+func (s *stepper) laneFree() bool { return s.e != nil && s.e.PullRequest != nil }
 
 // lock returns a writable copy of the named stage's lock, recorded as changed.
 func (s *stepper) lock(stage string) *StageLock {
@@ -150,6 +157,7 @@ func (s *stepper) lock(stage string) *StageLock {
 	if o := s.orig[stage]; o != nil {
 		c := *o
 		c.Waiting = slices.Clone(o.Waiting)
+		c.Held = slices.Clone(o.Held)
 		l = &c
 	}
 	s.locks[stage] = l
@@ -197,6 +205,7 @@ func (s *stepper) start() error {
 		ID: s.ev.ExecutionID, Pipeline: s.p.Name, PipelineVersion: req.PipelineVersion,
 		Mode: s.p.Mode(), Status: ExecInProgress, Type: TypeStandard, Trigger: req.Trigger,
 		Variables: vars, Sources: req.Sources, CreatedAt: s.now, Stages: s.newStages(),
+		PullRequest: req.PullRequest,
 	}
 	s.e = e
 	s.changed = true
@@ -270,6 +279,16 @@ func (s *stepper) request(i int) {
 	st := &s.e.Stages[i]
 	l := s.peek(st.Name)
 	free := l == nil || (!l.Disabled && (!s.locked() || l.Holder == "") && len(l.Waiting) == 0)
+	if s.laneFree() {
+		if l == nil || !l.Disabled {
+			s.enter(i)
+			return
+		}
+		w := s.lock(st.Name)
+		w.Held = append(w.Held, s.e.ID)
+		st.Status, st.EnteredAt = StageWaiting, s.now
+		return
+	}
 	if free {
 		if s.locked() {
 			w := s.lock(st.Name)
@@ -449,6 +468,13 @@ func (s *stepper) release(i int) {
 // grantNext hands a free, enabled stage to whoever waits for it: the oldest waiter in the
 // locked modes, every waiter in PARALLEL mode.
 func (s *stepper) grantNext(l *StageLock) {
+	if !l.Disabled {
+		// Pull requests' executions held by the disabled transition go on, whatever the lane.
+		for _, w := range l.Held {
+			s.emit(EvGrant, w, l.Stage)
+		}
+		l.Held = nil
+	}
 	if l.Disabled || len(l.Waiting) == 0 {
 		return
 	}
@@ -537,8 +563,42 @@ func (s *stepper) queueJob(i, j int, token string) {
 	if src, ok := s.e.Sources[st.Name+"."+a.Name]; ok {
 		spec.Source = &src
 	}
+	if pr := s.e.PullRequest; pr != nil && !s.p.AllowsSecrets(pr.Fork) {
+		// A pull request's code runs here: no secrets unless the pipeline allows them.
+		spec.Secrets = nil
+	}
+	spec.Branch, spec.DefaultBranch = s.branches()
 	a.JobID = spec.ID
 	s.cmds = append(s.cmds, Command{Type: CmdStartJob, Job: spec, ExecutionID: s.e.ID, Stage: st.Name, Action: a.Name, Attempt: a.Attempt})
+}
+
+// branches returns the branch of the execution's source revision and the branch its source
+// follows by default (JobSpec.Branch, DefaultBranch), from the first source action that
+// published a BranchName.
+func (s *stepper) branches() (branch, def string) {
+	for i := range s.e.Stages {
+		if i >= len(s.p.Stages) {
+			break
+		}
+		for j := range s.e.Stages[i].Actions {
+			if j >= len(s.p.Stages[i].Actions) {
+				break
+			}
+			a, pa := &s.e.Stages[i].Actions[j], &s.p.Stages[i].Actions[j]
+			if pa.Category != pipeline.Source || a.Outputs["BranchName"] == "" {
+				continue
+			}
+			branch = a.Outputs["BranchName"]
+			if b, ok := a.Configuration["branch"].(string); ok && b != "" {
+				return branch, b
+			}
+			if _, overridden := s.e.Sources[s.e.Stages[i].Name+"."+a.Name]; !overridden {
+				return branch, branch
+			}
+			return branch, ""
+		}
+	}
+	return "", ""
 }
 
 // JobID names the job of one action attempt; it derives from execution, stage, action and
@@ -781,6 +841,7 @@ func (s *stepper) stop() error {
 			}
 			l := s.lock(st.Name)
 			l.Waiting = slices.DeleteFunc(l.Waiting, func(id string) bool { return id == s.e.ID })
+			l.Held = slices.DeleteFunc(l.Held, func(id string) bool { return id == s.e.ID })
 			st.Status, st.FinishedAt = StageStopped, s.now
 			s.finish(ExecStopped, "stopped while waiting to enter stage "+st.Name+": "+req.Reason)
 			s.release(i) // granted but not entered yet: the next waiter need not wait for the grant to bounce
@@ -849,6 +910,7 @@ func (s *stepper) cancel() {
 		}
 		l := s.lock(st.Name)
 		l.Waiting = slices.DeleteFunc(l.Waiting, func(id string) bool { return id == s.e.ID })
+		l.Held = slices.DeleteFunc(l.Held, func(id string) bool { return id == s.e.ID })
 		st.Status, st.FinishedAt = StageCancelled, s.now
 		s.finish(ExecCancelled, "cancelled: stage "+st.Name+" is not in the pipeline's current version")
 		s.release(i) // granted but not entered yet
@@ -1228,6 +1290,10 @@ func (e *Execution) Clone() *Execution {
 	c := *e
 	c.Variables = maps.Clone(e.Variables)
 	c.Sources = maps.Clone(e.Sources)
+	if e.PullRequest != nil {
+		pr := *e.PullRequest
+		c.PullRequest = &pr
+	}
 	c.Artifacts = maps.Clone(e.Artifacts)
 	if e.Outputs != nil {
 		c.Outputs = make(map[string]map[string]string, len(e.Outputs))

@@ -39,6 +39,12 @@ type Backend interface {
 	Save(ctx context.Context, j *store.Job, name, root string, globs []string) (artifact.Ref, error)
 	// Secrets returns the values of the named secrets the job takes.
 	Secrets(ctx context.Context, j *store.Job, names []string) (map[string]string, error)
+	// RestoreCache unpacks the cache saved under key for the job's pipeline and branch (else
+	// its default branch, else the pipeline's "default" scope: CacheScopes) into dir, which
+	// must be empty or not exist; found is false when there is none.
+	RestoreCache(ctx context.Context, j *store.Job, key, dir string) (found bool, err error)
+	// SaveCache stores the files under dir as the cache key of the job's pipeline and branch.
+	SaveCache(ctx context.Context, j *store.Job, key, dir string) error
 }
 
 // LeaseTeller is a Backend that knows each job's lease length (a server sets its remote
@@ -127,6 +133,14 @@ func (b *local) Restore(ctx context.Context, _ *store.Job, in engine.NamedArtifa
 
 func (b *local) Save(ctx context.Context, _ *store.Job, _, root string, globs []string) (artifact.Ref, error) {
 	return b.art.Save(ctx, root, globs)
+}
+
+func (b *local) RestoreCache(ctx context.Context, j *store.Job, key, dir string) (bool, error) {
+	return RestoreCache(ctx, b.art, j, key, dir)
+}
+
+func (b *local) SaveCache(ctx context.Context, j *store.Job, key, dir string) error {
+	return SaveCache(ctx, b.art, j, key, dir)
 }
 
 func (b *local) Secrets(ctx context.Context, j *store.Job, names []string) (map[string]string, error) {

@@ -63,6 +63,10 @@ type Options struct {
 	// Secrets gives NewPool's jobs the values of the secrets they take (nil: a job that takes
 	// one fails). With NewPoolWith the Backend does.
 	Secrets SecretSource
+	// Processes, when set, records the process groups of the actions (ProcessLog) instead of
+	// the Backend's Started: what a process that owns its data directory uses to kill what a
+	// crash left running.
+	Processes *ProcessLog
 	// PipelineDir returns the directory a pipeline's relative paths are relative to.
 	PipelineDir func(pipeline string) string
 	Logger      *slog.Logger
@@ -557,7 +561,7 @@ func (p *Pool) executeWith(ctx context.Context, j *store.Job, log io.Writer, env
 			p.discard(root, inputs, scratch)
 		}
 	}()
-	ws := &action.Workspace{Dir: root, Inputs: map[string]string{}, Scratch: scratch}
+	ws := &action.Workspace{Dir: root, Inputs: map[string]string{}, Scratch: scratch, Cache: jobCache{b: p.b, j: j}}
 	for i, in := range j.Spec.Inputs {
 		dir := ws.Dir
 		if i > 0 {
@@ -575,6 +579,16 @@ func (p *Pool) executeWith(ctx context.Context, j *store.Job, log io.Writer, env
 			p.log.Warn("record job process", "job", j.ID, "err", err)
 		}
 	}
+	if p.opts.Processes != nil {
+		// A write to a file instead of a transaction, on every action's path (ProcessLog).
+		started, done := p.opts.Processes.recorder()
+		defer done()
+		ws.Started = func(pgid int, start uint64) {
+			if err := started(pgid, start); err != nil {
+				p.log.Warn("record job process", "job", j.ID, "err", err)
+			}
+		}
+	}
 	aj := &action.Job{
 		ID: j.ID, ExecutionID: j.ExecutionID, Pipeline: j.Pipeline, Stage: j.Spec.Stage, Action: j.Spec.Action,
 		Attempt: j.Spec.Attempt, Category: pipeline.Category(j.Spec.Category), Provider: j.Spec.Provider,
@@ -582,7 +596,7 @@ func (p *Pool) executeWith(ctx context.Context, j *store.Job, log io.Writer, env
 		PipelineDir: p.opts.PipelineDir(j.Pipeline),
 	}
 	if s := j.Spec.Source; s != nil {
-		aj.SourceDir, aj.SourceRevision = s.Dir, s.Revision
+		aj.SourceDir, aj.SourceRevision, aj.SourceRef = s.Dir, s.Revision, s.Ref
 	}
 	for _, out := range j.Spec.Outputs {
 		aj.Outputs = append(aj.Outputs, out.Name)

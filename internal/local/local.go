@@ -81,7 +81,8 @@ type Engine struct {
 	// fails its execution): `conveyor run` still reports them as the ones it resumes.
 	Recovered []string
 
-	unlock    func() // releases the data directory's lock
+	unlock    func()          // releases the data directory's lock
+	procs     *job.ProcessLog // the process groups of the in-process workers' actions
 	providers map[string]action.Provider
 }
 
@@ -220,7 +221,19 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 		return nil
 	}})
 	if opts.Workers >= 0 {
-		pool = job.NewPool(e.Store, e.Loop, job.Options{
+		// The actions' process groups are recorded in the data directory: the lock says no
+		// other process uses it, so whatever the file lists was left by a crashed one.
+		procs, err := job.OpenProcessLog(filepath.Join(dir, "processes"))
+		if err != nil {
+			return nil, err
+		}
+		e.procs = procs
+		if n, err := procs.KillRecorded(); err != nil {
+			return nil, err
+		} else if n > 0 {
+			opts.Logger.Info("killed what the actions of a previous run left running", "process groups", n)
+		}
+		pool = job.NewPool(e.Store, e.Loop, job.Options{Processes: procs,
 			Workers: cmp.Or(opts.Workers, 4), WorkDir: filepath.Join(dir, "work"), Providers: providers, Labels: opts.Labels,
 			Artifacts: e.Artifacts, Tee: opts.Tee, PipelineDir: opts.PipelineDir, Logger: opts.Logger,
 			Secrets: opts.Secrets,
@@ -332,6 +345,9 @@ func (e *Engine) Close() error {
 	var err error
 	if e.Store != nil {
 		err = e.Store.Close()
+	}
+	if e.procs != nil {
+		e.procs.Close()
 	}
 	if e.unlock != nil {
 		e.unlock()

@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -98,13 +99,15 @@ type decoder struct {
 	diagnostics
 	specs []ProviderSpec
 
-	root      *node
-	stagesN   *node
-	varNodes  []*node // name nodes, parallel to Pipeline.Variables
-	secretsN  []*node // parallel to Pipeline.Secrets
-	stages    []stageSrc
-	triggersN []triggerSrc
-	patterns  map[string]*regexp.Regexp
+	root     *node
+	stagesN  *node
+	varNodes []*node // name nodes, parallel to Pipeline.Variables
+	secretsN []*node // parallel to Pipeline.Secrets
+	// reportingSecretsN are the secret names notifications and commitStatus take.
+	reportingSecretsN []*node
+	stages            []stageSrc
+	triggersN         []triggerSrc
+	patterns          map[string]*regexp.Regexp
 }
 
 type stageSrc struct {
@@ -126,6 +129,8 @@ type actionSrc struct {
 
 type triggerSrc struct {
 	n, action, upstream *node
+	secret              *node            // webhook: the secret name
+	variables           map[string]*node // webhook: the variable names
 }
 
 var utf8BOM = []byte("\xef\xbb\xbf")
@@ -312,12 +317,12 @@ func invalidUTF8Offset(data []byte) int {
 }
 
 var (
-	pipelineFields       = []string{"name", "executionMode", "maxConcurrency", "maxQueued", "variables", "secrets", "triggers", "stages"}
+	pipelineFields       = []string{"name", "executionMode", "maxConcurrency", "maxQueued", "variables", "secrets", "triggers", "notifications", "commitStatus", "pullRequests", "stages"}
 	variableFields       = []string{"name", "default", "description"}
 	stageFields          = []string{"name", "lock", "actions", "beforeEntry", "onSuccess", "onFailure"}
 	actionFields         = []string{"name", "category", "provider", "version", "runOrder", "namespace", "timeout", "lock", "runOn", "inputArtifacts", "outputArtifacts", "configuration", "environment"}
 	outputArtifactFields = []string{"name", "files"}
-	triggerFields        = []string{"gitPush", "schedule", "upstream"}
+	triggerFields        = []string{"gitPush", "gitPullRequest", "schedule", "upstream", "webhook"}
 	gitPushFields        = []string{"action", "branches", "tags", "filePaths"}
 	filterFields         = []string{"include", "exclude"}
 	scheduleFields       = []string{"cron", "timeZone"}
@@ -476,6 +481,8 @@ func (d *decoder) pipeline(n *node) *Pipeline {
 		}
 	}
 	d.triggers(p, n.get("triggers"))
+	p.PullRequests = d.pullRequestPolicy(n.get("pullRequests"))
+	d.reporting(p, n)
 	return p
 }
 
@@ -1044,8 +1051,82 @@ func (d *decoder) property(n *node, prop *Property, src *actionSrc) (any, bool) 
 		return m, true
 	case TypeReports:
 		return d.reports(n, prop, src)
+	case TypeCaches:
+		return d.caches(n, prop, src)
 	}
 	return d.generic(n, src), true
+}
+
+// MaxCaches bounds the caches of one action.
+const MaxCaches = 10
+
+// caches decodes a TypeCaches value: a list of { key, paths }.
+func (d *decoder) caches(n *node, prop *Property, src *actionSrc) (any, bool) {
+	const how = "write [{ key: go-#{hash:go.sum}, paths: [~/.cache/go-build] }]"
+	if n.kind != kindSeq {
+		d.add(n, how, "%s must be a list of { key, paths }, got %s", prop.Name, n.describe())
+		return nil, false
+	}
+	if len(n.items) > MaxCaches {
+		d.add(n, "merge caches that go together under one key", "%s lists %d caches, more than %d", prop.Name, len(n.items), MaxCaches)
+		return nil, false
+	}
+	out := make([]any, 0, len(n.items))
+	var keys []string
+	for i, it := range n.items {
+		what := fmt.Sprintf("%s[%d]", prop.Name, i)
+		if !d.object(it, what, []string{"key", "paths"}) {
+			continue
+		}
+		kn, pn := d.required(it, "key", what), d.required(it, "paths", what)
+		if kn == nil || pn == nil {
+			continue
+		}
+		key, ok := d.str(kn, what+".key")
+		if !ok {
+			continue
+		}
+		d.configString(kn, key, prop, src)
+		if key == "" {
+			d.add(kn, how, "%s.key must not be empty", what)
+		}
+		if slices.Contains(keys, key) {
+			d.add(kn, "give each cache a key of its own", "%s.key %s is used twice", what, quoteShort(key))
+		}
+		keys = append(keys, key)
+		for rest := key; ; {
+			j := strings.Index(rest, "#{"+HashPrefix)
+			if j < 0 {
+				break
+			}
+			body, _, ok := strings.Cut(rest[j+2+len(HashPrefix):], "}")
+			if !ok || body == "" || !filepath.IsLocal(body) {
+				d.add(kn, "name a file of the workspace, such as #{hash:go.sum}", "%s.key: %s does not name a file inside the workspace", what, quoteShort(rest[j:]))
+				break
+			}
+			rest = rest[j+2:]
+		}
+		paths, nodes := d.strList(pn, what+".paths")
+		if pn.kind == kindSeq && len(pn.items) == 0 {
+			d.add(pn, "list the directories to keep, such as [~/.cache/go-build]", "%s.paths must not be empty", what)
+		}
+		for k, p := range paths {
+			d.configString(nodes[k], p, prop, src)
+			rel := strings.TrimPrefix(p, "~/")
+			switch {
+			case p == "" || p == "~" || p == "/":
+				d.add(nodes[k], "name a directory below it", "%s.paths: %s is not a directory to cache", what, quoteShort(p))
+			case p != rel || filepath.IsAbs(p):
+				if slices.Contains(strings.Split(rel, "/"), "..") {
+					d.add(nodes[k], "", "%s.paths: %s must not hold ..", what, quoteShort(p))
+				}
+			case !filepath.IsLocal(p):
+				d.add(nodes[k], "a path is relative to the workspace, absolute, or starts with ~/", "%s.paths: %s leaves the workspace", what, quoteShort(p))
+			}
+		}
+		out = append(out, map[string]any{"key": key, "paths": paths})
+	}
+	return out, true
 }
 
 var reportNameRule = nameRule{"report name", reArtifact, MaxNameLen, "letters, digits and - _"}
@@ -1205,7 +1286,7 @@ func (d *decoder) triggers(p *Pipeline, n *node) {
 			}
 		}
 		if set != 1 {
-			d.add(tn, "write one trigger per list item", "a trigger holds exactly one of gitPush, schedule, upstream; this one holds %d", set)
+			d.add(tn, "write one trigger per list item", "a trigger holds exactly one of %s; this one holds %d", strings.Join(triggerFields, ", "), set)
 		}
 		if v := tn.get("gitPush"); v != nil && d.object(v, "gitPush trigger", gitPushFields) {
 			g := &GitPushTrigger{}
@@ -1217,6 +1298,12 @@ func (d *decoder) triggers(p *Pipeline, n *node) {
 			g.Tags = d.filter(v.get("tags"), "tags", false)
 			g.FilePaths = d.filter(v.get("filePaths"), "filePaths", true)
 			t.GitPush = g
+		}
+		if v := tn.get("webhook"); v != nil {
+			t.Webhook = d.webhookTrigger(v, &src)
+		}
+		if v := tn.get("gitPullRequest"); v != nil {
+			t.GitPullRequest = d.pullRequestTrigger(v, &src)
 		}
 		if v := tn.get("schedule"); v != nil && d.object(v, "schedule trigger", scheduleFields) {
 			s := &ScheduleTrigger{}

@@ -50,7 +50,13 @@ type Pipeline struct {
 	// Secrets names the secrets the pipeline's actions may take into their environment.
 	Secrets  []string  `json:"secrets,omitempty" yaml:"secrets,omitempty"`
 	Triggers []Trigger `json:"triggers,omitempty" yaml:"triggers,omitempty"`
-	Stages   []Stage   `json:"stages" yaml:"stages"`
+	// Notifications and CommitStatus say what the pipeline reports outside (reporting.go).
+	Notifications []Notification `json:"notifications,omitempty" yaml:"notifications,omitempty"`
+	CommitStatus  *CommitStatus  `json:"commitStatus,omitempty" yaml:"commitStatus,omitempty"`
+	// PullRequests says what executions started by gitPullRequest triggers may have (nil:
+	// no secrets, no pull requests from forks).
+	PullRequests *PullRequestPolicy `json:"pullRequests,omitempty" yaml:"pullRequests,omitempty"`
+	Stages       []Stage            `json:"stages" yaml:"stages"`
 }
 
 // Trigger starts executions of the pipeline. Exactly one of its fields is set.
@@ -58,6 +64,9 @@ type Trigger struct {
 	GitPush  *GitPushTrigger  `json:"gitPush,omitempty" yaml:"gitPush,omitempty"`
 	Schedule *ScheduleTrigger `json:"schedule,omitempty" yaml:"schedule,omitempty"`
 	Upstream *UpstreamTrigger `json:"upstream,omitempty" yaml:"upstream,omitempty"`
+	// Webhook and GitPullRequest are declared in triggers.go.
+	Webhook        *WebhookTrigger     `json:"webhook,omitempty" yaml:"webhook,omitempty"`
+	GitPullRequest *PullRequestTrigger `json:"gitPullRequest,omitempty" yaml:"gitPullRequest,omitempty"`
 }
 
 // GitPushTrigger starts an execution when a push to the repository of a Git source action

@@ -20,6 +20,11 @@ const (
 	// with F one of Allowed (default the first): map[string]any of NAME to
 	// map[string]any{"files": []string, "format": string}. Check, when set, checks each glob.
 	TypeReports PropertyType = "reports"
+	// TypeCaches declares caches kept between executions, written
+	// [{ key: KEY, paths: [PATH, ...] }, ...]: []any of map[string]any{"key": string,
+	// "paths": []string}. A key may hold #{hash:FILE} (see HashPrefix); a path is relative to
+	// the workspace, absolute, or starts with ~/ (the action's home).
+	TypeCaches PropertyType = "caches"
 )
 
 // Property describes one key of an action's configuration.
@@ -107,7 +112,12 @@ const (
 
 // ReportFormats returns the formats of a TypeReports property of the built-in providers
 // (those internal/report parses), the default first.
-func ReportFormats() []string { return []string{"junit", "cucumber"} }
+func ReportFormats() []string { return []string{"junit", "cucumber", "nunit", "nunit3", "testng"} }
+
+// cacheProperty is the cache setting of the providers that run commands (Commands, CodeBuild).
+var cacheProperty = Property{Name: "cache", Type: TypeCaches, Description: "Directories kept from one execution to the next, " +
+	"per pipeline and branch (falling back to the default branch's): [{ key: KEY, paths: [PATH, ...] }]; " +
+	"KEY may hold #{hash:FILE}, the SHA-256 of a workspace file; a PATH is relative to the workspace, absolute, or starts with ~/."}
 
 const envNamePattern = `^[A-Za-z_][A-Za-z0-9_]*$`
 
@@ -152,7 +162,8 @@ func BuiltinProviders() []ProviderSpec {
 				{Name: "outputVariables", Type: TypeStringList, Pattern: envNamePattern, PatternHelp: "an environment variable name",
 					Description: "Environment variables whose values, after the last command, are published in the action's namespace."},
 				{Name: "reports", Type: TypeReports, Allowed: ReportFormats(), Description: "Test reports the commands write, " +
-					"read after they ran (also when they failed): { NAME: { files: [GLOB, ...], format: junit|cucumber } }."},
+					"read after they ran (also when they failed): { NAME: { files: [GLOB, ...], format: junit|cucumber|nunit|nunit3|testng } }."},
+				cacheProperty,
 			},
 			InputArtifacts:          ArtifactCount{0, Unlimited},
 			OutputArtifacts:         ArtifactCount{0, Unlimited},
@@ -171,6 +182,7 @@ func BuiltinProviders() []ProviderSpec {
 					Description: "Environment variables for the build (NAME: value), over the buildspec's env.variables."},
 				{Name: "shell", Type: TypeString, Allowed: []string{"bash", "sh", "/bin/bash", "/bin/sh"},
 					Description: "Shell running every phase in one session, over the buildspec's env.shell (default bash)."},
+				cacheProperty,
 			},
 			InputArtifacts:  ArtifactCount{1, Unlimited},
 			OutputArtifacts: ArtifactCount{0, Unlimited},

@@ -14,6 +14,10 @@ type Ref struct {
 	Namespace, Name string
 }
 
+// HashPrefix starts a #{hash:FILE} in a cache key: the SHA-256 of a workspace file, which the
+// provider computes when the action runs; it is not a variable reference.
+const HashPrefix = "hash:"
+
 func (r Ref) String() string { return "#{" + r.Namespace + "." + r.Name + "}" }
 
 // Built-in variables, always resolvable.
@@ -45,6 +49,10 @@ func scanRefs(s string) []refToken {
 		}
 		end := start + 2 + k + 1
 		body := s[start+2 : end-1]
+		if strings.HasPrefix(body, HashPrefix) {
+			i = end // a file's hash in a cache key, for the provider to compute
+			continue
+		}
 		t := refToken{start: start, end: end}
 		ns, name, ok := strings.Cut(body, ".")
 		switch {

@@ -96,7 +96,7 @@ func Schema(opts ...Option) []byte {
 	}
 	trigger := object{
 		"type": "object", "minProperties": 1, "maxProperties": 1, "additionalProperties": false,
-		"description": "What starts an execution: exactly one of gitPush, schedule, upstream.",
+		"description": "What starts an execution: exactly one of gitPush, gitPullRequest, schedule, upstream, webhook.",
 		"properties": object{
 			"gitPush": object{
 				"type": "object", "additionalProperties": false,
@@ -106,6 +106,35 @@ func Schema(opts ...Option) []byte {
 					"branches":  described(ref("filter"), "Branches whose pushes start an execution."),
 					"tags":      described(ref("filter"), "Tags whose pushes start an execution."),
 					"filePaths": described(ref("filter"), "Changed file paths that start an execution (** allowed)."),
+				},
+			},
+			"gitPullRequest": object{
+				"type": "object", "additionalProperties": false,
+				"description": "A pull (merge) request of the repository of a Git source action: its head commit runs, in a lane of its own.",
+				"properties": object{
+					"action":    object{"type": "string", "description": "The Git source action that fetches the pull request (optional when there is one)."},
+					"events":    object{"type": "array", "uniqueItems": true, "items": object{"enum": PullRequestEvents}, "description": "Events that start an execution (default opened, updated)."},
+					"branches":  described(ref("filter"), "Target branches of the pull requests."),
+					"filePaths": described(ref("filter"), "Changed file paths that start an execution (** allowed)."),
+				},
+			},
+			"webhook": object{
+				"type": "object", "additionalProperties": false, "required": []string{"name", "secret"},
+				"description": "A JSON document POSTed to /hooks/generic/NAME, signed with X-Conveyor-Signature: sha256=HMAC-SHA256(body).",
+				"properties": object{
+					"name":   names(reName, MaxNameLen, "The last element of the webhook's URL."),
+					"secret": described(ref("secretRef"), "The secret whose value signs the deliveries."),
+					"filters": object{"type": "array", "maxItems": MaxWebhookFilters, "description": "Conditions that must all hold.",
+						"items": object{"type": "object", "additionalProperties": false, "required": []string{"jsonPath"},
+							"minProperties": 2, "maxProperties": 2,
+							"properties": object{
+								"jsonPath": object{"type": "string", "pattern": `^\$`, "description": "$.a.b, $.a[0], $.a[*].b ..."},
+								"matches":  object{"type": "string", "description": "A regular expression one selected value matches entirely."},
+								"equals":   object{"type": "string", "description": "A value one selected value equals."},
+							}}},
+					"revision":  object{"type": "string", "pattern": `^\$`, "description": "JSONPath of the commit the Git source action fetches."},
+					"action":    object{"type": "string", "description": "The Git source action the revision pins (optional when there is one)."},
+					"variables": object{"type": "object", "additionalProperties": object{"type": "string", "pattern": `^\$`}, "description": "Pipeline variables set from JSONPaths."},
 				},
 			},
 			"schedule": object{
@@ -156,6 +185,32 @@ func Schema(opts ...Option) []byte {
 				"description": "Secrets the pipeline's actions may take into their environment."},
 			"triggers": object{"type": "array", "maxItems": MaxTriggers, "items": ref("trigger"),
 				"description": "What starts executions besides the API, CLI and UI."},
+			"notifications": object{"type": "array", "items": object{
+				"type": "object", "additionalProperties": false, "required": []string{"url"},
+				"description": "An HTTP endpoint told of executions' progress, from the outbox, at least once.",
+				"properties": object{
+					"name":          names(reName, MaxNameLen, "Name of the notification (default notification-N)."),
+					"url":           object{"description": "The endpoint: an http(s) URL, or { secret: NAME } when it holds a token.", "oneOf": []any{object{"type": "string", "format": "uri"}, ref("secretRef")}},
+					"format":        object{"enum": []string{FormatJSON, FormatSlack}, "default": FormatJSON, "description": "json: Conveyor's payload; slack: a Slack-compatible {text} message."},
+					"signingSecret": described(ref("secretRef"), "A secret whose value signs each body: X-Conveyor-Signature: sha256=HEX."),
+					"events":        object{"type": "array", "uniqueItems": true, "items": object{"enum": NotifyEvents}, "description": "Events notified (default: all)."},
+				}},
+				"description": "Where executions' progress is posted: chat incoming webhooks, other services."},
+			"commitStatus": object{"type": "object", "additionalProperties": false, "required": []string{"forge", "token"},
+				"description": "Report each execution's state on its commit, through the forge's commit status API.",
+				"properties": object{
+					"forge":      object{"enum": forges},
+					"apiUrl":     object{"type": "string", "format": "uri", "description": "The forge's API base (default https://api.github.com, https://gitlab.com; required for gitea)."},
+					"token":      described(ref("secretRef"), "The secret holding the API token."),
+					"context":    object{"type": "string", "description": "Name of the status on the commit (default conveyor/PIPELINE)."},
+					"repository": object{"type": "string", "description": "OWNER/REPO on the forge, when the source's URL does not say it (a mirror)."},
+				}},
+			"pullRequests": object{"type": "object", "additionalProperties": false,
+				"description": "What executions of pull requests may have (default: no secrets, forks refused).",
+				"properties": object{
+					"secrets": object{"type": "boolean", "description": "Pull requests of the repository itself get the pipeline's secrets."},
+					"forks":   object{"type": "boolean", "description": "Pull requests from forks start executions (never with secrets)."},
+				}},
 			"stages": object{"type": "array", "minItems": 1, "maxItems": MaxStages, "items": ref("stage"),
 				"description": "Stages in order; the first holds Source actions only."},
 		},
@@ -167,6 +222,8 @@ func Schema(opts ...Option) []byte {
 			}(),
 			"artifactName": names(reArtifact, MaxNameLen, "Name of an artifact, unique in the pipeline."),
 			"lockName":     names(reName, MaxNameLen, "Name of a lock shared by every pipeline."),
+			"secretRef": object{"type": "object", "required": []string{"secret"}, "additionalProperties": false,
+				"properties": object{"secret": described(ref("variableName"), "A secret listed in the pipeline's secrets.")}},
 			"variableName": names(reNamespace, MaxVariableNameLen, "Name of a variable or secret."),
 			"duration":     object{"type": "string", "pattern": durationPattern, "description": "A duration such as 90s, 30m, 2h or 7d."},
 			"variable": object{
@@ -366,6 +423,13 @@ func propertySchema(p Property) object {
 			"properties": object{
 				"files":  object{"type": "array", "minItems": 1, "items": object{"type": "string", "maxLength": MaxValueLen}},
 				"format": format,
+			}}}
+	case TypeCaches:
+		o = object{"type": "array", "maxItems": MaxCaches, "items": object{
+			"type": "object", "required": []string{"key", "paths"}, "additionalProperties": false,
+			"properties": object{
+				"key":   object{"type": "string", "minLength": 1, "maxLength": MaxValueLen},
+				"paths": object{"type": "array", "minItems": 1, "items": object{"type": "string", "minLength": 1, "maxLength": MaxValueLen}},
 			}}}
 	default:
 		o = object{}

@@ -31,6 +31,7 @@ func (d *decoder) validate(p *Pipeline) {
 	d.conditionRefs(p, namespaces)
 	d.rollbackStages(p)
 	d.secretUse(p)
+	d.reportingSecrets(p)
 	d.triggerRefs(p)
 }
 
@@ -323,6 +324,7 @@ func (d *decoder) triggerRefs(p *Pipeline) {
 				d.add(src.action, "name one of: "+strings.Join(sources, ", "), "gitPush trigger names %s, a %s action, not a Source action", g.Action, a.Category)
 			}
 		}
+		d.newTriggerRefs(p, i, sources)
 		if u := t.Upstream; u != nil && u.Pipeline != "" && u.Pipeline == p.Name {
 			d.add(src.upstream, "", "a pipeline cannot be its own upstream")
 		}

@@ -9,12 +9,15 @@ import (
 )
 
 // Formats lists the formats a report may declare.
-var Formats = []string{JUnit, Cucumber}
+var Formats = []string{JUnit, Cucumber, NUnit, NUnit3, TestNG}
 
 // The report formats.
 const (
 	JUnit    = "junit"    // JUnit XML: <testsuites> or <testsuite>, as most test runners write it
 	Cucumber = "cucumber" // Cucumber JSON: a list of features with their scenarios and steps
+	NUnit    = "nunit"    // NUnit 2 XML (<test-results>); NUnit 3's is read too
+	NUnit3   = "nunit3"   // NUnit 3 XML (<test-run>); NUnit 2's is read too
+	TestNG   = "testng"   // TestNG's testng-results.xml
 )
 
 // Bounds on what is read and kept: a hostile or runaway report costs at most this much.
@@ -137,6 +140,10 @@ func Parse(format string, r io.Reader) (*Result, error) {
 		return parseJUnit(lr)
 	case Cucumber:
 		return parseCucumber(lr)
+	case NUnit, NUnit3:
+		return parseNUnit(lr)
+	case TestNG:
+		return parseTestNG(lr)
 	}
 	return nil, fmt.Errorf("unknown report format %q (known: %s)", format, strings.Join(Formats, ", "))
 }

@@ -52,6 +52,30 @@ func TestParseFiles(t *testing.T) {
 				{Suite: "lying", Class: "pkg.A", Name: "fails and errors", Status: "errored", Message: "boom"},
 				{Suite: "lying", Class: "pkg.A", Name: "colour", Status: "failed", Message: "expected red"},
 			}},
+		{file: "nunit2.xml", format: report.NUnit, want: report.Totals{Tests: 6, Passed: 3, Failed: 1, Errored: 1, Skipped: 1, Duration: ms(87)},
+			failures: []report.Case{
+				{Suite: "ArithmeticTests", Class: "Calculator.Tests.ArithmeticTests", Name: "Subtract_TwoNumbers_ReturnsDifference", Status: "failed", Message: "Expected: 2"},
+				{Suite: "ArithmeticTests", Class: "Calculator.Tests.ArithmeticTests", Name: "Divide_ByZero_Throws", Status: "errored", Message: "System.NullReferenceException : Object reference not set to an instance of an object."},
+			},
+			text: "at Calculator.Tests.ArithmeticTests.Subtract_TwoNumbers_ReturnsDifference() in c:\\build\\Calculator.Tests\\ArithmeticTests.cs:line 27"},
+		// Either NUnit format name reads either version.
+		{file: "nunit2.xml", format: report.NUnit3, want: report.Totals{Tests: 6, Passed: 3, Failed: 1, Errored: 1, Skipped: 1, Duration: ms(87)},
+			failures: []report.Case{
+				{Suite: "ArithmeticTests", Class: "Calculator.Tests.ArithmeticTests", Name: "Subtract_TwoNumbers_ReturnsDifference", Status: "failed", Message: "Expected: 2"},
+				{Suite: "ArithmeticTests", Class: "Calculator.Tests.ArithmeticTests", Name: "Divide_ByZero_Throws", Status: "errored", Message: "System.NullReferenceException : Object reference not set to an instance of an object."},
+			}},
+		{file: "nunit3.xml", format: report.NUnit3, want: report.Totals{Tests: 7, Passed: 3, Failed: 1, Errored: 1, Skipped: 2, Duration: ms(220.1)},
+			failures: []report.Case{
+				{Suite: "Discount", Class: "Shop.CartTests", Name: "Discount(50,40)", Status: "failed", Message: "Expected: 40"},
+				{Suite: "CartTests", Class: "Shop.CartTests", Name: "Checkout_Empty_Throws", Status: "errored", Message: "System.InvalidOperationException : Sequence contains no elements"},
+			},
+			text: "at Shop.CartTests.Discount(Int32 percent, Int32 expected) in /src/Shop.Tests/CartTests.cs:line 33"},
+		{file: "testng-results.xml", format: report.TestNG, want: report.Totals{Tests: 5, Passed: 2, Failed: 2, Skipped: 1, Duration: ms(738)},
+			failures: []report.Case{
+				{Suite: "Orders", Class: "com.example.shop.OrderTest", Name: "cancelOrder", Status: "failed", Message: "expected [CANCELLED] but found [OPEN]"},
+				{Suite: "Orders", Class: "com.example.shop.PriceTest", Name: "discount(50, 40)", Status: "failed", Message: "java.lang.NullPointerException"},
+			},
+			text: "java.lang.AssertionError: expected [CANCELLED] but found [OPEN]\n\tat org.testng.Assert.fail(Assert.java:110)\n\tat org.testng.Assert.failNotEquals(Assert.java:1577)\n\tat org.testng.Assert.assertEquals(Assert.java:149)\n\tat com.example.shop.OrderTest.cancelOrder(OrderTest.java:38)"},
 		{file: "cucumber.json", format: report.Cucumber, want: report.Totals{Tests: 3, Passed: 1, Failed: 1, Skipped: 1, Duration: 6 * time.Millisecond},
 			failures: []report.Case{{Suite: "Login", Class: "features/login.feature", Name: "bad password", Status: "failed", Message: "Then I am refused: expected refusal"}},
 			text:     "at login.rb:12"},
@@ -112,7 +136,12 @@ func TestParseErrors(t *testing.T) {
 		{"empty", report.JUnit, "", "not a JUnit report: no <testsuites> or <testsuite> element"},
 		{"encoding", report.JUnit, `<?xml version="1.0" encoding="EBCDIC"?><testsuite/>`, `unsupported encoding "EBCDIC"`},
 		{"cucumber object", report.Cucumber, `{"name": "x"}`, "not Cucumber JSON (a list of features)"},
-		{"format", "nunit", "", `unknown report format "nunit"`},
+		{"format", "xunit", "", `unknown report format "xunit"`},
+		{"not nunit", report.NUnit, "<testsuites/>", "not an NUnit report: the root element is <testsuites>, not <test-results> (NUnit 2) or <test-run> (NUnit 3)"},
+		{"empty nunit", report.NUnit3, "", "not an NUnit report: no <test-results>"},
+		{"truncated nunit", report.NUnit3, "<test-run>\n<test-suite name='a'>\n<test-case name='x'>", "line 3: "},
+		{"not testng", report.TestNG, "<test-run/>", "not a TestNG report: the root element is <test-run>, not <testng-results>"},
+		{"truncated testng", report.TestNG, "<testng-results><suite>", "line 1: "},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

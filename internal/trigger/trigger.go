@@ -99,6 +99,9 @@ type Cause struct {
 	Sources map[string]engine.SourceOverride
 	// Variables override pipeline variables.
 	Variables map[string]string
+	// PullRequest, when set, makes the execution a pull request's: its own lane, no secrets
+	// unless the pipeline allows them (engine.Execution.PullRequest).
+	PullRequest *engine.PullRequest
 	// Key identifies the cause: a second Start with the same Key (a redelivered webhook, the
 	// poller seeing the commit a webhook already reported) starts nothing and returns the
 	// first execution. Build it from what makes the cause unique, e.g.
@@ -113,7 +116,7 @@ func Start(ctx context.Context, l *loop.Loop, c Cause) (*engine.Execution, bool,
 	if err != nil {
 		return nil, false, err
 	}
-	req := engine.StartRequest{Trigger: c.Trigger, Sources: c.Sources, Variables: c.Variables}
+	req := engine.StartRequest{Trigger: c.Trigger, Sources: c.Sources, Variables: c.Variables, PullRequest: c.PullRequest}
 	e, err := l.Start(ctx, "trigger:"+c.Key, c.Pipeline, id.String(), req)
 	if err != nil {
 		return nil, false, err

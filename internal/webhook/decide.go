@@ -10,7 +10,8 @@ import (
 // Source is a Git source action of a pipeline whose repository a change is about, and what
 // the change does to it.
 type Source struct {
-	Action string // "Stage.Action"
+	Action     string // "Stage.Action"
+	Repository string // as the action configures it
 	// Secret names the secret of the action's webhookSecret; "" when it has none, and then
 	// deliveries are not for it.
 	Secret string
@@ -18,6 +19,23 @@ type Source struct {
 	// Reason says why.
 	Start  bool
 	Reason string
+	// Pending, when set, says that the change starts the action if the files it changed pass
+	// filePaths filters, and the payload does not list them (forges cut long pushes; pull
+	// request events list none): git diff decides, away from the request (trigger.Pushes).
+	// Start is false then.
+	Pending *Pending
+}
+
+// Pending is a decision that waits for the files a change touched.
+type Pending struct {
+	// Ref is the full ref that brings To (refs/heads/B, refs/pull/N/head...).
+	Ref      string
+	From, To string
+	// MergeBase: diff from the merge base of From and To (a pull request's changes), not
+	// from From itself (a push's).
+	MergeBase bool
+	// Match reports whether the changed files start the action.
+	Match func(files []string) bool
 }
 
 // Sources returns the Git source actions of p that fetch c's repository, each with whether c
@@ -31,8 +49,9 @@ type Source struct {
 // payload could not list every change); with no triggers at all, it is a branch push to the
 // action's branch (its configured branch, else the repository's default branch as the payload
 // says, else main or master), and the action pins no revision. A pipeline with triggers, none
-// of them gitPush for the action, is not started by pushes. Pull requests start nothing (they
-// need a lane of their own and no secrets, which the engine has not yet).
+// of them gitPush for the action, is not started by pushes. When a filePaths filter needs files
+// the payload does not list, the decision is Pending (git diff decides later). A pull request
+// starts an action through its gitPullRequest triggers (see decidePR).
 func Sources(p *pipeline.Pipeline, c *Change) []Source {
 	var out []Source
 	for si, st := range p.Stages {
@@ -44,36 +63,37 @@ func Sources(p *pipeline.Pipeline, c *Change) []Source {
 			if !SameRepository(c.Repository, repo) {
 				continue
 			}
-			s := Source{Action: st.Name + "." + a.Name, Secret: pipeline.SecretName(a.Configuration["webhookSecret"])}
-			s.Start, s.Reason = decide(p, si, ai, a, c)
+			s := Source{Action: st.Name + "." + a.Name, Repository: repo, Secret: pipeline.SecretName(a.Configuration["webhookSecret"])}
+			s.Start, s.Reason, s.Pending = decide(p, si, ai, a, c)
 			out = append(out, s)
 		}
 	}
 	return out
 }
 
-func decide(p *pipeline.Pipeline, si, ai int, a pipeline.Action, c *Change) (bool, string) {
+func decide(p *pipeline.Pipeline, si, ai int, a pipeline.Action, c *Change) (bool, string, *Pending) {
 	switch {
 	case c.Event == PullRequest:
-		return false, "pull requests do not start executions yet"
+		return decidePR(p, si, ai, c)
 	case c.Event != Push:
-		return false, fmt.Sprintf("a %s event starts nothing", c.Event)
+		return false, fmt.Sprintf("a %s event starts nothing", c.Event), nil
 	case c.Deleted:
-		return false, fmt.Sprintf("the %s %s was deleted", c.RefKind, c.Ref)
+		return false, fmt.Sprintf("the %s %s was deleted", c.RefKind, c.Ref), nil
 	case c.After == "":
-		return false, "the delivery names no commit"
+		return false, "the delivery names no commit", nil
 	}
 	branch, _ := a.Configuration["branch"].(string)
 	if len(p.Triggers) == 0 {
 		if rev, _ := a.Configuration["revision"].(string); rev != "" {
-			return false, fmt.Sprintf("the action pins revision %s", rev)
+			return false, fmt.Sprintf("the action pins revision %s", rev), nil
 		}
 		if c.RefKind != Branch || !isBranch(branch, c) {
-			return false, fmt.Sprintf("a push to %s %s, not to the action's branch %s", c.RefKind, c.Ref, firstOf(branchName(branch, c), "main or master"))
+			return false, fmt.Sprintf("a push to %s %s, not to the action's branch %s", c.RefKind, c.Ref, firstOf(branchName(branch, c), "main or master")), nil
 		}
-		return true, ""
+		return true, "", nil
 	}
 	found := false
+	var pending []*pipeline.GitPushTrigger
 	for _, t := range p.Triggers {
 		g := t.GitPush
 		if g == nil {
@@ -83,38 +103,91 @@ func decide(p *pipeline.Pipeline, si, ai int, a pipeline.Action, c *Change) (boo
 			continue
 		}
 		found = true
-		if ok := matchPush(g, branch, c); ok {
-			return true, ""
+		switch matchPush(g, branch, c) {
+		case matched:
+			return true, "", nil
+		case needFiles:
+			pending = append(pending, g)
 		}
 	}
 	if !found {
-		return false, "the pipeline's triggers include no gitPush trigger for the action"
+		return false, "the pipeline's triggers include no gitPush trigger for the action", nil
 	}
-	return false, fmt.Sprintf("no gitPush trigger of the action matches %s %s", c.RefKind, c.Ref)
+	if len(pending) > 0 {
+		ref := "refs/heads/" + c.Ref
+		return false, "the payload does not list every changed file: the filePaths filters are applied to git diff " +
+				short(c.Before) + ".." + short(c.After) + " after the answer",
+			&Pending{Ref: ref, From: c.Before, To: c.After, Match: func(files []string) bool {
+				for _, g := range pending {
+					if trigger.MatchAny(g.FilePaths, files) {
+						return true
+					}
+				}
+				return false
+			}}
+	}
+	return false, fmt.Sprintf("no gitPush trigger of the action matches %s %s", c.RefKind, c.Ref), nil
 }
+
+func short(id string) string { return id[:min(len(id), 10)] }
+
+// A push matches a trigger, does not, or would if its changed files pass the trigger's
+// filePaths filter, which the payload does not list.
+type pushMatch int
+
+const (
+	noMatch pushMatch = iota
+	matched
+	needFiles
+)
 
 // matchPush reports whether a push (not a deletion) matches g; branch is the action's
 // configured branch.
-func matchPush(g *pipeline.GitPushTrigger, branch string, c *Change) bool {
+func matchPush(g *pipeline.GitPushTrigger, branch string, c *Change) pushMatch {
+	is := func(ok bool) pushMatch {
+		if ok {
+			return matched
+		}
+		return noMatch
+	}
 	switch c.RefKind {
 	case Tag:
-		return g.Tags != nil && trigger.Match(g.Tags, c.Ref)
+		return is(g.Tags != nil && trigger.Match(g.Tags, c.Ref))
 	case Branch:
 		switch {
 		case g.Branches != nil:
 			if !trigger.Match(g.Branches, c.Ref) {
-				return false
+				return noMatch
 			}
 		case g.Tags != nil:
-			return false
+			return noMatch
 		case !isBranch(branch, c):
+			return noMatch
+		}
+		switch {
+		case g.FilePaths == nil || c.FilesComplete:
+			return is(g.FilePaths == nil || trigger.MatchAny(g.FilePaths, c.Files))
+		case isCommit(c.Before):
+			return needFiles // git diff Before..After tells
+		}
+		// A new branch with files unlisted: nothing to diff against, and a filter cannot
+		// tell: start rather than miss a change.
+		return matched
+	}
+	return noMatch
+}
+
+// isCommit reports whether id is a full commit id other than ZeroCommit.
+func isCommit(id string) bool {
+	if len(id) != 40 || id == ZeroCommit {
+		return false
+	}
+	for _, r := range id {
+		if !('0' <= r && r <= '9' || 'a' <= r && r <= 'f') {
 			return false
 		}
-		// Without the full list of changed files, a filter cannot tell: start rather than
-		// miss a change.
-		return g.FilePaths == nil || !c.FilesComplete || trigger.MatchAny(g.FilePaths, c.Files)
 	}
-	return false
+	return true
 }
 
 // isBranch reports whether c's ref is the action's branch: configured, else the repository's

@@ -3,10 +3,13 @@ package codebuild
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/conveyorci/conveyor/internal/artifact"
+	"github.com/conveyorci/conveyor/internal/report"
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
@@ -18,6 +21,13 @@ type Buildspec struct {
 	Phases    []Phase     // the phases present, in the order CodeBuild runs them
 	Artifacts *Artifacts  // nil when the buildspec has no artifacts section
 	Secondary []Secondary // artifacts.secondary-artifacts, in file order
+	// Reports are the report groups whose format Conveyor reads, in file order, their files
+	// relative to the primary source directory (base-directory joined in).
+	Reports []report.Spec
+	// Cache is cache.paths with CodeBuild's trailing /**/* dropped: the directories kept
+	// between executions; CacheKey is cache.key ("" when absent).
+	Cache    []string
+	CacheKey string
 	// Ignored lists what the buildspec asks for that only AWS does, one line each with its
 	// position, to be logged once.
 	Ignored []string
@@ -309,9 +319,9 @@ func (d *decoder) decode(src []byte) *Buildspec {
 		case "batch":
 			bs.Ignored = append(bs.Ignored, *d.ignore(e.k, "batch", "batch builds are a CodeBuild feature; this runs as one build"))
 		case "reports":
-			bs.Ignored = append(bs.Ignored, *d.ignore(e.k, "reports", "test reports are not collected from a buildspec yet"))
+			d.reports(e.v, bs)
 		case "cache":
-			bs.Ignored = append(bs.Ignored, *d.ignore(e.k, "cache", "caches are not kept between builds yet"))
+			d.cache(e.v, bs)
 		case "env":
 			d.env(e.v, bs)
 		case "phases":
@@ -433,6 +443,114 @@ func (d *decoder) phases(n ast.Node, bs *Buildspec) {
 	for _, name := range phaseOrder {
 		if ph, ok := byName[name]; ok {
 			bs.Phases = append(bs.Phases, ph)
+		}
+	}
+}
+
+// reportFormats maps CodeBuild's file-format values to Conveyor's report formats.
+var reportFormats = map[string]string{
+	"JUNITXML": report.JUnit, "CUCUMBERJSON": report.Cucumber, "NUNITXML": report.NUnit,
+	"NUNIT3XML": report.NUnit3, "TESTNGXML": report.TestNG,
+}
+
+// reports reads the reports section: report groups (a name or a report group's ARN) with
+// files, base-directory, discard-paths and file-format (JUNITXML by default).
+func (d *decoder) reports(n ast.Node, bs *Buildspec) {
+	groups, _ := d.mapping(n, "reports")
+	for _, g := range groups {
+		what := "reports." + g.key
+		// A report group's ARN ends in report-group/NAME: the name is what the reports show.
+		name := g.key
+		if strings.HasPrefix(name, "arn:") {
+			name = name[strings.LastIndexByte(name, '/')+1:]
+		}
+		spec := report.Spec{Name: name, Format: report.JUnit}
+		var files []string
+		var base string
+		skip := false
+		fields, _ := d.mapping(g.v, what)
+		for _, f := range fields {
+			switch f.key {
+			case "files":
+				files = d.list(f.v, what+".files")
+				for _, glob := range files {
+					if err := artifact.CheckGlob(glob); err != nil {
+						d.add(d.resolve(f.v), "%s.files: %v", what, err)
+					}
+				}
+			case "base-directory":
+				base = d.str(f.v, what+".base-directory")
+				if err := artifact.CheckGlob(base); base != "" && err != nil {
+					d.add(d.resolve(f.v), "%s.base-directory: %v", what, err)
+				}
+			case "discard-paths":
+				d.boolean(f.v, what+".discard-paths") // how AWS stores the files: nothing to do here
+			case "file-format":
+				format := strings.ToUpper(d.str(f.v, what+".file-format"))
+				switch format {
+				case "VISUALSTUDIOTRX":
+					bs.Ignored = append(bs.Ignored, *d.ignore(f.k, what, "file-format VISUALSTUDIOTRX is not supported: "+
+						"have the tests write JUnit XML (dotnet test --logger junit, with JunitXml.TestLogger) or NUnit XML"))
+					skip = true
+				case "CLOVERXML", "COBERTURAXML", "JACOCOXML", "SIMPLECOV":
+					bs.Ignored = append(bs.Ignored, *d.ignore(f.k, what, "code coverage reports ("+format+") are not supported: only test reports are read"))
+					skip = true
+				default:
+					if rf, ok := reportFormats[format]; ok {
+						spec.Format = rf
+					} else {
+						d.add(d.resolve(f.v), "%s.file-format must be one of JUNITXML, CUCUMBERJSON, NUNITXML, NUNIT3XML, TESTNGXML, got %s", what, describe(d.resolve(f.v)))
+					}
+				}
+			default:
+				d.unknown(f, what, []string{"files", "base-directory", "discard-paths", "file-format"})
+			}
+		}
+		if len(files) == 0 {
+			d.add(g.k, "%s.files is missing: list the report files (globs relative to base-directory)", what)
+			continue
+		}
+		if skip {
+			continue
+		}
+		for _, glob := range files {
+			if base != "" {
+				glob = strings.TrimSuffix(base, "/") + "/" + strings.TrimPrefix(glob, "./")
+			}
+			spec.Files = append(spec.Files, glob)
+		}
+		bs.Reports = append(bs.Reports, spec)
+	}
+}
+
+// cache reads the cache section: paths (directories, as CodeBuild writes them with a
+// trailing /**/*) and key; the rest is CodeBuild's and named as ignored.
+func (d *decoder) cache(n ast.Node, bs *Buildspec) {
+	es, _ := d.mapping(n, "cache")
+	for _, e := range es {
+		switch e.key {
+		case "paths":
+			for _, p := range d.list(e.v, "cache.paths") {
+				dir := p
+				for _, suffix := range []string{"/**/*", "/**", "/*"} {
+					dir = strings.TrimSuffix(dir, suffix)
+				}
+				if strings.ContainsAny(dir, "*?[") {
+					d.add(d.resolve(e.v), "cache.paths: %q: Conveyor caches whole directories: write DIR or DIR/**/*", p)
+					continue
+				}
+				if rel, ok := strings.CutPrefix(dir, "~/"); (ok && !filepath.IsLocal(rel)) || (!ok && !filepath.IsAbs(dir) && !filepath.IsLocal(dir)) || dir == "/" {
+					d.add(d.resolve(e.v), "cache.paths: %q must be a directory under the source directory, an absolute path or ~/PATH", p)
+					continue
+				}
+				bs.Cache = append(bs.Cache, dir)
+			}
+		case "key":
+			bs.CacheKey = d.str(e.v, "cache.key")
+		case "fallback-keys", "action":
+			bs.Ignored = append(bs.Ignored, *d.ignore(e.k, "cache."+e.key, "the cache falls back to the default branch's, and is restored and saved by Conveyor's rules"))
+		default:
+			d.unknown(e, "cache", []string{"paths", "key", "fallback-keys", "action"})
 		}
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/conveyorci/conveyor/internal/action/shell"
 	"io"
 	"maps"
 	"os"
@@ -15,6 +14,9 @@ import (
 	"time"
 
 	"github.com/conveyorci/conveyor/internal/action"
+	"github.com/conveyorci/conveyor/internal/action/cache"
+	"github.com/conveyorci/conveyor/internal/action/shell"
+	"github.com/conveyorci/conveyor/internal/report"
 	"github.com/conveyorci/conveyor/internal/run"
 )
 
@@ -41,11 +43,12 @@ type config struct {
 	inline    string // or the buildspec itself
 	env       map[string]string
 	shell     string
+	caches    []cache.Spec
 }
 
 func parseConfig(m map[string]any) (config, error) {
 	c := config{buildspec: "buildspec.yml"}
-	known := []string{"buildspec", "buildspecInline", "environmentVariables", "shell"}
+	known := []string{"buildspec", "buildspecInline", "environmentVariables", "shell", "cache"}
 	for k := range m {
 		if !slices.Contains(known, k) {
 			return c, fmt.Errorf("unknown configuration key %q (known: %s)", k, strings.Join(known, ", "))
@@ -80,6 +83,9 @@ func parseConfig(m map[string]any) (config, error) {
 		c.buildspec = p
 	}
 	if c.shell, err = str("shell"); err != nil {
+		return c, err
+	}
+	if c.caches, err = cache.Parse(m["cache"], "configuration cache"); err != nil {
 		return c, err
 	}
 	switch v := m["environmentVariables"].(type) {
@@ -150,7 +156,27 @@ func load(cfg config, ws *action.Workspace) (*Buildspec, error) {
 // It returns an *action.Error: Failed when a phase fails (CodeBuild's rules, see the package
 // doc) or the buildspec is wrong, TimedOut past job.Timeout, Stopped when ctx is done,
 // Errored when the shell cannot be run.
+//
+// The buildspec's reports are read once the phases ran, whatever their outcome: a failed
+// action returns a Result holding them along with its error.
 func (p *Provider) Run(ctx context.Context, job *action.Job, ws *action.Workspace) (*action.Result, error) {
+	var bs *Buildspec
+	res, err := p.run(ctx, job, ws, &bs)
+	if bs != nil && len(bs.Reports) > 0 {
+		if res == nil {
+			res = &action.Result{}
+		}
+		log := ws.Log
+		if log == nil {
+			log = io.Discard
+		}
+		res.Reports = report.Collect(ctx, ws.Dir, bs.Reports, log)
+	}
+	return res, err
+}
+
+// run runs the job; it sets *loaded to the buildspec once read.
+func (p *Provider) run(ctx context.Context, job *action.Job, ws *action.Workspace, loaded **Buildspec) (*action.Result, error) {
 	now := time.Now
 	if p.Now != nil {
 		now = p.Now
@@ -174,6 +200,7 @@ func (p *Provider) Run(ctx context.Context, job *action.Job, ws *action.Workspac
 	for _, s := range bs.Ignored {
 		fmt.Fprintf(log, "[conveyor] buildspec %s\n", s)
 	}
+	*loaded = bs
 	env, err := p.environment(job, ws, cfg, bs, start)
 	if err != nil {
 		return nil, err
@@ -189,6 +216,12 @@ func (p *Provider) Run(ctx context.Context, job *action.Job, ws *action.Workspac
 	if err != nil {
 		return nil, err
 	}
+	specs := cfg.caches
+	if len(bs.Cache) > 0 {
+		// The buildspec's cache is the action's own: keyed by its stage and name.
+		specs = append(specs, cache.Spec{Key: cmpOr(bs.CacheKey, "buildspec-"+job.Stage+"."+job.Action), Paths: bs.Cache})
+	}
+	caches := cache.Restore(ctx, ws, specs, cmpOr(home, run.Getenv(env, "HOME")), log)
 
 	dir, err := shell.ScriptDir(p.TempDir, "conveyor-codebuild-")
 	if err != nil {
@@ -254,6 +287,7 @@ func (p *Provider) Run(ctx context.Context, job *action.Job, ws *action.Workspac
 	if res.Artifacts, err = stageAll(bs, job, ws, env, log); err != nil {
 		return nil, err
 	}
+	caches.Save(ctx)
 	return res, nil
 }
 

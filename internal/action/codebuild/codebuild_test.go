@@ -139,7 +139,8 @@ func TestRealTerraformValidateNeedsTheNetwork(t *testing.T) {
 	log := b.log.String()
 	for _, want := range []string{
 		"[conveyor] buildspec line 24: phases.install.runtime-versions is ignored",
-		"[conveyor] buildspec line 52: reports is ignored",
+		"[conveyor] warning: report checkov-reports: no file matches ./reports/checkov.xml",
+		"[conveyor] warning: report tfsec-reports: no file matches ./reports/tfsec-junit.xml",
 		"[install 1/11] $ curl -s -qL -o terraform.zip https://releases.hashicorp.com/terraform/${TF_VERSION}",
 	} {
 		if !strings.Contains(log, want) {
@@ -259,7 +260,9 @@ func TestRealReferenceExample(t *testing.T) {
 		}
 	}
 	log := b.log.String()
-	for _, want := range []string{"[install finally 1/1] $ echo This always runs", "cache is ignored", "reports is ignored"} {
+	for _, want := range []string{"[install finally 1/1] $ echo This always runs", "cache: this worker keeps no caches",
+		"warning: report report-group-name-1: no file matches target/tests/reports/**/*",
+		"warning: report reportGroupCucumberJson: no file matches cucumber/target/cucumber-tests.xml"} {
 		if !strings.Contains(log, want) {
 			t.Errorf("log lacks %q:\n%s", want, log)
 		}

@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/conveyorci/conveyor/internal/action"
+	"github.com/conveyorci/conveyor/internal/action/cache"
 	"github.com/conveyorci/conveyor/internal/action/shell"
 	"github.com/conveyorci/conveyor/internal/report"
 	"github.com/conveyorci/conveyor/internal/run"
@@ -156,6 +158,7 @@ func (p *Provider) run(ctx context.Context, job *action.Job, ws *action.Workspac
 	if log == nil {
 		log = io.Discard
 	}
+	caches := cache.Restore(ctx, ws, cfg.caches, cmp.Or(home, run.Getenv(env, "HOME")), log)
 
 	dir, err := shell.ScriptDir(p.TempDir, "conveyor-commands-")
 	if err != nil {
@@ -245,6 +248,7 @@ func (p *Provider) run(ctx context.Context, job *action.Job, ws *action.Workspac
 			res.Variables[name] = v
 		}
 	}
+	caches.Save(ctx)
 	return res, nil
 }
 

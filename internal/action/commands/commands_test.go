@@ -468,7 +468,8 @@ func TestConfigErrors(t *testing.T) {
 		{"reports not a map", map[string]any{"commands": []any{"true"}, "reports": []any{"a.xml"}}, "reports must be a mapping"},
 		{"report no files", map[string]any{"commands": []any{"true"}, "reports": map[string]any{"unit": map[string]any{"files": []any{}}}}, "reports.unit.files must list at least one"},
 		{"report bad glob", map[string]any{"commands": []any{"true"}, "reports": map[string]any{"unit": map[string]any{"files": []any{"../x.xml"}}}}, "'..' is not allowed"},
-		{"report bad format", map[string]any{"commands": []any{"true"}, "reports": map[string]any{"unit": map[string]any{"files": []any{"x.xml"}, "format": "nunit"}}}, `format "nunit" is not a known report format`},
+		{"report bad format", map[string]any{"commands": []any{"true"}, "reports": map[string]any{"unit": map[string]any{"files": []any{"x.xml"}, "format": "xunit"}}}, `format "xunit" is not a known report format`},
+		{"cache not a list", map[string]any{"commands": []any{"true"}, "cache": map[string]any{"key": "k"}}, "configuration cache must be a list of { key, paths }"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/conveyorci/conveyor/internal/action/cache"
 	"github.com/conveyorci/conveyor/internal/artifact"
 	"github.com/conveyorci/conveyor/internal/report"
 )
@@ -19,10 +20,11 @@ type config struct {
 	shell           string // "" means the default
 	outputVariables []string
 	reports         []report.Spec // sorted by name
+	caches          []cache.Spec
 }
 
 var (
-	knownKeys   = []string{"commands", "shell", "outputVariables", "reports"}
+	knownKeys   = []string{"commands", "shell", "outputVariables", "reports", "cache"}
 	varNameRE   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	shellFlags  = map[string][]string{"bash": {"--noprofile", "--norc"}, "zsh": {"-f"}, "sh": nil, "dash": nil, "ksh": nil, "mksh": nil}
 	shellsNamed = "bash, sh, dash, zsh, ksh or mksh"
@@ -69,6 +71,9 @@ func parseConfig(m map[string]any) (config, error) {
 	}
 	c.outputVariables = vars
 	if c.reports, err = parseReports(m["reports"]); err != nil {
+		return c, err
+	}
+	if c.caches, err = cache.Parse(m["cache"], "configuration cache"); err != nil {
 		return c, err
 	}
 	return c, nil

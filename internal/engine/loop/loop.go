@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -30,6 +31,103 @@ const (
 	// the pipelines whose pipelineSucceeded trigger names its pipeline (package trigger).
 	KindExecutionSucceeded = "execution.succeeded"
 )
+
+// KindReport tells the outside what happened to an execution of a pipeline that reports
+// (commit status, notifications: package notify); payload: Report as JSON.
+const KindReport = "execution.report"
+
+// Report is the payload of a KindReport message.
+type Report struct {
+	Pipeline    string                 `json:"pipeline"`
+	Version     int                    `json:"version"`
+	ExecutionID string                 `json:"executionId"`
+	Event       string                 `json:"event"` // pipeline.Notify*, or "source" (the commit is known)
+	Status      engine.ExecutionStatus `json:"status,omitempty"`
+	// Target is whom to tell: TargetCommitStatus, or the name of one of the pipeline's
+	// notifications. One message per target: each is delivered, and retried, on its own.
+	Target string `json:"target"`
+	// Stage, Action and Attempt name the approval of an "approval" event.
+	Stage   string `json:"stage,omitempty"`
+	Action  string `json:"action,omitempty"`
+	Attempt int    `json:"attempt,omitempty"`
+}
+
+// ReportSource is the Report event of a source action that succeeded: the commit an
+// execution runs is known from then on (commit status: pending).
+const ReportSource = "source"
+
+// TargetCommitStatus is the Report target of the pipeline's commitStatus.
+const TargetCommitStatus = "commitStatus"
+
+// addReport records r in the outbox once for each of the pipeline's targets it concerns:
+// the commit status (not for an approval), and each notification listing its event (not for
+// a source's success, which only the commit status cares about). Each is keyed so that a
+// step applied twice (it is not: the inbox deduplicates) would still report once.
+func addReport(ctx context.Context, tx store.Tx, now time.Time, p *pipeline.Pipeline, r Report) error {
+	var targets []string
+	if p.CommitStatus != nil && r.Event != pipeline.NotifyApproval {
+		targets = append(targets, TargetCommitStatus)
+	}
+	for _, n := range p.Notifications {
+		if r.Event != ReportSource && (len(n.Events) == 0 || slices.Contains(n.Events, r.Event)) {
+			targets = append(targets, n.Name)
+		}
+	}
+	for _, target := range targets {
+		r.Target = target
+		payload, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		key := "report:" + r.ExecutionID + ":" + r.Event + ":" + string(r.Status) + ":" + r.Stage + "/" + r.Action + "/" +
+			strconv.Itoa(r.Attempt) + ":" + target
+		if err := tx.AddOutbox(ctx, &store.OutboxMessage{Key: key, Kind: KindReport, Payload: payload, CreatedAt: now}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// reportProgress records the Reports a step's change of an execution calls for: its status
+// changed (started, succeeded, failed, stopped...), or one of its source actions succeeded.
+func reportProgress(ctx context.Context, tx store.Tx, now time.Time, p *pipeline.Pipeline, before, after *engine.Execution) error {
+	r := Report{Pipeline: p.Name, Version: after.PipelineVersion, ExecutionID: after.ID, Status: after.Status}
+	if before == nil || before.Status != after.Status {
+		switch after.Status {
+		case engine.ExecInProgress:
+			r.Event = pipeline.NotifyStarted
+		case engine.ExecSucceeded:
+			r.Event = pipeline.NotifySucceeded
+		case engine.ExecFailed:
+			r.Event = pipeline.NotifyFailed
+		case engine.ExecStopped, engine.ExecCancelled, engine.ExecSuperseded:
+			r.Event = pipeline.NotifyStopped
+		}
+		if r.Event != "" {
+			if err := addReport(ctx, tx, now, p, r); err != nil {
+				return err
+			}
+		}
+	}
+	for i, st := range after.Stages {
+		for j, a := range st.Actions {
+			if a.Status != engine.ActionSucceeded || i >= len(p.Stages) || j >= len(p.Stages[i].Actions) ||
+				p.Stages[i].Actions[j].Category != pipeline.Source {
+				continue
+			}
+			if before != nil && i < len(before.Stages) && j < len(before.Stages[i].Actions) &&
+				before.Stages[i].Actions[j].Status == engine.ActionSucceeded && before.Stages[i].Actions[j].Attempt == a.Attempt {
+				continue
+			}
+			src := r
+			src.Event, src.Stage, src.Action, src.Attempt = ReportSource, st.Name, a.Name, a.Attempt
+			if err := addReport(ctx, tx, now, p, src); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
 
 // Succeeded is the payload of a KindExecutionSucceeded message.
 type Succeeded struct {
@@ -352,7 +450,7 @@ func (l *Loop) step(ctx context.Context, tx store.Tx, row *store.Event) (*engine
 	if err != nil {
 		return nil, err
 	}
-	if err := l.save(ctx, tx, row, exec, &res); err != nil {
+	if err := l.save(ctx, tx, row, p, exec, &res); err != nil {
 		return nil, err
 	}
 	if err := l.cancelLateWaiter(ctx, tx, &res); err != nil {
@@ -362,7 +460,7 @@ func (l *Loop) step(ctx context.Context, tx store.Tx, row *store.Event) (*engine
 }
 
 // save persists a step's result and turns its commands into rows, all inside tx.
-func (l *Loop) save(ctx context.Context, tx store.Tx, row *store.Event, before *engine.Execution, res *engine.Result) error {
+func (l *Loop) save(ctx context.Context, tx store.Tx, row *store.Event, p *pipeline.Pipeline, before *engine.Execution, res *engine.Result) error {
 	if res.Execution != nil && (before == nil || res.Changed) {
 		var err error
 		if before == nil {
@@ -385,6 +483,11 @@ func (l *Loop) save(ctx context.Context, tx store.Tx, row *store.Event, before *
 		}
 	}
 	now := l.now()
+	if p.Reports() && res.Execution != nil {
+		if err := reportProgress(ctx, tx, now, p, before, res.Execution); err != nil {
+			return err
+		}
+	}
 	for i, c := range res.Commands {
 		var err error
 		switch c.Type {
@@ -414,7 +517,11 @@ func (l *Loop) save(ctx context.Context, tx store.Tx, row *store.Event, before *
 					Payload: payload, CreatedAt: now})
 			}
 		case engine.CmdAwaitApproval:
-			// Watchers see it through Subscribe; status reporting will add outbox rows here.
+			// Watchers see it through Subscribe; a pipeline that reports tells its notifications.
+			if p.Reports() && res.Execution != nil {
+				err = addReport(ctx, tx, now, p, Report{Pipeline: p.Name, Version: res.Execution.PipelineVersion, ExecutionID: c.ExecutionID,
+					Event: pipeline.NotifyApproval, Stage: c.Stage, Action: c.Action, Attempt: c.Attempt})
+			}
 		}
 		if err != nil {
 			return fmt.Errorf("%s for execution %s: %w", c.Type, c.ExecutionID, err)

@@ -341,6 +341,40 @@ func (b *Backend) Restore(ctx context.Context, j *store.Job, in engine.NamedArti
 // Save packs the files into a temporary archive and uploads it; the server stores it after
 // computing its digest itself, and must find the same one.
 func (b *Backend) Save(ctx context.Context, j *store.Job, name, root string, globs []string) (artifact.Ref, error) {
+	return b.upload(ctx, j, "output artifact "+name, JobPath(j.ID, "outputs/"+url.PathEscape(name)), root, globs)
+}
+
+// RestoreCache downloads the job's cache key, if the server has one, and unpacks it into
+// dir, verifying it against the Ref the server gives with it.
+func (b *Backend) RestoreCache(ctx context.Context, j *store.Job, key, dir string) (bool, error) {
+	resp, err := b.do(ctx, http.MethodGet, CachePath(j.ID, key), b.jobToken(j), nil, nil)
+	var se *Error
+	if errors.As(err, &se) && se.Status == http.StatusNotFound {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("download cache: %w", err)
+	}
+	defer resp.Body.Close()
+	var ref artifact.Ref
+	if err := json.Unmarshal([]byte(resp.Header.Get(HeaderRef)), &ref); err != nil {
+		return false, fmt.Errorf("download cache: header %s: %w", HeaderRef, err)
+	}
+	if err := artifact.Extract(ctx, bufio.NewReaderSize(resp.Body, 1<<20), ref, dir); err != nil {
+		return false, fmt.Errorf("download cache: %w", err)
+	}
+	return true, nil
+}
+
+// SaveCache packs dir and uploads it as the job's cache key.
+func (b *Backend) SaveCache(ctx context.Context, j *store.Job, key, dir string) error {
+	_, err := b.upload(ctx, j, "cache", CachePath(j.ID, key), dir, nil)
+	return err
+}
+
+// upload packs the files of root selected by globs into a temporary archive and PUTs it
+// to path; the server answers with the Ref it stored, which must be the one packed here.
+func (b *Backend) upload(ctx context.Context, j *store.Job, what, path, root string, globs []string) (artifact.Ref, error) {
 	tmp, err := os.CreateTemp(b.opts.TempDir, "conveyor-upload-*.tar.zst")
 	if err != nil {
 		return artifact.Ref{}, err
@@ -361,19 +395,19 @@ func (b *Backend) Save(ctx context.Context, j *store.Job, name, root string, glo
 	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
 		return artifact.Ref{}, err
 	}
-	resp, err := b.do(ctx, http.MethodPut, JobPath(j.ID, "outputs/"+url.PathEscape(name)), b.jobToken(j), tmp,
+	resp, err := b.do(ctx, http.MethodPut, path, b.jobToken(j), tmp,
 		http.Header{"Content-Type": {"application/zstd"}, HeaderDigest: {ref.Digest}})
 	if err != nil {
-		return artifact.Ref{}, fmt.Errorf("upload output artifact %s: %w", name, err)
+		return artifact.Ref{}, fmt.Errorf("upload %s: %w", what, err)
 	}
 	defer resp.Body.Close()
 	var stored artifact.Ref
 	if err := json.NewDecoder(resp.Body).Decode(&stored); err != nil {
-		return artifact.Ref{}, fmt.Errorf("upload output artifact %s: answer: %w", name, err)
+		return artifact.Ref{}, fmt.Errorf("upload %s: answer: %w", what, err)
 	}
 	if stored != ref {
-		return artifact.Ref{}, fmt.Errorf("upload output artifact %s: the server stored %s (%d bytes, %d files), not %s (%d bytes, %d files)",
-			name, stored.Digest, stored.Size, stored.Files, ref.Digest, ref.Size, ref.Files)
+		return artifact.Ref{}, fmt.Errorf("upload %s: the server stored %s (%d bytes, %d files), not %s (%d bytes, %d files)",
+			what, stored.Digest, stored.Size, stored.Files, ref.Digest, ref.Size, ref.Files)
 	}
 	return ref, nil
 }

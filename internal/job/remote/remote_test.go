@@ -537,3 +537,72 @@ stages:
 		t.Errorf("log: %q", log)
 	}
 }
+
+const cached = `name: cached
+stages:
+  - name: Build
+    actions:
+      - name: Deps
+        category: Build
+        provider: Commands
+        configuration:
+          cache: [{key: deps-v1, paths: [deps]}]
+          commands:
+            - if [ -f deps/a ]; then echo "deps from the cache"; else mkdir -p deps && echo fetched > deps/a && echo "deps fetched"; fi
+`
+
+// TestCacheOnRemoteWorker: a remote worker saves an action's cache through the server, and
+// the next execution (another workspace) restores it; unchanged, it is not saved again.
+func TestCacheOnRemoteWorker(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, 3*time.Second)
+	s.runWorker()
+	var logs []string
+	for range 2 {
+		id := s.start(cached)
+		e := s.wait(id, "finished", func(e *engine.Execution) bool { return e.Status.Terminal() })
+		logs = append(logs, s.log(id, "Build", "Deps"))
+		if e.Status != engine.ExecSucceeded {
+			t.Fatalf("execution %s: %s\n%s", id, e.Status, logs[len(logs)-1])
+		}
+	}
+	for i, want := range [][]string{
+		{"[conveyor] cache deps-v1 (deps): none saved yet", "deps fetched", "[conveyor] cache deps-v1 (deps): saved in"},
+		{"[conveyor] cache deps-v1 (deps): restored in", "deps from the cache", "[conveyor] cache deps-v1 (deps): unchanged; not saved"},
+	} {
+		for _, w := range want {
+			if !strings.Contains(logs[i], w) {
+				t.Errorf("run %d: log lacks %q:\n%s", i+1, w, logs[i])
+			}
+		}
+	}
+	// The server keeps it under the pipeline's default scope.
+	ref, found, err := job.FindCache(t.Context(), s.eng.Artifacts, &store.Job{Pipeline: "cached"}, "deps-v1\ndeps")
+	if err != nil || !found || ref.Files != 1 {
+		t.Fatalf("cache on the server: %+v, found %v, %v", ref, found, err)
+	}
+}
+
+// TestCacheEndpoints: a cache upload is verified as an output's is; a key is required.
+func TestCacheEndpoints(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, 30*time.Second)
+	s.start(twoStages)
+	j := s.lease()
+	path := remote.JobPath(j.ID, "cache")
+	if code, body := s.call("GET", path, j.Token, "", nil); code != 400 || !strings.Contains(body, "give the cache key") {
+		t.Errorf("no key: %d %s", code, body)
+	}
+	if code, body := s.call("GET", remote.CachePath(j.ID, "none"), j.Token, "", nil); code != 404 {
+		t.Errorf("no cache: %d %s", code, body)
+	}
+	if code, body := s.call("PUT", remote.CachePath(j.ID, "k"), j.Token, "application/zstd", bytes.NewReader(archive(t, "../escape", "x")), remote.HeaderDigest, "sha256:x"); code != 422 {
+		t.Errorf("unsafe upload: %d %s", code, body)
+	}
+	if code, body := s.call("PUT", remote.CachePath(j.ID, "k"), j.Token, "application/zstd", bytes.NewReader(archive(t, "ok.txt", "ok")), remote.HeaderDigest, "sha256:"+strings.Repeat("0", 64)); code != 422 || !strings.Contains(body, "digest_mismatch") {
+		t.Errorf("wrong digest: %d %s", code, body)
+	}
+	if code, body := s.call("GET", remote.CachePath(j.ID, "k"), "cvj_forged", "", nil); code != 401 {
+		t.Errorf("forged token: %d %s", code, body)
+	}
+}

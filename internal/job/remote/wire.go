@@ -21,7 +21,7 @@ import (
 const (
 	PathLease = "/api/v1/worker/lease"
 	// PathJob prefixes the job endpoints (JobPath): ID + "/heartbeat", "/log", "/complete",
-	// "/secrets", "/inputs/" + NAME, "/outputs/" + NAME.
+	// "/secrets", "/inputs/" + NAME, "/outputs/" + NAME, "/cache?key=" + KEY.
 	PathJob = "/api/v1/worker/jobs/"
 )
 
@@ -36,6 +36,16 @@ const JobTokenPrefix = "cvj_"
 
 // HeaderDigest carries an artifact's digest with its bytes (download and upload).
 const HeaderDigest = "X-Conveyor-Digest"
+
+// HeaderRef carries a cache's artifact.Ref, as JSON, with its download: the worker verifies
+// the bytes against it as it unpacks them.
+const HeaderRef = "X-Conveyor-Artifact"
+
+// CachePath returns the path of a job's cache endpoint for key: GET downloads the cache
+// (404 when there is none), PUT uploads it.
+func CachePath(id, key string) string {
+	return JobPath(id, "cache") + "?key=" + url.QueryEscape(key)
+}
 
 // LeaseRequest asks for a job (POST PathLease).
 type LeaseRequest struct {

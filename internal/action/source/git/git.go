@@ -205,9 +205,11 @@ func fetch(g *gitRunner, cfg config, job *action.Job, dir string) (*action.Resul
 		if err := addOrigin(dir, repo.url); err != nil {
 			return nil, err
 		}
-		args := append(append([]string{"fetch", "--no-tags"}, depthArgs...), "origin", revision)
-		if err := g.run(dir, nil, args...); err != nil {
-			return nil, fetchError(err, repo, "revision", revision)
+		if err := fetchCommit(g, dir, repo, job.SourceRef, revision, depthArgs); err != nil {
+			return nil, err
+		}
+		if job.SourceRef != "" {
+			what += " of " + job.SourceRef
 		}
 		if err := g.run(dir, nil, "checkout", "-q", "--detach", revision); err != nil {
 			return nil, err
@@ -248,6 +250,36 @@ func fetch(g *gitRunner, cfg config, job *action.Job, dir string) (*action.Resul
 		Variables: c.variables(branch, repo.name),
 		Summary:   fmt.Sprintf("%s of %s at %s: %s", what, repo.display, short(c.id), subject(c.message)),
 	}, nil
+}
+
+// fetchCommit fetches revision, a commit id, into dir: through ref when one is given (a pull
+// request's head, which no branch reaches), else by id.
+func fetchCommit(g *gitRunner, dir string, repo repository, ref, revision string, depthArgs []string) error {
+	if ref == "" {
+		args := append(append([]string{"fetch", "--no-tags"}, depthArgs...), "origin", revision)
+		if err := g.run(dir, nil, args...); err != nil {
+			return fetchError(err, repo, "revision", revision)
+		}
+		return nil
+	}
+	if !strings.HasPrefix(ref, "refs/") || strings.ContainsAny(ref, " \t\n\x00:") {
+		return &action.Error{Kind: action.Failed, Message: fmt.Sprintf("source ref %q is not a full ref name (refs/...)", ref)}
+	}
+	args := append(append([]string{"fetch", "--no-tags"}, depthArgs...), "origin", "+"+ref+":refs/remotes/origin/conveyor-ref")
+	if err := g.run(dir, nil, args...); err != nil {
+		return fetchError(err, repo, "ref", ref)
+	}
+	if g.has(dir, revision) {
+		return nil
+	}
+	// The ref moved on since the trigger (new commits pushed to the pull request): the pinned
+	// commit is asked for by id, which forges serve.
+	args = append(append([]string{"fetch", "--no-tags"}, depthArgs...), "origin", revision)
+	if err := g.run(dir, nil, args...); err != nil {
+		return &action.Error{Kind: action.Failed, Message: fmt.Sprintf("commit %s is no longer reachable from %s of %s (the pull request moved on, "+
+			"and the server does not serve commits by id): a newer execution runs its new head", short(revision), ref, repo.display)}
+	}
+	return nil
 }
 
 // repository is where to fetch from.
