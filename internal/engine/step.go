@@ -765,7 +765,7 @@ func (s *stepper) actionResult() {
 		s.cancelJob(a)
 	case EvLost:
 		s.cancelJob(a)
-		retryable := pa.Category != pipeline.Deploy && pa.Category != pipeline.Invoke && !isApproval
+		retryable := (pa.Category != pipeline.Deploy && pa.Category != pipeline.Invoke || pa.RetryOnLost) && !isApproval
 		if retryable && a.LostRetries < MaxLostRetries && s.e.Status == ExecInProgress {
 			a.LostRetries++
 			s.startAction(i, j)

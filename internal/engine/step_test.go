@@ -1030,6 +1030,24 @@ var actionCases = []stepCase{
 			})
 		}
 	}},
+	{"lost/deploy retried once when it opts in (retryOnLost)", func(t *testing.T) {
+		for _, cat := range []pipeline.Category{pipeline.Deploy, pipeline.Invoke} {
+			t.Run(string(cat), func(t *testing.T) {
+				act := action("Work", cat, 1)
+				act.RetryOnLost = true
+				w := newWorld(t, newPipeline(pipeline.Superseded, stage("Only", act)))
+				w.start("A")
+				w.lose("A", "Only.Work")
+				if a := w.wantAction("A", "Only.Work", ActionInProgress); a.Attempt != 2 || a.LostRetries != 1 {
+					t.Fatalf("after a loss: %+v", a)
+				}
+				w.lose("A", "Only.Work")
+				if a := w.wantAction("A", "Only.Work", ActionFailed); a.Failure != "lost" {
+					t.Fatalf("second loss: %q", a.Failure)
+				}
+			})
+		}
+	}},
 	{"lost/not retried while stopping", func(t *testing.T) {
 		w := newWorld(t, threeStages(pipeline.Superseded))
 		w.start("A")

@@ -320,7 +320,7 @@ var (
 	pipelineFields       = []string{"name", "executionMode", "maxConcurrency", "maxQueued", "variables", "secrets", "triggers", "notifications", "commitStatus", "pullRequests", "stages"}
 	variableFields       = []string{"name", "default", "description"}
 	stageFields          = []string{"name", "lock", "actions", "beforeEntry", "onSuccess", "onFailure"}
-	actionFields         = []string{"name", "category", "provider", "version", "runOrder", "namespace", "timeout", "lock", "runOn", "inputArtifacts", "outputArtifacts", "configuration", "environment"}
+	actionFields         = []string{"name", "category", "provider", "version", "runOrder", "namespace", "timeout", "lock", "runOn", "retryOnLost", "inputArtifacts", "outputArtifacts", "configuration", "environment"}
 	outputArtifactFields = []string{"name", "files"}
 	triggerFields        = []string{"gitPush", "gitPullRequest", "schedule", "upstream", "webhook"}
 	gitPushFields        = []string{"action", "branches", "tags", "filePaths"}
@@ -675,6 +675,17 @@ func (d *decoder) action(n *node) (Action, actionSrc, bool) {
 	}
 	a.Lock = d.lock(n)
 	a.RunOn = d.runOn(n.get("runOn"), a.Category)
+	if rn := n.get("retryOnLost"); rn != nil && rn.kind != kindNull {
+		switch {
+		case rn.kind != kindBool:
+			d.add(rn, "", "retryOnLost must be true or false, got %s", rn.describe())
+		case a.Category != Deploy && a.Category != Invoke:
+			d.add(rn, "remove it: a lost "+string(a.Category)+" action is run again anyway",
+				"retryOnLost applies to Deploy and Invoke actions")
+		default:
+			a.RetryOnLost = rn.b
+		}
+	}
 	if a.Timeout == 0 {
 		a.Timeout = Duration(a.EffectiveTimeout())
 	}

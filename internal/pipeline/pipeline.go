@@ -135,6 +135,10 @@ type Action struct {
 	Lock string `json:"lock,omitempty" yaml:"lock,omitempty"`
 	// RunOn are labels a worker must offer to run the action (conveyor worker --labels).
 	RunOn []string `json:"runOn,omitempty" yaml:"runOn,omitempty"`
+	// RetryOnLost runs a Deploy or Invoke action again (once) when its attempt is lost (its
+	// worker's lease expired, or the server crashed): off by default, since the lost attempt
+	// may have had effects. Other actions are run again when lost whatever it says.
+	RetryOnLost bool `json:"retryOnLost,omitempty" yaml:"retryOnLost,omitempty"`
 	// SecretEnvironment maps environment variable names to the names of secrets whose values
 	// they receive (written in the file as environment: { KEY: { secret: NAME } }).
 	SecretEnvironment map[string]string `json:"secretEnvironment,omitempty" yaml:"secretEnvironment,omitempty"`
@@ -329,6 +333,7 @@ type actionFile[E any] struct {
 	Timeout         Duration         `json:"timeout,omitempty" yaml:"timeout,omitempty"`
 	Lock            string           `json:"lock,omitempty" yaml:"lock,omitempty"`
 	RunOn           []string         `json:"runOn,omitempty" yaml:"runOn,omitempty"`
+	RetryOnLost     bool             `json:"retryOnLost,omitempty" yaml:"retryOnLost,omitempty"`
 	InputArtifacts  []string         `json:"inputArtifacts,omitempty" yaml:"inputArtifacts,omitempty"`
 	OutputArtifacts []OutputArtifact `json:"outputArtifacts,omitempty" yaml:"outputArtifacts,omitempty"`
 	Configuration   map[string]any   `json:"configuration,omitempty" yaml:"configuration,omitempty"`
@@ -338,7 +343,7 @@ type actionFile[E any] struct {
 func (a *Action) fileForm() actionFile[any] {
 	f := actionFile[any]{
 		Name: a.Name, Category: a.Category, Provider: a.Provider, Version: a.Version, RunOrder: a.RunOrder,
-		Namespace: a.Namespace, Timeout: a.Timeout, Lock: a.Lock, RunOn: a.RunOn, InputArtifacts: a.InputArtifacts,
+		Namespace: a.Namespace, Timeout: a.Timeout, Lock: a.Lock, RunOn: a.RunOn, RetryOnLost: a.RetryOnLost, InputArtifacts: a.InputArtifacts,
 		OutputArtifacts: a.OutputArtifacts, Configuration: a.Configuration,
 	}
 	if len(a.Environment)+len(a.SecretEnvironment) > 0 {
@@ -368,7 +373,7 @@ func (a *Action) UnmarshalJSON(b []byte) error {
 	}
 	*a = Action{
 		Name: f.Name, Category: f.Category, Provider: f.Provider, Version: f.Version, RunOrder: f.RunOrder,
-		Namespace: f.Namespace, Timeout: f.Timeout, Lock: f.Lock, RunOn: f.RunOn, InputArtifacts: f.InputArtifacts,
+		Namespace: f.Namespace, Timeout: f.Timeout, Lock: f.Lock, RunOn: f.RunOn, RetryOnLost: f.RetryOnLost, InputArtifacts: f.InputArtifacts,
 		OutputArtifacts: f.OutputArtifacts, Configuration: f.Configuration,
 	}
 	for k, raw := range f.Environment {

@@ -72,6 +72,8 @@ func Schema(opts ...Option) []byte {
 				"description": "Actions of a stage with the same runOrder run in parallel; higher runOrders wait for lower ones."},
 			"lock":      described(ref("lockName"), "A lock shared by every pipeline, held while the action runs: one execution at a time runs an action or stage taking it; the others wait in order."),
 			"namespace": described(ref("namespace"), "Namespace under which the action publishes its output variables, referenced as #{Namespace.Name}."),
+			"retryOnLost": object{"type": "boolean", "default": false,
+				"description": "Deploy and Invoke actions: run the action again (once) when its attempt is lost to a crash or an expired lease; off by default, since the lost attempt may have had effects."},
 			"runOn": object{"type": "array", "uniqueItems": true, "items": names(reName, MaxNameLen, "A label."),
 				"description": "Labels a worker must offer (conveyor worker --labels, conveyor server --labels) to run the action; none: any worker."},
 			"timeout": described(ref("duration"),
