@@ -392,6 +392,12 @@ func TestUI(t *testing.T) {
 	b.submitDialog()
 	b.wait("the execution entering Build", fmt.Sprintf(`!document.querySelector('[data-waiting]') && document.querySelector('[data-stage="Build"] .stage-exec a')?.href.endsWith(%s)`, q(started.ID)))
 
+	// Someone else disables a transition (here through the API): the open page shows it live.
+	call("PUT", "/api/v1/pipelines/webapp/stages/Deploy/transition", map[string]any{"enabled": false, "reason": "change window"}, 200, nil)
+	b.wait("the transition disabled elsewhere", `document.querySelector('li.transition.disabled[data-transition="Deploy"]')?.textContent.includes('change window')`)
+	call("PUT", "/api/v1/pipelines/webapp/stages/Deploy/transition", map[string]any{"enabled": true}, 200, nil)
+	b.wait("the transition enabled elsewhere", `!document.querySelector('li.transition.disabled[data-transition="Deploy"]')`)
+
 	// The pipelines list: every stage's latest execution by icon, word and colour.
 	b.open("/")
 	b.wait("the pipelines list", `!!document.querySelector('#pipelines [data-pipeline="webapp"] .chip')`)

@@ -107,6 +107,8 @@ func (lv *live) handleEvents(w http.ResponseWriter, r *http.Request) {
 	visible := map[string]bool{} // by pipeline: whether the caller may view it
 	states, unsubscribe := lv.l.Subscribe()
 	defer unsubscribe()
+	pipes, unsubscribePipes := lv.l.SubscribePipelines()
+	defer unsubscribePipes()
 	s, err := startSSE(w)
 	if err != nil {
 		return
@@ -123,6 +125,16 @@ func (lv *live) handleEvents(w http.ResponseWriter, r *http.Request) {
 			if s.keepalive() != nil {
 				return
 			}
+		case name := <-pipes:
+			// A transition changed: the pipeline's state is worth reading again.
+			if (pipeline != "" && name != pipeline) || !p.can(RoleViewer, name) {
+				continue
+			}
+			data, _ := json.Marshal(map[string]string{"pipeline": name})
+			if s.event("pipeline", "", data) != nil {
+				return
+			}
+			keep.Reset(keepaliveEvery)
 		case e := <-states:
 			if pipeline != "" && e.Pipeline != pipeline {
 				continue

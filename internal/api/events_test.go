@@ -190,6 +190,29 @@ func TestEventsStream(t *testing.T) {
 	}
 }
 
+// TestEventsTransition: a transition disabled or enabled (no execution changes) reaches the
+// stream of its pipeline as a "pipeline" event, so an open page reads its state again; the
+// stream of another pipeline hears nothing of it.
+func TestEventsTransition(t *testing.T) {
+	t.Parallel()
+	b, _ := setupLive(t)
+	b.put("hello", hello, 201)
+	b.put("other", strings.Replace(hello, "name: hello", "name: other", 1), 201)
+	mine := b.open("/api/v1/events?pipeline=hello", nil)
+	theirs := b.open("/api/v1/events?pipeline=other", nil)
+	stage := "Test"
+	b.call("PUT", "/api/v1/pipelines/hello/stages/"+stage+"/transition", map[string]any{"enabled": false, "reason": "freeze"}, 200)
+	ev, ok := mine.next()
+	if !ok || ev.name != "pipeline" || ev.data != `{"pipeline":"hello"}` {
+		t.Fatalf("event %q %q (ok %v), want the pipeline event of hello", ev.name, ev.data, ok)
+	}
+	// The other pipeline's stream gets its own pipeline's event only.
+	b.call("PUT", "/api/v1/pipelines/other/stages/"+stage+"/transition", map[string]any{"enabled": false, "reason": "freeze"}, 200)
+	if ev, ok := theirs.next(); !ok || ev.data != `{"pipeline":"other"}` {
+		t.Fatalf("other's stream: %q %q", ev.name, ev.data)
+	}
+}
+
 // slow prints, waits for a file the test creates, then prints again.
 func slow(dir string) string {
 	return `name: slow

@@ -160,6 +160,7 @@ type Loop struct {
 	mu        sync.Mutex
 	pipelines map[pipelineKey]*pipeline.Pipeline
 	wakes     map[store.Topic]<-chan struct{} // the duties' subscriptions (wake)
+	pipeSubs  map[chan string]struct{}         // SubscribePipelines
 	subs      map[chan *engine.Execution]struct{}
 
 	// Subscribers see states in commit order: each transaction that changed something takes a
@@ -603,7 +604,37 @@ func (l *Loop) Subscribe() (<-chan *engine.Execution, func()) {
 	}
 }
 
+// SubscribePipelines returns a channel that receives the name of each pipeline whose stage
+// locks change with no execution changing (a transition disabled or enabled), and a
+// function that ends the subscription. A subscriber that does not keep up misses names,
+// never blocks the loop.
+func (l *Loop) SubscribePipelines() (<-chan string, func()) {
+	ch := make(chan string, 64)
+	l.mu.Lock()
+	if l.pipeSubs == nil {
+		l.pipeSubs = map[chan string]struct{}{}
+	}
+	l.pipeSubs[ch] = struct{}{}
+	l.mu.Unlock()
+	return ch, func() {
+		l.mu.Lock()
+		delete(l.pipeSubs, ch)
+		l.mu.Unlock()
+	}
+}
+
 func (l *Loop) publish(res *engine.Result) {
+	if res.Execution == nil && len(res.Locks) > 0 {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		for ch := range l.pipeSubs {
+			select {
+			case ch <- res.Locks[0].Pipeline:
+			default:
+			}
+		}
+		return
+	}
 	if res.Execution == nil || !res.Changed {
 		return
 	}

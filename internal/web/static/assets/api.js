@@ -50,14 +50,17 @@ export const del = (path) => call('DELETE', path);
 
 // events follows the live execution states of one pipeline (all when pipeline is empty):
 // onExecution gets each execution as it commits; onOpen runs on every (re)connection, when
-// states may have been missed and the page should read them again. It returns a function
-// that closes the stream.
-export function events(pipeline, onExecution, onOpen) {
+// states may have been missed and the page should read them again, and onPipeline when a
+// pipeline's transitions change. It returns a function that closes the stream.
+export function events(pipeline, onExecution, onOpen, onPipeline) {
   const src = new EventSource('/api/v1/events' + (pipeline ? '?pipeline=' + encodeURIComponent(pipeline) : ''));
   src.addEventListener('execution', (ev) => {
     try { onExecution(JSON.parse(ev.data)); } catch (err) { console.error('event', err); }
   });
   if (onOpen) src.addEventListener('open', onOpen);
+  if (onPipeline) src.addEventListener('pipeline', (ev) => {
+    try { onPipeline(JSON.parse(ev.data).pipeline); } catch (err) { console.error('event', err); }
+  });
   return () => src.close();
 }
 

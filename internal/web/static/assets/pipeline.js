@@ -226,7 +226,8 @@ export async function pipelinePage(view, ctx) {
   }
 
   await load();
-  const close = events(name, (e) => { execs.set(e.id, e); refresh(); }, () => { stale = true; refresh(); });
+  const reread = () => { stale = true; refresh(); };
+  const close = events(name, (e) => { execs.set(e.id, e); refresh(); }, reread, reread);
   const tick = setInterval(() => { if (state) draw(); }, 15000); // durations and "ago" move on
   return () => { close(); clearInterval(tick); };
 }
