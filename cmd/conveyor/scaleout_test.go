@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"crypto/rand"
 	"encoding/base64"
 	"net/http"
@@ -202,6 +203,86 @@ stages:
 		w.signal(syscall.SIGTERM)
 		if code := w.wait(30 * time.Second); code != 0 {
 			t.Errorf("worker exit after SIGTERM: %d\n%s", code, w.out.String())
+		}
+	}
+}
+
+// TestEventsAcrossServers: with two servers on one PostgreSQL, the live stream of one hears
+// the executions the other changes (through the store's notifications), each state once.
+func TestEventsAcrossServers(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("starts PostgreSQL and two servers")
+	}
+	dsn := testenv.Postgres(t)
+	key := make([]byte, 32)
+	rand.Read(key)
+	const admin = "cvy_events_across_servers_admin"
+	env := []string{"CONVEYOR_MASTER_KEY=k1:" + base64.StdEncoding.EncodeToString(key), "CONVEYOR_ADMIN_TOKEN=" + admin}
+	approval := make([]byte, 32)
+	rand.Read(approval)
+	var servers []*serverProc
+	for _, name := range []string{"a", "b"} {
+		dir := filepath.Join(t.TempDir(), name)
+		os.MkdirAll(dir, 0o700)
+		os.WriteFile(filepath.Join(dir, api.ApprovalKeyFile), approval, 0o600)
+		// Server b runs no action: everything it streams was applied by a.
+		workers := map[string]string{"a": "2", "b": "0"}[name]
+		servers = append(servers, runServerArgs(t, dir, []string{"--store", dsn, "--workers", workers, "--no-triggers", "--sandbox", "off"}, env...))
+	}
+	httpCall(t, "PUT", servers[0].url+"/api/v1/pipelines/across", admin, "application/yaml", []byte(`name: across
+stages:
+  - name: Build
+    actions:
+      - name: Say
+        category: Build
+        provider: Commands
+        configuration: { commands: ["echo hello"] }
+`), 201, nil)
+
+	req, _ := http.NewRequest("GET", servers[1].url+"/api/v1/events?pipeline=across", nil)
+	req.Header.Set("Authorization", "Bearer "+admin)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("events on server b: %v %v", err, resp)
+	}
+	defer resp.Body.Close()
+	var e struct{ ID string }
+	httpCall(t, "POST", servers[0].url+"/api/v1/pipelines/across/executions", admin, "application/json", []byte(`{}`), 201, &e)
+
+	got := make(chan string, 16)
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			if line, ok := strings.CutPrefix(sc.Text(), "id: "); ok {
+				got <- line
+			}
+		}
+		close(got)
+	}()
+	ids := map[string]bool{}
+	deadline := time.After(30 * time.Second)
+	for {
+		select {
+		case id, ok := <-got:
+			if !ok {
+				t.Fatalf("stream ended; events %v", ids)
+			}
+			if !strings.HasPrefix(id, e.ID+"@") {
+				t.Fatalf("event %s: not of execution %s", id, e.ID)
+			}
+			if ids[id] {
+				t.Fatalf("state %s sent twice", id)
+			}
+			ids[id] = true
+			var x struct{ Status string }
+			httpCall(t, "GET", servers[1].url+"/api/v1/executions/"+e.ID, admin, "", nil, 200, &x)
+			if x.Status == "Succeeded" && len(ids) >= 2 {
+				return // the start and the end reached b's stream
+			}
+		case <-deadline:
+			t.Fatalf("server b's stream heard %d states of an execution server a ran", len(ids))
 		}
 	}
 }

@@ -307,7 +307,7 @@ func serve(ctx context.Context, cfg serverConfig, stderr io.Writer) error {
 	srv := &http.Server{
 		Handler: api.New(api.Options{Loop: eng.Loop, Store: eng.Store, Logger: log, Ready: ready.Load,
 			Drain: drain, Metrics: met, ApprovalKey: approvalKey, Artifacts: eng.Artifacts, Audit: auditLog,
-			Secrets: vault.New(eng.Store, keys), JobSecrets: eng.Secrets, WorkerLease: cfg.WorkerLease, Pushes: pushes}),
+			Secrets: vault.New(eng.Store, keys), JobSecrets: eng.Secrets, WorkerLease: cfg.WorkerLease, Pushes: pushes, SharedStore: cfg.Store != ""}),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute, // keep-alive connections with no request
 		ErrorLog:          slog.NewLogLogger(h, slog.LevelWarn),

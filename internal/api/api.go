@@ -66,6 +66,9 @@ type Options struct {
 	// WorkerLease is how long a remote worker's lease lasts without a heartbeat (default
 	// DefaultWorkerLease).
 	WorkerLease time.Duration
+	// SharedStore says other servers use the store too (PostgreSQL): the live execution
+	// streams then also read what they change.
+	SharedStore bool
 	// WorkerAckTimeout is how long a custom worker has to acknowledge a job it polled
 	// before the job goes back to the queue (default DefaultAckTimeout, at most the lease).
 	WorkerAckTimeout time.Duration

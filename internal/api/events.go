@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -39,10 +40,19 @@ type live struct {
 	st    store.Store
 	drain <-chan struct{}
 	logs  *wakeHub
+	// shared: other servers use the store too (Options.SharedStore); execs wakes the
+	// execution streams when any of them changes an execution.
+	shared bool
+	execs  *wakeHub
 }
 
+// otherServersMargin is how far back an execution stream reads changes other servers made,
+// for clocks that differ a little between servers.
+const otherServersMargin = 5 * time.Second
+
 func newLive(o Options) *live {
-	return &live{l: o.Loop, st: o.Store, drain: o.Drain, logs: &wakeHub{st: o.Store, topics: store.TopicLogs}}
+	return &live{l: o.Loop, st: o.Store, drain: o.Drain, logs: &wakeHub{st: o.Store, topics: store.TopicLogs},
+		shared: o.SharedStore, execs: &wakeHub{st: o.Store, topics: store.TopicExecutions}}
 }
 
 // sse writes one server-sent event stream.
@@ -109,9 +119,42 @@ func (lv *live) handleEvents(w http.ResponseWriter, r *http.Request) {
 	defer unsubscribe()
 	pipes, unsubscribePipes := lv.l.SubscribePipelines()
 	defer unsubscribePipes()
+	// With a shared store, other servers change executions too: their commits wake this
+	// stream through the store, and it reads what changed (others stays nil otherwise).
+	var others <-chan struct{}
+	if lv.shared {
+		ch, leave := lv.execs.subscribe()
+		defer leave()
+		others = ch
+	}
+	opened := time.Now()
 	s, err := startSSE(w)
 	if err != nil {
 		return
+	}
+	// sent is the UpdatedAt of the last state sent of each execution: a state arrives both
+	// from this server's loop and through the store, and is sent once.
+	sent := map[string]time.Time{}
+	send := func(e *engine.Execution) error {
+		if pipeline != "" && e.Pipeline != pipeline {
+			return nil
+		}
+		see, ok := visible[e.Pipeline]
+		if !ok {
+			see = p.can(RoleViewer, e.Pipeline)
+			visible[e.Pipeline] = see
+		}
+		if !see || !e.UpdatedAt.After(sent[e.ID]) {
+			return nil
+		}
+		sent[e.ID] = e.UpdatedAt
+		data, err := json.Marshal(e)
+		if err != nil {
+			return err
+		}
+		// The id names the state: the execution and when it changed.
+		id := e.ID + "@" + strconv.FormatInt(e.UpdatedAt.UnixNano(), 10)
+		return s.event("execution", id, data)
 	}
 	keep := time.NewTicker(keepaliveEvery)
 	defer keep.Stop()
@@ -136,25 +179,36 @@ func (lv *live) handleEvents(w http.ResponseWriter, r *http.Request) {
 			}
 			keep.Reset(keepaliveEvery)
 		case e := <-states:
-			if pipeline != "" && e.Pipeline != pipeline {
-				continue
+			if send(e) != nil {
+				return
 			}
-			see, ok := visible[e.Pipeline]
-			if !ok {
-				see = p.can(RoleViewer, e.Pipeline)
-				visible[e.Pipeline] = see
+			keep.Reset(keepaliveEvery)
+		case <-others:
+			// What changed lately, a margin back for servers' clocks that differ a little;
+			// sent keeps what was sent already from being sent again.
+			since := time.Now().Add(-otherServersMargin)
+			if since.Before(opened) {
+				since = opened
 			}
-			if !see {
-				continue
-			}
-			data, err := json.Marshal(e)
+			var changed []*engine.Execution
+			err := lv.st.View(r.Context(), func(rd store.Reader) error {
+				var err error
+				changed, err = rd.Executions(r.Context(), store.ExecutionFilter{Pipeline: pipeline, UpdatedAfter: since, Limit: 500})
+				return err
+			})
 			if err != nil {
 				return
 			}
-			// The id names the state: the execution and when it changed.
-			id := e.ID + "@" + strconv.FormatInt(e.UpdatedAt.UnixNano(), 10)
-			if s.event("execution", id, data) != nil {
-				return
+			slices.SortFunc(changed, func(a, b *engine.Execution) int { return a.UpdatedAt.Compare(b.UpdatedAt) })
+			for _, e := range changed {
+				if send(e) != nil {
+					return
+				}
+			}
+			for id, at := range sent { // forget what is too old to come again
+				if at.Before(since) {
+					delete(sent, id)
+				}
 			}
 			keep.Reset(keepaliveEvery)
 		}

@@ -57,6 +57,9 @@ const (
 	TopicOutbox
 	// TopicLogs: log chunks were appended.
 	TopicLogs
+	// TopicExecutions: executions were created or changed (on any server: the live event
+	// streams of the API read them, ExecutionFilter.UpdatedAfter).
+	TopicExecutions
 )
 
 // Reader reads state. Methods return an error wrapping ErrNotFound for a missing row.
@@ -320,7 +323,9 @@ type ExecutionFilter struct {
 	SucceededInStage string
 	// BeforeSeq pages: only executions with Seq < BeforeSeq (needs Pipeline).
 	BeforeSeq int64
-	Limit     int
+	// UpdatedAfter, when set, selects only executions changed after it (UpdatedAt).
+	UpdatedAfter time.Time
+	Limit        int
 }
 
 // Event is a row of the inbox: an event for an execution (or a pipeline), deduplicated by Key.

@@ -160,7 +160,7 @@ type Loop struct {
 	mu        sync.Mutex
 	pipelines map[pipelineKey]*pipeline.Pipeline
 	wakes     map[store.Topic]<-chan struct{} // the duties' subscriptions (wake)
-	pipeSubs  map[chan string]struct{}         // SubscribePipelines
+	pipeSubs  map[chan string]struct{}        // SubscribePipelines
 	subs      map[chan *engine.Execution]struct{}
 
 	// Subscribers see states in commit order: each transaction that changed something takes a

@@ -224,6 +224,9 @@ func (r *reader) Executions(ctx context.Context, f store.ExecutionFilter) ([]*en
 	if f.BeforeSeq > 0 {
 		q.WriteString(" AND seq < " + arg(f.BeforeSeq))
 	}
+	if !f.UpdatedAfter.IsZero() {
+		q.WriteString(" AND updated_at > " + arg(nanos(f.UpdatedAfter)))
+	}
 	if f.Pipeline != "" {
 		q.WriteString(" ORDER BY seq DESC")
 	} else {

@@ -113,6 +113,7 @@ func (t *tx) DeletePipeline(ctx context.Context, name string) error {
 }
 
 func (t *tx) CreateExecution(ctx context.Context, e *engine.Execution) error {
+	t.notify |= changes(store.TopicExecutions)
 	if err := t.check(ctx); err != nil {
 		return err
 	}
@@ -149,6 +150,7 @@ func (t *tx) CreateExecution(ctx context.Context, e *engine.Execution) error {
 }
 
 func (t *tx) PutExecution(ctx context.Context, e *engine.Execution) error {
+	t.notify |= changes(store.TopicExecutions)
 	if err := t.check(ctx); err != nil {
 		return err
 	}

@@ -142,6 +142,11 @@ func (r *reader) Executions(ctx context.Context, f store.ExecutionFilter) ([]*en
 	if f.BeforeSeq > 0 {
 		q.WriteString(where + "seq < ?")
 		args = append(args, f.BeforeSeq)
+		where = " AND "
+	}
+	if !f.UpdatedAfter.IsZero() {
+		q.WriteString(where + "updated_at > ?")
+		args = append(args, nanos(f.UpdatedAfter))
 	}
 	if f.Pipeline != "" {
 		q.WriteString(" ORDER BY seq DESC")

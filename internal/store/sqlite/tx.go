@@ -53,6 +53,7 @@ func (t *tx) PutPipelineVersion(ctx context.Context, name string, definition []b
 }
 
 func (t *tx) CreateExecution(ctx context.Context, e *engine.Execution) error {
+	t.notify |= store.TopicExecutions
 	qctx, err := t.ctx(ctx)
 	if err != nil {
 		return err
@@ -109,6 +110,7 @@ type cachedWrite struct {
 }
 
 func (t *tx) PutExecution(ctx context.Context, e *engine.Execution) error {
+	t.notify |= store.TopicExecutions
 	qctx, err := t.ctx(ctx)
 	if err != nil {
 		return err

@@ -326,6 +326,8 @@ func testExecutionsList(t *testing.T, s store.Store) {
 		{"pipeline", store.ExecutionFilter{Pipeline: "a"}, []string{"a5", "a4", "a3", "a2", "a1"}},
 		{"pipeline, limit", store.ExecutionFilter{Pipeline: "b", Limit: 2}, []string{"b3", "b2"}},
 		{"unknown pipeline", store.ExecutionFilter{Pipeline: "c"}, []string{}},
+		{"updated after", store.ExecutionFilter{UpdatedAfter: at(4)}, []string{"a5", "b3", "a4"}},
+		{"pipeline, updated after", store.ExecutionFilter{Pipeline: "b", UpdatedAfter: at(1)}, []string{"b3", "b2"}},
 		{"status", store.ExecutionFilter{Statuses: []engine.ExecutionStatus{engine.ExecSucceeded}}, []string{"a4", "a2"}},
 		{"statuses", store.ExecutionFilter{Statuses: []engine.ExecutionStatus{engine.ExecSucceeded, engine.ExecInProgress}},
 			[]string{"b3", "a4", "b2", "a2", "b1"}},
