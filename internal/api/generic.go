@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"slices"
 	"strconv"
 	"time"
 
@@ -174,28 +173,14 @@ func startedBy(ctx context.Context, st store.Store, key string) (*engine.Executi
 // genericTriggers returns the webhook triggers named name whose secret signed the delivery,
 // the pipelines whose secret did not (skipped, with why) and, when none accepted it, why.
 func genericTriggers(ctx context.Context, l *loop.Loop, st store.Store, secrets *vault.Vault, name string, h http.Header, body []byte) (acc []genericCandidate, skipped []hookSkip, reason string, err error) {
-	var names []string
-	err = st.View(ctx, func(rd store.Reader) error {
-		pvs, err := rd.Pipelines(ctx)
-		for _, pv := range pvs {
-			names = append(names, pv.Name)
-		}
-		return err
-	})
+	pipes, err := latestPipelines(ctx, l, st)
 	if err != nil {
-		return nil, nil, "", fmt.Errorf("list pipelines: %w", err)
+		return nil, nil, "", err
 	}
-	slices.Sort(names)
 	found := 0
 	var lastErr error
-	for _, pn := range names {
-		p, err := l.Pipeline(ctx, pn, 0)
-		if errors.Is(err, store.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, nil, "", err
-		}
+	for _, p := range pipes {
+		pn := p.Name
 		for _, t := range p.Triggers {
 			w := t.Webhook
 			if w == nil || w.Name != name {

@@ -123,25 +123,7 @@ func (ws *workers) handleAcknowledge(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("nonce %q is not the nonce of job %s under epoch %d: send the nonce the job came with", body.Nonce, c.job, c.epoch)})
 		return
 	}
-	var j *store.Job
-	err := ws.st.Update(r.Context(), func(tx store.Tx) error {
-		if err := tx.AcknowledgeJob(r.Context(), c.job, c.epoch, ws.now()); err != nil {
-			return err
-		}
-		var err error
-		j, err = tx.Heartbeat(r.Context(), c.job, c.epoch, ws.now(), ws.lease)
-		return err
-	})
-	if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
-		fail(w, errLeaseLost(c))
-		return
-	}
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, remote.Heartbeat{LeaseUntil: j.LeaseUntil,
-		Token: newJobToken(ws.key, j.ID, j.Epoch, ws.now().Add(jobTokenTTL))})
+	ws.extendLease(w, r, func(tx store.Tx) error { return tx.AcknowledgeJob(r.Context(), c.job, c.epoch, ws.now()) })
 }
 
 // customResult checks the result of job j and makes it an engine event: a custom job's must

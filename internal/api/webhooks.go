@@ -13,6 +13,7 @@ import (
 	"github.com/conveyorci/conveyor/internal/audit"
 	"github.com/conveyorci/conveyor/internal/engine"
 	"github.com/conveyorci/conveyor/internal/engine/loop"
+	"github.com/conveyorci/conveyor/internal/pipeline"
 	"github.com/conveyorci/conveyor/internal/store"
 	"github.com/conveyorci/conveyor/internal/trigger"
 	"github.com/conveyorci/conveyor/internal/vault"
@@ -180,12 +181,11 @@ func handleWebhook(f webhook.Forge, l *loop.Loop, st store.Store, secrets *vault
 	}
 }
 
-// acceptedSources returns the source actions c is about in the pipelines whose
-// webhookSecret signed the delivery, the sources of the others (skipped, with why) and,
-// when none accepted it, why.
-func acceptedSources(ctx context.Context, l *loop.Loop, st store.Store, secrets *vault.Vault, f webhook.Forge, h http.Header, body []byte, c *webhook.Change) (acc []candidate, skipped []hookSkip, reason string, err error) {
+// latestPipelines returns the latest version of every pipeline, by name (a pipeline deleted
+// while they are read is left out): what a delivery is matched against.
+func latestPipelines(ctx context.Context, l *loop.Loop, st store.Store) ([]*pipeline.Pipeline, error) {
 	var names []string
-	err = st.View(ctx, func(rd store.Reader) error {
+	err := st.View(ctx, func(rd store.Reader) error {
 		pvs, err := rd.Pipelines(ctx)
 		for _, pv := range pvs {
 			names = append(names, pv.Name)
@@ -193,19 +193,35 @@ func acceptedSources(ctx context.Context, l *loop.Loop, st store.Store, secrets 
 		return err
 	})
 	if err != nil {
-		return nil, nil, "", fmt.Errorf("list pipelines: %w", err)
+		return nil, fmt.Errorf("list pipelines: %w", err)
 	}
 	slices.Sort(names)
-	var about, unsecured int
-	var lastErr error
+	var out []*pipeline.Pipeline
 	for _, name := range names {
 		p, err := l.Pipeline(ctx, name, 0)
 		if errors.Is(err, store.ErrNotFound) {
 			continue // deleted meanwhile
 		}
 		if err != nil {
-			return nil, nil, "", err
+			return nil, err
 		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// acceptedSources returns the source actions c is about in the pipelines whose
+// webhookSecret signed the delivery, the sources of the others (skipped, with why) and,
+// when none accepted it, why.
+func acceptedSources(ctx context.Context, l *loop.Loop, st store.Store, secrets *vault.Vault, f webhook.Forge, h http.Header, body []byte, c *webhook.Change) (acc []candidate, skipped []hookSkip, reason string, err error) {
+	pipes, err := latestPipelines(ctx, l, st)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	var about, unsecured int
+	var lastErr error
+	for _, p := range pipes {
+		name := p.Name
 		srcs := webhook.Sources(p, c)
 		if len(srcs) == 0 {
 			continue

@@ -269,9 +269,20 @@ func (ws *workers) view(r *http.Request) (*store.Job, error) {
 }
 
 func (ws *workers) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
+	ws.extendLease(w, r, nil)
+}
+
+// extendLease extends the lease of the request's job, after first (when not nil) in the same
+// transaction, and answers with a renewed job token; 409 when the lease is lost.
+func (ws *workers) extendLease(w http.ResponseWriter, r *http.Request, first func(tx store.Tx) error) {
 	c := claimOf(r)
 	var j *store.Job
 	err := ws.st.Update(r.Context(), func(tx store.Tx) error {
+		if first != nil {
+			if err := first(tx); err != nil {
+				return err
+			}
+		}
 		var err error
 		j, err = tx.Heartbeat(r.Context(), c.job, c.epoch, ws.now(), ws.lease)
 		return err

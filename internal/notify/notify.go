@@ -11,8 +11,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -30,11 +28,8 @@ import (
 	"github.com/conveyorci/conveyor/internal/job"
 	"github.com/conveyorci/conveyor/internal/pipeline"
 	"github.com/conveyorci/conveyor/internal/store"
+	"github.com/conveyorci/conveyor/internal/webhook"
 )
-
-// SignatureHeader carries the signature of a json notification signed with signingSecret:
-// "sha256=" and the hex HMAC-SHA256 of the body.
-const SignatureHeader = "X-Conveyor-Signature"
 
 // Options configure a Notifier.
 type Options struct {
@@ -232,16 +227,10 @@ func (n *Notifier) notify(ctx context.Context, key string, p *pipeline.Pipeline,
 	hdr.Set("X-Conveyor-Delivery", key)
 	hdr.Set("X-Conveyor-Event", r.Event)
 	if nt.SigningSecret != "" {
-		hdr.Set(SignatureHeader, "sha256="+sign(vals[nt.SigningSecret], body))
+		// Signed as Conveyor's own generic webhooks are: a receiver checks both alike.
+		hdr.Set(webhook.GenericSignatureHeader, "sha256="+hex.EncodeToString(webhook.Sign(body, vals[nt.SigningSecret])))
 	}
 	return n.send(ctx, http.MethodPost, target, hdr, body)
-}
-
-// sign returns the hex HMAC-SHA256 of body under key.
-func sign(key string, body []byte) string {
-	m := hmac.New(sha256.New, []byte(key))
-	m.Write(body)
-	return hex.EncodeToString(m.Sum(nil))
 }
 
 func text(m Message) string {

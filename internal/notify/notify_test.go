@@ -23,6 +23,7 @@ import (
 	"github.com/conveyorci/conveyor/internal/notify"
 	"github.com/conveyorci/conveyor/internal/pipeline"
 	"github.com/conveyorci/conveyor/internal/store"
+	"github.com/conveyorci/conveyor/internal/webhook"
 )
 
 // request is one request the stand-in forge received.
@@ -315,8 +316,12 @@ func TestNotifications(t *testing.T) {
 	for _, r := range f.requests("/hook") {
 		mac := hmac.New(sha256.New, []byte("s3cret-key"))
 		mac.Write(r.body)
-		if got, want := r.header.Get(notify.SignatureHeader), "sha256="+hex.EncodeToString(mac.Sum(nil)); got != want {
+		if got, want := r.header.Get("X-Conveyor-Signature"), "sha256="+hex.EncodeToString(mac.Sum(nil)); got != want {
 			t.Errorf("hook signature %q, want %q", got, want)
+		}
+		// The generic webhook's own check accepts it: a Conveyor can receive another's.
+		if err := webhook.VerifyGeneric(r.header, r.body, "s3cret-key"); err != nil {
+			t.Errorf("hook signature: %v", err)
 		}
 		if !strings.HasPrefix(r.header.Get("X-Conveyor-Delivery"), "report:"+e.ID+":") {
 			t.Errorf("hook delivery key %q", r.header.Get("X-Conveyor-Delivery"))

@@ -39,33 +39,10 @@ const allTopics = ^store.Topic(0)
 
 // Notify returns a new channel that receives, coalesced, after every commit (of any process
 // sharing the database) that changed one of the topics.
-func (s *Store) Notify(topics store.Topic) <-chan struct{} {
-	ch := make(chan struct{}, 1)
-	s.subsMu.Lock()
-	s.subs = append(s.subs, subscriber{topics: topics, ch: ch})
-	s.subsMu.Unlock()
-	return ch
-}
-
-type subscriber struct {
-	topics store.Topic
-	ch     chan struct{}
-}
+func (s *Store) Notify(topics store.Topic) <-chan struct{} { return s.subs.Notify(topics) }
 
 // signal wakes the subscribers of the changed topics, never blocking.
-func (s *Store) signal(changed store.Topic) {
-	s.subsMu.Lock()
-	defer s.subsMu.Unlock()
-	for _, sub := range s.subs {
-		if sub.topics&changed == 0 {
-			continue
-		}
-		select {
-		case sub.ch <- struct{}{}:
-		default: // a signal is pending already
-		}
-	}
-}
+func (s *Store) signal(changed store.Topic) { s.subs.Signal(changed) }
 
 // listen opens the listener connection and starts listening.
 func (s *Store) listen(ctx context.Context, cfg *pgx.ConnConfig) (*pgx.Conn, error) {

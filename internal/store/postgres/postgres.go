@@ -11,7 +11,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"runtime"
-	"sync"
 	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
@@ -70,8 +69,7 @@ type Store struct {
 	stopListener context.CancelFunc
 	listenerDone chan struct{}
 
-	subsMu sync.Mutex
-	subs   []subscriber
+	subs store.Subscribers // Notify
 }
 
 var _ store.Store = (*Store)(nil)

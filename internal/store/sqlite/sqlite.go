@@ -75,9 +75,8 @@ type Store struct {
 	readers chan *readConn // free read connections
 	closing chan struct{}  // closed by Close: stops Views waiting for a connection
 
-	cache  execCache
-	subsMu sync.Mutex
-	subs   []subscriber
+	cache execCache
+	subs  store.Subscribers // Notify
 }
 
 var _ store.Store = (*Store)(nil)
@@ -186,33 +185,10 @@ func migrate(ctx context.Context, db *sql.DB, log *slog.Logger) error {
 
 // Notify returns a new channel that receives, coalesced, after every commit that changed one
 // of the topics.
-func (s *Store) Notify(topics store.Topic) <-chan struct{} {
-	ch := make(chan struct{}, 1)
-	s.subsMu.Lock()
-	s.subs = append(s.subs, subscriber{topics: topics, ch: ch})
-	s.subsMu.Unlock()
-	return ch
-}
-
-type subscriber struct {
-	topics store.Topic
-	ch     chan struct{}
-}
+func (s *Store) Notify(topics store.Topic) <-chan struct{} { return s.subs.Notify(topics) }
 
 // signal wakes the subscribers of the changed topics, never blocking.
-func (s *Store) signal(changed store.Topic) {
-	s.subsMu.Lock()
-	defer s.subsMu.Unlock()
-	for _, sub := range s.subs {
-		if sub.topics&changed == 0 {
-			continue
-		}
-		select {
-		case sub.ch <- struct{}{}:
-		default: // a signal is pending already
-		}
-	}
-}
+func (s *Store) signal(changed store.Topic) { s.subs.Signal(changed) }
 
 // Update runs fn in a write transaction; see store.Store. fn runs on the writer goroutine,
 // possibly in the same transaction as other callers' functions (each in its own savepoint),
