@@ -48,24 +48,25 @@ test-short: ## the unit tests only, fast
 	$(GO) test -short ./...
 
 fuzz: ## run each fuzz target for FUZZTIME (default 10s)
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/pipeline/
-	$(GO) test -run '^$$' -fuzz '^FuzzJSONPath$$' -fuzztime $(FUZZTIME) ./internal/jsonpath/
-	$(GO) test -run '^$$' -fuzz '^FuzzUnpack$$' -fuzztime $(FUZZTIME) ./internal/artifact/
-	$(GO) test -run '^$$' -fuzz '^FuzzMasker$$' -fuzztime $(FUZZTIME) ./internal/secret/
-	$(GO) test -run '^$$' -fuzz '^FuzzGlob$$' -fuzztime $(FUZZTIME) ./internal/artifact/
-	$(GO) test -run '^$$' -fuzz '^FuzzDecryptReader$$' -fuzztime $(FUZZTIME) ./internal/keyring/
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/webhook/
-	$(GO) test -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime $(FUZZTIME) ./internal/keyring/
-	$(GO) test -run '^$$' -fuzz '^FuzzFromEnv$$' -fuzztime $(FUZZTIME) ./internal/keyring/
-	$(GO) test -run '^$$' -fuzz '^FuzzParseKey$$' -fuzztime $(FUZZTIME) ./internal/audit/
-	$(GO) test -run '^$$' -fuzz '^FuzzParsePHC$$' -fuzztime $(FUZZTIME) ./internal/api/
-	$(GO) test -run '^$$' -fuzz '^FuzzAPIAuthorization$$' -fuzztime $(FUZZTIME) ./internal/api/
-	$(GO) test -run '^$$' -fuzz '^FuzzAPIStart$$' -fuzztime $(FUZZTIME) ./internal/api/
-	$(GO) test -run '^$$' -fuzz '^FuzzAPIApproval$$' -fuzztime $(FUZZTIME) ./internal/api/
-	$(GO) test -run '^$$' -fuzz '^FuzzAPIPutPipeline$$' -fuzztime $(FUZZTIME) ./internal/api/
-	$(GO) test -run '^$$' -fuzz '^FuzzAPIRequest$$' -fuzztime $(FUZZTIME) ./internal/api/
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/report/
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/action/codebuild/
+	GO=$(GO) ./scripts/fuzz $(FUZZTIME) \
+		./internal/pipeline:FuzzParse \
+		./internal/jsonpath:FuzzJSONPath \
+		./internal/artifact:FuzzUnpack \
+		./internal/secret:FuzzMasker \
+		./internal/artifact:FuzzGlob \
+		./internal/keyring:FuzzDecryptReader \
+		./internal/webhook:FuzzParse \
+		./internal/keyring:FuzzOpen \
+		./internal/keyring:FuzzFromEnv \
+		./internal/audit:FuzzParseKey \
+		./internal/api:FuzzParsePHC \
+		./internal/api:FuzzAPIAuthorization \
+		./internal/api:FuzzAPIStart \
+		./internal/api:FuzzAPIApproval \
+		./internal/api:FuzzAPIPutPipeline \
+		./internal/api:FuzzAPIRequest \
+		./internal/report:FuzzParse \
+		./internal/action/codebuild:FuzzParse
 
 bench: ## run the benchmarks B1-B5 and print their figures with their baselines
 	$(GO) test -p 1 -run '^$$' -bench 'B1[A-Z]|B2|B3|B4|B5' -benchtime 1x -count 5 -timeout 60m ./bench/ ./internal/artifact/
