@@ -19,7 +19,9 @@ type Job struct {
 	Attempt     int
 	Category    pipeline.Category
 	Provider    string
-	// Configuration is the action's configuration with every #{...} reference resolved.
+	// Configuration is the action's configuration with every #{...} reference resolved, and
+	// each property that references a secret ({ secret: NAME }) holding the secret's value, a
+	// string (the worker masks it in everything the job reports).
 	Configuration map[string]any
 	// Environment is what the action declares (already resolved); providers add it to
 	// the allowlisted base environment, never the runner's own environment.

@@ -15,7 +15,6 @@ import (
 
 	"github.com/conveyorci/conveyor/internal/engine"
 	"github.com/conveyorci/conveyor/internal/job/remote"
-	"github.com/conveyorci/conveyor/internal/pipeline"
 	"github.com/conveyorci/conveyor/internal/store"
 )
 
@@ -176,20 +175,4 @@ func (ws *workers) customResult(r *http.Request, j *store.Job, ev *engine.Event)
 	ev.Message = strings.TrimSuffix(ev.Failure+": "+ev.Message, ": ")
 	ev.Failure = class
 	return nil
-}
-
-// configSecrets returns the secrets a custom job's configuration refers to ({ secret: NAME }
-// values of its secret properties): its worker may read them, as a built-in job reads the
-// secrets of its environment.
-func configSecrets(j *store.Job) []string {
-	if !isCustom(j.Provider) {
-		return nil
-	}
-	var names []string
-	for _, v := range j.Spec.Configuration {
-		if n := pipeline.SecretName(v); n != "" {
-			names = append(names, n)
-		}
-	}
-	return names
 }

@@ -503,18 +503,7 @@ func (ws *workers) handleSecrets(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	names := slices.Compact(slices.Sorted(func(yield func(string) bool) {
-		for _, n := range j.Spec.Secrets {
-			if !yield(n) {
-				return
-			}
-		}
-		for _, n := range configSecrets(j) { // a custom action's secret properties
-			if !yield(n) {
-				return
-			}
-		}
-	}))
+	names := j.Spec.SecretNames() // a custom action's secret properties among them
 	if len(names) == 0 {
 		writeJSON(w, http.StatusOK, map[string]string{})
 		return

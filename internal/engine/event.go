@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/conveyorci/conveyor/internal/artifact"
@@ -173,10 +175,14 @@ type JobSpec struct {
 	// Secrets maps environment variables to the names of the secrets the worker puts in
 	// them when the job starts. Values never enter the engine, the store or a log.
 	Secrets map[string]string `json:"secrets,omitempty"`
-	Inputs  []NamedArtifact   `json:"inputs,omitempty"`
-	Outputs []OutputSpec      `json:"outputs,omitempty"`
-	Timeout time.Duration     `json:"timeout"`
-	Source  *SourceOverride   `json:"source,omitempty"`
+	// ConfigSecrets maps configuration properties to the names of the secrets whose values
+	// the worker puts in the job's configuration, in place of their { secret: NAME }
+	// references, when the job starts (pipeline.Action.JobSecrets).
+	ConfigSecrets map[string]string `json:"configSecrets,omitempty"`
+	Inputs        []NamedArtifact   `json:"inputs,omitempty"`
+	Outputs       []OutputSpec      `json:"outputs,omitempty"`
+	Timeout       time.Duration     `json:"timeout"`
+	Source        *SourceOverride   `json:"source,omitempty"`
 	// RunOn are the labels a worker must offer to take the job (the action's runOn).
 	RunOn []string `json:"runOn,omitempty"`
 	// ContinuationToken is set on a follow-up job: what the previous job of the same attempt
@@ -188,6 +194,14 @@ type JobSpec struct {
 	// override). They scope the action's caches.
 	Branch        string `json:"branch,omitempty"`
 	DefaultBranch string `json:"defaultBranch,omitempty"`
+}
+
+// SecretNames returns the names of every secret the job takes, sorted, each once.
+func (s *JobSpec) SecretNames() []string {
+	names := slices.Collect(maps.Values(s.Secrets))
+	names = slices.AppendSeq(names, maps.Values(s.ConfigSecrets))
+	slices.Sort(names)
+	return slices.Compact(names)
 }
 
 // NamedArtifact is an input artifact of a job.

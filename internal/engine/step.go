@@ -552,7 +552,7 @@ func (s *stepper) queueJob(i, j int, token string) {
 		Stage: st.Name, Action: a.Name, Attempt: a.Attempt,
 		Category: string(pa.Category), Provider: pa.Provider,
 		Configuration: a.Configuration, Environment: a.Environment, Timeout: pa.EffectiveTimeout(),
-		Secrets: maps.Clone(pa.SecretEnvironment), ContinuationToken: token, RunOn: pa.RunOn,
+		Secrets: maps.Clone(pa.SecretEnvironment), ConfigSecrets: pa.JobSecrets(), ContinuationToken: token, RunOn: pa.RunOn,
 	}
 	for _, name := range pa.InputArtifacts {
 		spec.Inputs = append(spec.Inputs, NamedArtifact{Name: name, Ref: s.e.Artifacts[name]})
@@ -565,7 +565,7 @@ func (s *stepper) queueJob(i, j int, token string) {
 	}
 	if pr := s.e.PullRequest; pr != nil && !s.p.AllowsSecrets(pr.Fork) {
 		// A pull request's code runs here: no secrets unless the pipeline allows them.
-		spec.Secrets = nil
+		spec.Secrets, spec.ConfigSecrets = nil, nil
 	}
 	spec.Branch, spec.DefaultBranch = s.branches()
 	a.JobID = spec.ID

@@ -480,15 +480,15 @@ func (p *Pool) heartbeat(ctx context.Context, j *store.Job, cancel context.Cance
 // that takes secrets gets their values in its environment, and its log and result are
 // masked: no value, in any of its encoded forms, leaves the worker.
 func (p *Pool) execute(ctx context.Context, j *store.Job, log io.Writer) engine.Event {
-	if len(j.Spec.Secrets) == 0 {
-		return p.executeWith(ctx, j, log, j.Spec.Environment)
+	if len(j.Spec.Secrets)+len(j.Spec.ConfigSecrets) == 0 {
+		return p.executeWith(ctx, j, log, j.Spec.Environment, j.Spec.Configuration)
 	}
-	env, masker, err := p.secrets(ctx, j)
+	env, config, masker, err := p.secrets(ctx, j)
 	if err != nil {
 		return engine.Event{Type: engine.EvActionFailed, Failure: string(action.Errored), Message: err.Error()}
 	}
 	mw := masker.Writer(log)
-	ev := p.executeWith(ctx, j, mw, env)
+	ev := p.executeWith(ctx, j, mw, env, config)
 	if err := mw.Close(); err != nil {
 		p.log.Warn("write job log", "job", j.ID, "err", err)
 	}
@@ -509,36 +509,50 @@ func (p *Pool) execute(ctx context.Context, j *store.Job, log io.Writer) engine.
 	return ev
 }
 
-// secrets returns the job's environment with its secrets' values, and the masker of those values.
-func (p *Pool) secrets(ctx context.Context, j *store.Job) (map[string]string, *secret.Masker, error) {
-	names := slices.Sorted(maps.Values(j.Spec.Secrets))
-	names = slices.Compact(names)
+// secrets returns the job's environment and configuration with its secrets' values in
+// place, and the masker of those values.
+func (p *Pool) secrets(ctx context.Context, j *store.Job) (map[string]string, map[string]any, *secret.Masker, error) {
+	names := j.Spec.SecretNames()
 	values, err := p.b.Secrets(ctx, j, names)
 	if err != nil {
-		return nil, nil, fmt.Errorf("get secrets %s: %w", strings.Join(names, ", "), err)
+		return nil, nil, nil, fmt.Errorf("get secrets %s: %w", strings.Join(names, ", "), err)
+	}
+	var vals []string
+	put := func(refs map[string]string, into func(k, v string)) error {
+		for k, name := range refs {
+			v, ok := values[name]
+			if !ok {
+				return fmt.Errorf("get secrets: secret %s has no value", name)
+			}
+			into(k, v)
+			vals = append(vals, v)
+		}
+		return nil
 	}
 	env := maps.Clone(j.Spec.Environment)
 	if env == nil {
 		env = make(map[string]string, len(j.Spec.Secrets))
 	}
-	var vals []string
-	for key, name := range j.Spec.Secrets {
-		v, ok := values[name]
-		if !ok {
-			return nil, nil, fmt.Errorf("get secrets: secret %s has no value", name)
-		}
-		env[key] = v
-		vals = append(vals, v)
+	config := j.Spec.Configuration
+	if len(j.Spec.ConfigSecrets) > 0 {
+		config = maps.Clone(config)
+	}
+	if err := put(j.Spec.Secrets, func(k, v string) { env[k] = v }); err != nil {
+		return nil, nil, nil, err
+	}
+	if err := put(j.Spec.ConfigSecrets, func(k, v string) { config[k] = v }); err != nil {
+		return nil, nil, nil, err
 	}
 	masker, err := secret.NewMasker(vals...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("get secrets: %w", err)
+		return nil, nil, nil, fmt.Errorf("get secrets: %w", err)
 	}
-	return env, masker, nil
+	return env, config, masker, nil
 }
 
-// executeWith prepares the workspace, runs the provider with env and stores the outputs.
-func (p *Pool) executeWith(ctx context.Context, j *store.Job, log io.Writer, env map[string]string) engine.Event {
+// executeWith prepares the workspace, runs the provider with env and config (secrets in
+// place) and stores the outputs.
+func (p *Pool) executeWith(ctx context.Context, j *store.Job, log io.Writer, env map[string]string, config map[string]any) engine.Event {
 	var reports []report.Report // once the provider ran: a failed action keeps its reports
 	fail := func(kind action.Failure, err error) engine.Event {
 		return engine.Event{Type: engine.EvActionFailed, Failure: string(kind), Message: err.Error(), Reports: reports}
@@ -592,7 +606,7 @@ func (p *Pool) executeWith(ctx context.Context, j *store.Job, log io.Writer, env
 	aj := &action.Job{
 		ID: j.ID, ExecutionID: j.ExecutionID, Pipeline: j.Pipeline, Stage: j.Spec.Stage, Action: j.Spec.Action,
 		Attempt: j.Spec.Attempt, Category: pipeline.Category(j.Spec.Category), Provider: j.Spec.Provider,
-		Configuration: j.Spec.Configuration, Environment: env, Timeout: j.Spec.Timeout,
+		Configuration: config, Environment: env, Timeout: j.Spec.Timeout,
 		PipelineDir: p.opts.PipelineDir(j.Pipeline),
 	}
 	if s := j.Spec.Source; s != nil {

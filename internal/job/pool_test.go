@@ -21,6 +21,7 @@ import (
 	"github.com/conveyorci/conveyor/internal/artifact/fs"
 	"github.com/conveyorci/conveyor/internal/engine"
 	"github.com/conveyorci/conveyor/internal/job"
+	"github.com/conveyorci/conveyor/internal/pipeline"
 	"github.com/conveyorci/conveyor/internal/run"
 	"github.com/conveyorci/conveyor/internal/store"
 	"github.com/conveyorci/conveyor/internal/store/sqlite"
@@ -589,5 +590,43 @@ func TestPoolSecrets(t *testing.T) {
 	r = b.result(t)
 	if r.ev.Type != engine.EvActionFailed || r.ev.Failure != string(action.Errored) || !strings.Contains(r.ev.Message, "missing-one") {
 		t.Errorf("missing secret: %s %q %q; want an error naming it", r.ev.Type, r.ev.Failure, r.ev.Message)
+	}
+}
+
+// configEcho is a provider that reports its configuration's "token" in its summary and log.
+type configEcho struct{}
+
+func (configEcho) Run(_ context.Context, j *action.Job, ws *action.Workspace) (*action.Result, error) {
+	tok, _ := j.Configuration["token"].(string)
+	fmt.Fprintf(ws.Log, "using %s\n", tok)
+	return &action.Result{Summary: "token " + tok, Variables: map[string]string{"Plain": fmt.Sprint(j.Configuration["region"])}}, nil
+}
+
+// TestPoolConfigSecrets: a configuration property that references a secret reaches the
+// provider as the secret's value, masked in everything that leaves the worker, and the
+// stored job keeps the reference only.
+func TestPoolConfigSecrets(t *testing.T) {
+	t.Parallel()
+	const value = "s3cr3t-access-key-value"
+	b := setup(t, job.Options{Secrets: secretMap{"upload-key": value},
+		Providers: map[string]action.Provider{"Deploy/Upload": configEcho{}}})
+	spec := commandsSpec("Deploy", "Upload", "true")
+	spec.Category, spec.Provider = "Deploy", "Upload"
+	spec.Configuration = map[string]any{"token": map[string]any{"secret": "upload-key"}, "region": "eu-1"}
+	spec.ConfigSecrets = map[string]string{"token": "upload-key"}
+	b.add(t, spec)
+	r := b.result(t)
+	if r.ev.Type != engine.EvActionSucceeded {
+		t.Fatalf("result %s %q; want success", r.ev.Type, r.ev.Message)
+	}
+	log, _ := b.output(t, r)
+	if r.ev.Summary != "token ***" || !strings.Contains(log, "using ***") || strings.Contains(log, value) {
+		t.Errorf("summary %q, log %q: want the value used and masked", r.ev.Summary, log)
+	}
+	if r.ev.Outputs["Plain"] != "eu-1" {
+		t.Errorf("outputs %v: the other properties must stay as they are", r.ev.Outputs)
+	}
+	if got := pipeline.SecretName(spec.Configuration["token"]); got != "upload-key" {
+		t.Errorf("the job's configuration now holds %v: the value must not be written back", spec.Configuration["token"])
 	}
 }

@@ -88,7 +88,7 @@ func TestWithProviders(t *testing.T) {
 	t.Parallel()
 	specs := append(BuiltinProviders(), ProviderSpec{
 		Categories:             []Category{Invoke},
-		Provider:               "Webhook",
+		Provider:               "Notifier",
 		Properties:             []Property{{Name: "url", Type: TypeString, Required: true}, {Name: "method", Type: TypeString, Allowed: []string{"GET", "POST"}}},
 		AdditionalProperties:   true,
 		InputArtifacts:         ArtifactCount{0, 1},
@@ -108,7 +108,7 @@ stages:
     actions:
       - name: Call
         category: Invoke
-        provider: Webhook
+        provider: Notifier
         namespace: Hook
         version: "3"
         configuration:
@@ -133,7 +133,7 @@ variables: [{ name: X }]
 		t.Errorf("configuration = %#v", cfg)
 	}
 	// Without the option, Invoke has no provider.
-	if _, err := Parse("custom.yaml", []byte(src)); err == nil || !strings.Contains(err.Error(), `unknown provider "Webhook" for category Invoke`) {
+	if _, err := Parse("custom.yaml", []byte(src)); err == nil || !strings.Contains(err.Error(), `unknown provider "Notifier" for category Invoke`) {
 		t.Errorf("Parse without the provider: %v", err)
 	}
 	bad := strings.Replace(src, "method: POST", "method: PUT\n          url2: x", 1)

@@ -40,6 +40,10 @@ type Property struct {
 	// Check, when set, checks a TypeString value that matches Pattern; its error says why the
 	// value is refused (e.g. a duration below a minimum).
 	Check func(string) error
+	// ServerSide marks a TypeSecret property the server uses itself (a webhook's signing
+	// secret): its value never goes to the action's job. Every other TypeSecret property's
+	// value is given to the job in its configuration (Action.JobSecrets).
+	ServerSide bool
 }
 
 // SecretName returns the secret a TypeSecret configuration value names ("" when v is not one).
@@ -108,7 +112,50 @@ const (
 	ProviderManual   = "Manual"
 	// ProviderCodeBuild runs a buildspec (package action/codebuild).
 	ProviderCodeBuild = "CodeBuild"
+	// ProviderS3 is Source/S3 (an object of a bucket) and Deploy/S3 (an artifact uploaded to
+	// a bucket), on any S3-compatible store (package action/s3).
+	ProviderS3 = "S3"
+	// ProviderWebhook is Invoke/Webhook: calls an HTTP endpoint with a signed JSON payload.
+	ProviderWebhook = "Webhook"
+	// ProviderPipeline is Invoke/Pipeline: starts an execution of another pipeline, run by the
+	// engine itself (no worker), optionally waiting for its result.
+	ProviderPipeline = "Pipeline"
 )
+
+// builtinSpec returns the built-in provider serving category c as provider, or nil.
+func builtinSpec(c Category, provider string) *ProviderSpec {
+	for _, s := range BuiltinProviders() {
+		if s.Provider == provider && s.Serves(c) {
+			return &s
+		}
+	}
+	return nil
+}
+
+// JobSecrets maps the action's configuration properties that reference a secret
+// ({ secret: NAME }) to the secret's name, leaving out those the server uses itself
+// (Property.ServerSide). A worker puts each value in the job's configuration in place of the
+// reference when the job starts (engine.JobSpec.ConfigSecrets); nil when there are none.
+func (a *Action) JobSecrets() map[string]string {
+	var m map[string]string
+	spec := builtinSpec(a.Category, a.Provider)
+	for k, v := range a.Configuration {
+		name := SecretName(v)
+		if name == "" {
+			continue
+		}
+		if spec != nil {
+			if p := spec.Property(k); p != nil && p.ServerSide {
+				continue
+			}
+		}
+		if m == nil {
+			m = map[string]string{}
+		}
+		m[k] = name
+	}
+	return m
+}
 
 // ReportFormats returns the formats of a TypeReports property of the built-in providers
 // (those internal/report parses), the default first.
@@ -119,10 +166,21 @@ var cacheProperty = Property{Name: "cache", Type: TypeCaches, Description: "Dire
 	"per pipeline and branch (falling back to the default branch's): [{ key: KEY, paths: [PATH, ...] }]; " +
 	"KEY may hold #{hash:FILE}, the SHA-256 of a workspace file; a PATH is relative to the workspace, absolute, or starts with ~/."}
 
+// s3Properties are the connection settings of the S3 actions.
+var s3Properties = []Property{
+	{Name: "endpoint", Type: TypeString, Pattern: `^https?://`, PatternHelp: "an http:// or https:// URL",
+		Description: "The S3-compatible server (default https://s3.amazonaws.com)."},
+	{Name: "region", Type: TypeString, Description: "The bucket's region (default us-east-1)."},
+	{Name: "accessKeyId", Type: TypeSecret, Description: "Access key id: { secret: NAME }, with secretAccessKey; " +
+		"without both, requests are anonymous."},
+	{Name: "secretAccessKey", Type: TypeSecret, Description: "Secret access key: { secret: NAME }, with accessKeyId."},
+}
+
 const envNamePattern = `^[A-Za-z_][A-Za-z0-9_]*$`
 
 // BuiltinProviders returns the providers Conveyor ships with: Source/Git,
-// Build|Test|Deploy|Compute/Commands and Approval/Manual. Each call returns a new slice.
+// Build|Test|Deploy|Compute/Commands, Build|Test/CodeBuild, Source/S3, Deploy/S3,
+// Invoke/Webhook, Invoke/Pipeline and Approval/Manual. Each call returns a new slice.
 func BuiltinProviders() []ProviderSpec {
 	ptr := func(i int) *int { return &i }
 	return []ProviderSpec{
@@ -138,7 +196,17 @@ func BuiltinProviders() []ProviderSpec {
 				{Name: "revision", Type: TypeString, Description: "Commit or tag to fetch instead of the branch head."},
 				{Name: "depth", Type: TypeInt, Min: ptr(0), Description: "Clone depth; 0 fetches the full history."},
 				{Name: "keepGitMetadata", Type: TypeBool, Description: "Keep the .git directory in the output artifact."},
-				{Name: "webhookSecret", Type: TypeSecret, Description: "The secret that signs the forge's webhook deliveries for the repository " +
+				{Name: "username", Type: TypeString, Description: "User name sent with token over HTTPS (default x-access-token, " +
+					"which GitHub, GitLab and Gitea accept with an access token)."},
+				{Name: "token", Type: TypeSecret, Description: "An access token, or the password of username, for an HTTPS repository: " +
+					"{ secret: NAME }, NAME listed in the pipeline's secrets."},
+				{Name: "sshKey", Type: TypeSecret, Description: "A private key (a deploy key) for an SSH repository: { secret: NAME }. " +
+					"The server's host key is checked against knownHosts."},
+				{Name: "knownHosts", Type: TypeString, Description: "known_hosts lines for the SSH server (ssh-keyscan HOST prints them); " +
+					"required with sshKey: host keys are always checked."},
+				{Name: "submodules", Type: TypeBool, Description: "Fetch the repository's submodules, recursively, with the same credentials."},
+				{Name: "lfs", Type: TypeBool, Description: "Fetch Git LFS files (git-lfs must be installed where the action runs)."},
+				{Name: "webhookSecret", Type: TypeSecret, ServerSide: true, Description: "The secret that signs the forge's webhook deliveries for the repository " +
 					"(POST /hooks/github, /hooks/gitlab, /hooks/gitea): { secret: NAME }, NAME listed in the pipeline's secrets. Without it, webhooks are ignored."},
 				{Name: "pollInterval", Type: TypeString, Pattern: pollIntervalPattern, PatternHelp: "a duration such as 30s or 5m, or 0",
 					Check: checkPollInterval, Description: "How often the server checks the branch for new commits " +
@@ -188,6 +256,74 @@ func BuiltinProviders() []ProviderSpec {
 			OutputArtifacts: ArtifactCount{0, Unlimited},
 			// env.exported-variables are in the buildspec, read when the action runs.
 			DynamicOutputVariables: true,
+		},
+		{
+			Categories:  []Category{Source},
+			Provider:    ProviderS3,
+			Description: "Fetches an object of an S3-compatible bucket as the action's output artifact (a zip or tar archive is unpacked).",
+			Versions:    []string{"1"},
+			Properties: append([]Property{
+				{Name: "bucket", Type: TypeString, Required: true, Description: "The bucket holding the object."},
+				{Name: "objectKey", Type: TypeString, Required: true, Description: "The object's key."},
+				{Name: "pollInterval", Type: TypeString, Pattern: pollIntervalPattern, PatternHelp: "a duration such as 30s or 5m, or 0",
+					Check: checkPollInterval, Description: "How often the server checks the object for a new version or ETag " +
+						"(default 60s, at least 5s; 0 turns polling off)."},
+			}, s3Properties...),
+			InputArtifacts:  ArtifactCount{0, 0},
+			OutputArtifacts: ArtifactCount{1, 1},
+			OutputVariables: []string{"ETag", "VersionId", "ObjectKey"},
+		},
+		{
+			Categories:  []Category{Deploy},
+			Provider:    ProviderS3,
+			Description: "Uploads the input artifact to an S3-compatible bucket: its files under a prefix (extract), or the archive itself.",
+			Versions:    []string{"1"},
+			Properties: append([]Property{
+				{Name: "bucket", Type: TypeString, Required: true, Description: "The bucket to upload to."},
+				{Name: "objectKey", Type: TypeString, Description: "With extract, the prefix the files go under (default: the bucket's root); " +
+					"without, the key of the archive (required)."},
+				{Name: "extract", Type: TypeBool, Description: "Upload the artifact's files one by one instead of the archive (default false)."},
+				{Name: "cacheControl", Type: TypeString, Description: "Cache-Control header of every object uploaded."},
+			}, s3Properties...),
+			InputArtifacts:  ArtifactCount{1, 1},
+			OutputArtifacts: ArtifactCount{0, 0},
+			OutputVariables: []string{"ObjectKey", "ObjectCount"},
+		},
+		{
+			Categories:  []Category{Invoke},
+			Provider:    ProviderWebhook,
+			Description: "Calls an HTTP endpoint with a signed JSON payload describing the job; a 2xx answer is success.",
+			Versions:    []string{"1"},
+			Properties: []Property{
+				{Name: "url", Type: TypeString, Required: true, Pattern: `^https?://`, PatternHelp: "an http:// or https:// URL",
+					Description: "The endpoint."},
+				{Name: "method", Type: TypeString, Allowed: []string{"POST", "PUT"}, Description: "HTTP method (default POST)."},
+				{Name: "secret", Type: TypeSecret, Description: "Signs the payload with HMAC-SHA256 in X-Conveyor-Signature-256 " +
+					"(as outgoing notifications): { secret: NAME }."},
+				{Name: "headers", Type: TypeMap, Description: "More request headers (NAME: value)."},
+				{Name: "payload", Type: TypeMap, Description: "More fields for the payload's \"data\" object (NAME: value)."},
+			},
+			InputArtifacts:  ArtifactCount{0, 0},
+			OutputArtifacts: ArtifactCount{0, 0},
+			// The answer's JSON "variables" are published, named by the endpoint.
+			DynamicOutputVariables: true,
+		},
+		{
+			Categories:  []Category{Invoke},
+			Provider:    ProviderPipeline,
+			Description: "Starts an execution of another pipeline, with variables and source revisions, optionally waiting for its result.",
+			Versions:    []string{"1"},
+			Properties: []Property{
+				{Name: "pipeline", Type: TypeString, Required: true, Description: "The pipeline to start."},
+				{Name: "variables", Type: TypeMap, Description: "Its pipeline variables (NAME: value)."},
+				{Name: "sourceRevisions", Type: TypeMap, Description: "Revisions its source actions fetch (ACTION: commit), " +
+					"as conveyor start --revision does."},
+				{Name: "wait", Type: TypeBool, Description: "Wait for the execution to end and take its result " +
+					"(default false: succeed once it started, as CodePipeline's invoke action does)."},
+			},
+			InputArtifacts:  ArtifactCount{0, 0},
+			OutputArtifacts: ArtifactCount{0, 0},
+			OutputVariables: []string{"ExecutionId", "Status"},
 		},
 		{
 			Categories:  []Category{Approval},
