@@ -112,6 +112,10 @@ type StartRequest struct {
 	Rollback *RollbackRequest `json:"rollback,omitempty"`
 	// PullRequest, when set, makes the execution a pull request's (Execution.PullRequest).
 	PullRequest *PullRequest `json:"pullRequest,omitempty"`
+	// Invoker, when set, is the Invoke/Pipeline action starting the execution
+	// (Execution.Invoker). Its Sources may name actions as FindAction does ("Action" or
+	// "Stage.Action"): the start resolves them.
+	Invoker *Invoker `json:"invoker,omitempty"`
 }
 
 // RollbackRequest asks for a new execution of type Rollback that runs only Stage again, with

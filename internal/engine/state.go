@@ -109,6 +109,9 @@ type Execution struct {
 	// run in a lane of their own, take no stage locks, and get no secrets unless the
 	// pipeline allows them (pullRequests: { secrets: true }).
 	PullRequest *PullRequest `json:"pullRequest,omitempty"`
+	// Invoker, when set, is the Invoke/Pipeline action of another execution that started
+	// this one: told when this one started, or (Wait) when it ended.
+	Invoker *Invoker `json:"invoker,omitempty"`
 	Stages      []Stage      `json:"stages"`
 	// Outputs are the output variables published so far, by namespace.
 	Outputs map[string]map[string]string `json:"outputs,omitempty"`
@@ -130,6 +133,23 @@ type Trigger struct {
 	// separationOfDuties, that user cannot approve it.
 	User string `json:"user,omitempty"`
 }
+
+// Invoker is an attempt of an Invoke/Pipeline action that started an execution.
+type Invoker struct {
+	Pipeline    string `json:"pipeline"`
+	ExecutionID string `json:"executionId"`
+	Stage       string `json:"stage"`
+	Action      string `json:"action"`
+	Attempt     int    `json:"attempt"`
+	// Wait: the action ends with the invoked execution, and takes its result.
+	Wait bool `json:"wait,omitempty"`
+	// Depth counts the invocations that led here (1: started by a pipeline that was not
+	// itself invoked); past MaxInvokeDepth an invocation is refused, which ends cycles.
+	Depth int `json:"depth"`
+}
+
+// MaxInvokeDepth bounds chains of Invoke/Pipeline actions (A invokes B invokes A ...).
+const MaxInvokeDepth = 10
 
 // PullRequest is the pull (merge) request an execution runs.
 type PullRequest struct {

@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"github.com/google/uuid"
 	"maps"
 	"slices"
 	"strconv"
@@ -201,16 +202,48 @@ func (s *stepper) start() error {
 		}
 		vars[name] = val
 	}
+	sources := req.Sources
+	if req.Invoker != nil {
+		if req.Invoker.Depth > MaxInvokeDepth {
+			return fmt.Errorf("%w: %d pipelines invoked one another in a row (the limit is %d): is there a cycle?", ErrRefused,
+				req.Invoker.Depth, MaxInvokeDepth)
+		}
+		var err error
+		if sources, err = s.sourceKeys(sources); err != nil {
+			return err
+		}
+	}
 	e := &Execution{
 		ID: s.ev.ExecutionID, Pipeline: s.p.Name, PipelineVersion: req.PipelineVersion,
 		Mode: s.p.Mode(), Status: ExecInProgress, Type: TypeStandard, Trigger: req.Trigger,
-		Variables: vars, Sources: req.Sources, CreatedAt: s.now, Stages: s.newStages(),
-		PullRequest: req.PullRequest,
+		Variables: vars, Sources: sources, CreatedAt: s.now, Stages: s.newStages(),
+		PullRequest: req.PullRequest, Invoker: req.Invoker,
 	}
 	s.e = e
 	s.changed = true
 	s.request(0)
 	return nil
+}
+
+// sourceKeys returns sources keyed by "Stage.Action", from keys that name source actions as
+// FindAction takes them; a key naming no source action refuses the start.
+func (s *stepper) sourceKeys(sources map[string]SourceOverride) (map[string]SourceOverride, error) {
+	if len(sources) == 0 {
+		return nil, nil
+	}
+	out := make(map[string]SourceOverride, len(sources))
+	for ref, o := range sources {
+		si, ai, err := s.p.FindAction(ref)
+		if err != nil {
+			return nil, fmt.Errorf("%w: source revisions: %v", ErrRefused, err)
+		}
+		a := &s.p.Stages[si].Actions[ai]
+		if a.Category != pipeline.Source {
+			return nil, fmt.Errorf("%w: source revisions: %s is not a source action", ErrRefused, ref)
+		}
+		out[s.p.Stages[si].Name+"."+a.Name] = o
+	}
+	return out, nil
 }
 
 // newStages returns the pipeline's stages and actions, none started.
@@ -535,9 +568,72 @@ func (s *stepper) startAction(i, j int) {
 			Command{Type: CmdStartTimer, Timer: &Timer{ID: TimerID(timerEvent), Due: s.now.Add(timeout), Event: timerEvent}})
 		return
 	}
+	if pa.Category == pipeline.Invoke && pa.Provider == pipeline.ProviderPipeline {
+		s.invokePipeline(i, j)
+		s.cmds = append(s.cmds,
+			Command{Type: CmdStartTimer, Timer: &Timer{ID: TimerID(timerEvent), Due: s.now.Add(timeout), Event: timerEvent}})
+		return
+	}
 	s.queueJob(i, j, "")
 	s.cmds = append(s.cmds,
 		Command{Type: CmdStartTimer, Timer: &Timer{ID: TimerID(timerEvent), Due: s.now.Add(timeout + timeoutGrace), Event: timerEvent}})
+}
+
+// invokePipeline starts the Invoke/Pipeline action j of stage i: no job, the engine itself
+// sends the start of the other pipeline's execution through the inbox. Its id follows from
+// the attempt, so a start delivered twice makes one execution. The invoked execution tells
+// the action when it started, or when it ended with wait (package loop); a start the other
+// pipeline refuses fails the action with the reason.
+func (s *stepper) invokePipeline(i, j int) {
+	st := &s.e.Stages[i]
+	a := &st.Actions[j]
+	target, _ := a.Configuration["pipeline"].(string)
+	wait, _ := a.Configuration["wait"].(bool)
+	depth := 1
+	if s.e.Invoker != nil {
+		depth = s.e.Invoker.Depth + 1
+	}
+	req := &StartRequest{
+		Trigger:   Trigger{Type: "PipelineInvoke", Detail: fmt.Sprintf("action %s.%s of %s execution %s", st.Name, a.Name, s.e.Pipeline, s.e.ID)},
+		Variables: stringMap(a.Configuration["variables"]),
+		Invoker: &Invoker{Pipeline: s.e.Pipeline, ExecutionID: s.e.ID, Stage: st.Name, Action: a.Name, Attempt: a.Attempt,
+			Wait: wait, Depth: depth},
+	}
+	if revs := stringMap(a.Configuration["sourceRevisions"]); len(revs) > 0 {
+		req.Sources = make(map[string]SourceOverride, len(revs))
+		for ref, rev := range revs {
+			req.Sources[ref] = SourceOverride{Revision: rev}
+		}
+	}
+	id := InvokedExecutionID(s.e.ID, st.Name, a.Name, a.Attempt)
+	a.ExternalID, a.Summary = id, "starting execution "+id+" of "+target
+	s.cmds = append(s.cmds, Command{Type: CmdEmit, ExecutionID: s.e.ID,
+		Event: &Event{Type: EvStart, ExecutionID: id, Pipeline: target, At: s.now, Start: req}})
+}
+
+// InvokedExecutionID is the id of the execution an Invoke/Pipeline action's attempt starts:
+// a UUID (version 5) of the attempt, as unique as the attempt and shaped as other ids.
+func InvokedExecutionID(execution, stage, action string, attempt int) string {
+	return uuid.NewSHA1(invokeSpace, fmt.Appendf(nil, "%s\x00%s\x00%s\x00%d", execution, stage, action, attempt)).String()
+}
+
+// invokeSpace is the UUID namespace of InvokedExecutionID.
+var invokeSpace = uuid.MustParse("5e1c7a52-4f0b-4d7e-9a43-6c0f1b2d8e90")
+
+// stringMap reads a map of strings from a configuration value, as parsed
+// (map[string]string) or decoded from JSON (map[string]any).
+func stringMap(v any) map[string]string {
+	switch m := v.(type) {
+	case map[string]string:
+		return m
+	case map[string]any:
+		out := make(map[string]string, len(m))
+		for k, x := range m {
+			out[k] = fmt.Sprint(x)
+		}
+		return out
+	}
+	return nil
 }
 
 // queueJob queues the job of the current attempt of action j of stage i, from what the

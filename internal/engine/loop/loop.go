@@ -484,6 +484,11 @@ func (l *Loop) save(ctx context.Context, tx store.Tx, row *store.Event, p *pipel
 		}
 	}
 	now := l.now()
+	if e := res.Execution; e != nil && e.Invoker != nil && before == nil && !e.Invoker.Wait {
+		if err := tellInvoker(ctx, tx, now, e, engine.EvActionSucceeded, ""); err != nil {
+			return err
+		}
+	}
 	if p.Reports() && res.Execution != nil {
 		if err := reportProgress(ctx, tx, now, p, before, res.Execution); err != nil {
 			return err
@@ -512,6 +517,15 @@ func (l *Loop) save(ctx context.Context, tx store.Tx, row *store.Event, p *pipel
 		case engine.CmdFinished:
 			// Watchers see it through Subscribe; a success is also told to downstream pipelines,
 			// committed with the status so that a crash cannot lose it.
+			if e := res.Execution; e != nil && e.Invoker != nil && e.Invoker.Wait {
+				typ := engine.EvActionFailed
+				if c.Status == engine.ExecSucceeded {
+					typ = engine.EvActionSucceeded
+				}
+				if err = tellInvoker(ctx, tx, now, e, typ, ""); err != nil {
+					break
+				}
+			}
 			if c.Status == engine.ExecSucceeded && res.Execution != nil {
 				payload, _ := json.Marshal(Succeeded{Pipeline: res.Execution.Pipeline, ExecutionID: c.ExecutionID})
 				err = tx.AddOutbox(ctx, &store.OutboxMessage{Key: "succeeded:" + c.ExecutionID, Kind: KindExecutionSucceeded,
@@ -529,6 +543,33 @@ func (l *Loop) save(ctx context.Context, tx store.Tx, row *store.Event, p *pipel
 		}
 	}
 	return nil
+}
+
+// tellInvoker tells the Invoke/Pipeline action that started e what came of it, through its
+// execution's inbox: typ EvActionSucceeded (e started, or e succeeded when the action
+// waits) or EvActionFailed (e ended otherwise; refused, when e is nil: the start the action
+// sent, refused for why). The key makes it once per invoked execution and outcome.
+func tellInvoker(ctx context.Context, tx store.Tx, now time.Time, e *engine.Execution, typ engine.EventType, why string) error {
+	inv := e.Invoker
+	ev := engine.Event{Type: typ, ExecutionID: inv.ExecutionID, Pipeline: inv.Pipeline, Stage: inv.Stage, Action: inv.Action,
+		Attempt: inv.Attempt, At: now, ExternalID: e.ID, Outputs: map[string]string{"ExecutionId": e.ID, "Status": string(e.Status)}}
+	switch {
+	case why != "":
+		ev.Failure, ev.Message = "failed", fmt.Sprintf("could not start an execution of %s: %s", e.Pipeline, why)
+		ev.Outputs = nil
+	case typ == engine.EvActionSucceeded && !e.Status.Terminal():
+		ev.Summary = fmt.Sprintf("started execution %s of %s", e.ID, e.Pipeline)
+	case typ == engine.EvActionSucceeded:
+		ev.Summary = fmt.Sprintf("execution %s of %s succeeded", e.ID, e.Pipeline)
+	default:
+		ev.Failure = "failed"
+		ev.Message = fmt.Sprintf("execution %s of %s ended %s", e.ID, e.Pipeline, e.Status)
+		if e.Message != "" {
+			ev.Message += ": " + e.Message
+		}
+	}
+	_, err := tx.AddEvent(ctx, &store.Event{Key: fmt.Sprintf("invoked:%s:%s", e.ID, typ), Event: ev, CreatedAt: now})
+	return err
 }
 
 // pipeline returns a stored pipeline version (version 0: the latest), cached.

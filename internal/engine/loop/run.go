@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/conveyorci/conveyor/internal/engine"
@@ -222,6 +223,11 @@ func (l *Loop) dispatch(ctx context.Context) error {
 					return nil, err
 				}
 				res, err := l.step(ctx, tx, row)
+				if inv := invoker(row); inv != nil && (errors.Is(err, engine.ErrRefused) || errors.Is(err, store.ErrNotFound)) {
+					// An invoked start that cannot be: the invoking action fails with the reason.
+					refused := &engine.Execution{ID: row.Event.ExecutionID, Pipeline: row.Event.Pipeline, Invoker: inv}
+					return nil, tellInvoker(ctx, tx, l.now(), refused, engine.EvActionFailed, refusal(err))
+				}
 				if err != nil {
 					return nil, err
 				}
@@ -247,6 +253,22 @@ func (l *Loop) dispatch(ctx context.Context) error {
 		case <-wake:
 		}
 	}
+}
+
+// invoker returns the Invoke/Pipeline action that sent the start row, or nil.
+func invoker(row *store.Event) *engine.Invoker {
+	if row.Event.Type != engine.EvStart || row.Event.Start == nil {
+		return nil
+	}
+	return row.Event.Start.Invoker
+}
+
+// refusal words why a start was refused, for the invoking action's message.
+func refusal(err error) string {
+	if errors.Is(err, store.ErrNotFound) {
+		return "no such pipeline"
+	}
+	return strings.TrimPrefix(err.Error(), engine.ErrRefused.Error()+": ")
 }
 
 // timers turns due timers into events. It sleeps until the earliest timer, and wakes early
