@@ -353,6 +353,35 @@ func (im *importer) action(stageName string, a action) yaml.MapSlice {
 		if cfg["BatchEnabled"] == "true" {
 			im.note("%s: batch builds are not supported; the buildspec runs as one build", ref)
 		}
+	case t.Category == "Source" && t.Provider == "S3":
+		category, provider = string(pipeline.Source), pipeline.ProviderS3
+		conf = append(conf, kv("bucket", cfg["S3Bucket"]), kv("objectKey", cfg["S3ObjectKey"]))
+		if cfg["PollForSourceChanges"] == "false" {
+			conf = append(conf, kv("pollInterval", "0"))
+		}
+		conf = im.s3Conf(ref, a.Region, conf)
+	case t.Category == "Deploy" && t.Provider == "S3":
+		category, provider = string(pipeline.Deploy), pipeline.ProviderS3
+		conf = append(conf, kv("bucket", cfg["BucketName"]))
+		if v := cfg["ObjectKey"]; v != "" {
+			conf = append(conf, kv("objectKey", v))
+		}
+		if strings.EqualFold(cfg["Extract"], "true") {
+			conf = append(conf, kv("extract", true))
+		}
+		if v := cfg["CacheControl"]; v != "" {
+			conf = append(conf, kv("cacheControl", v))
+		}
+		for _, k := range []string{"CannedACL", "KMSEncryptionKeyARN"} {
+			if cfg[k] != "" {
+				im.note("%s: %s dropped (AWS only; set it on the bucket)", ref, k)
+			}
+		}
+		conf = im.s3Conf(ref, a.Region, conf)
+	case t.Category == "Invoke" && t.Provider == "CodePipeline":
+		category, provider = string(pipeline.Invoke), pipeline.ProviderPipeline
+		conf = append(conf, kv("pipeline", cfg["PipelineName"]))
+		conf = append(conf, im.invokeConf(ref, cfg)...)
 	case t.Category == "Approval" && t.Provider == "Manual":
 		category, provider = string(pipeline.Approval), pipeline.ProviderManual
 		if v := cfg["CustomData"]; v != "" {
@@ -376,7 +405,7 @@ func (im *importer) action(stageName string, a action) yaml.MapSlice {
 		im.note("%s: placeholder for %s; it fails until replaced", ref, u.Provider)
 	}
 	var dropped []string
-	if a.Region != "" {
+	if a.Region != "" && provider != pipeline.ProviderS3 { // S3 actions keep it in their configuration
 		dropped = append(dropped, "region")
 	}
 	if a.RoleArn != "" {
@@ -412,6 +441,47 @@ func (im *importer) action(stageName string, a action) yaml.MapSlice {
 		m = append(m, kv("environment", env))
 	}
 	return m
+}
+
+// s3Conf completes the configuration of an S3 action: its region, and a note that the
+// credentials are Conveyor secrets.
+func (im *importer) s3Conf(ref, region string, conf yaml.MapSlice) yaml.MapSlice {
+	if region != "" {
+		conf = append(conf, kv("region", region))
+	}
+	im.note("%s: add accessKeyId and secretAccessKey ({ secret: NAME }) for a private bucket, and endpoint for a store other than AWS S3", ref)
+	return conf
+}
+
+// invokeConf maps the Variables and SourceRevisions of CodePipeline's invoke action, JSON
+// lists in its configuration, to the maps of Invoke/Pipeline.
+func (im *importer) invokeConf(ref string, cfg map[string]string) yaml.MapSlice {
+	var conf yaml.MapSlice
+	if v := cfg["Variables"]; v != "" {
+		var vars []struct{ Name, Value string }
+		if err := json.Unmarshal([]byte(v), &vars); err != nil {
+			im.note("%s: Variables is not a JSON list of {name, value}: dropped (%v)", ref, err)
+		} else if len(vars) > 0 {
+			m := yaml.MapSlice{}
+			for _, x := range vars {
+				m = append(m, kv(x.Name, x.Value))
+			}
+			conf = append(conf, kv("variables", m))
+		}
+	}
+	if v := cfg["SourceRevisions"]; v != "" {
+		var revs []struct{ ActionName, RevisionType, RevisionValue string }
+		if err := json.Unmarshal([]byte(v), &revs); err != nil {
+			im.note("%s: SourceRevisions is not a JSON list of {actionName, revisionType, revisionValue}: dropped (%v)", ref, err)
+		} else if len(revs) > 0 {
+			m := yaml.MapSlice{}
+			for _, r := range revs {
+				m = append(m, kv(r.ActionName, r.RevisionValue))
+			}
+			conf = append(conf, kv("sourceRevisions", m))
+		}
+	}
+	return conf
 }
 
 // placeholderCategory is the category of a Commands placeholder: Commands serves neither
