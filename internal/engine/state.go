@@ -112,7 +112,7 @@ type Execution struct {
 	// Invoker, when set, is the Invoke/Pipeline action of another execution that started
 	// this one: told when this one started, or (Wait) when it ended.
 	Invoker *Invoker `json:"invoker,omitempty"`
-	Stages      []Stage      `json:"stages"`
+	Stages  []Stage  `json:"stages"`
 	// Outputs are the output variables published so far, by namespace.
 	Outputs map[string]map[string]string `json:"outputs,omitempty"`
 	// Artifacts produced so far, by artifact name.
