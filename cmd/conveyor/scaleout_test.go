@@ -238,6 +238,12 @@ stages:
         category: Build
         provider: Commands
         configuration: { commands: ["echo hello"] }
+  - name: Ship
+    actions:
+      - name: Say
+        category: Deploy
+        provider: Commands
+        configuration: { commands: ["echo shipped"] }
 `), 201, nil)
 
 	req, _ := http.NewRequest("GET", servers[1].url+"/api/v1/events?pipeline=across", nil)
@@ -257,17 +263,23 @@ stages:
 		for sc.Scan() {
 			if line, ok := strings.CutPrefix(sc.Text(), "id: "); ok {
 				got <- line
+			} else if sc.Text() == "event: pipeline" {
+				got <- "pipeline"
 			}
 		}
 		close(got)
 	}()
 	ids := map[string]bool{}
 	deadline := time.After(30 * time.Second)
+wait:
 	for {
 		select {
 		case id, ok := <-got:
 			if !ok {
 				t.Fatalf("stream ended; events %v", ids)
+			}
+			if id == "pipeline" {
+				continue
 			}
 			if !strings.HasPrefix(id, e.ID+"@") {
 				t.Fatalf("event %s: not of execution %s", id, e.ID)
@@ -279,10 +291,27 @@ stages:
 			var x struct{ Status string }
 			httpCall(t, "GET", servers[1].url+"/api/v1/executions/"+e.ID, admin, "", nil, 200, &x)
 			if x.Status == "Succeeded" && len(ids) >= 2 {
-				return // the start and the end reached b's stream
+				break wait // the start and the end reached b's stream
 			}
 		case <-deadline:
 			t.Fatalf("server b's stream heard %d states of an execution server a ran", len(ids))
+		}
+	}
+
+	// A transition disabled through server a reaches the pipeline's stream on server b.
+	httpCall(t, "PUT", servers[0].url+"/api/v1/pipelines/across/stages/Ship/transition", admin, "application/json",
+		[]byte(`{"enabled": false, "reason": "freeze"}`), 200, nil)
+	for {
+		select {
+		case ev, ok := <-got:
+			if !ok {
+				t.Fatal("stream ended before the transition's pipeline event")
+			}
+			if ev == "pipeline" {
+				return
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatal("server b's stream of the pipeline heard nothing of the transition disabled through server a")
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -44,6 +45,9 @@ type live struct {
 	// execution streams when any of them changes an execution.
 	shared bool
 	execs  *wakeHub
+	// locks wakes the streams of one pipeline when any server changes stage locks, so that
+	// a transition toggled through another server reaches the pipeline's page.
+	locks *wakeHub
 }
 
 // otherServersMargin is how far back an execution stream reads changes other servers made,
@@ -52,7 +56,8 @@ const otherServersMargin = 5 * time.Second
 
 func newLive(o Options) *live {
 	return &live{l: o.Loop, st: o.Store, drain: o.Drain, logs: &wakeHub{st: o.Store, topics: store.TopicLogs},
-		shared: o.SharedStore, execs: &wakeHub{st: o.Store, topics: store.TopicExecutions}}
+		shared: o.SharedStore, execs: &wakeHub{st: o.Store, topics: store.TopicExecutions},
+		locks: &wakeHub{st: o.Store, topics: store.TopicStageLocks}}
 }
 
 // sse writes one server-sent event stream.
@@ -127,6 +132,20 @@ func (lv *live) handleEvents(w http.ResponseWriter, r *http.Request) {
 		defer leave()
 		others = ch
 	}
+	// And transitions: a stream of one pipeline reads its transitions when stage locks
+	// change anywhere, and tells the page when they differ from what it last read.
+	var lockChanges <-chan struct{}
+	var transitions string
+	if lv.shared && pipeline != "" {
+		ch, leave := lv.locks.subscribe()
+		defer leave()
+		lockChanges = ch
+		var err error
+		if transitions, err = lv.transitions(r.Context(), pipeline); err != nil {
+			fail(w, err)
+			return
+		}
+	}
 	opened := time.Now()
 	s, err := startSSE(w)
 	if err != nil {
@@ -156,6 +175,10 @@ func (lv *live) handleEvents(w http.ResponseWriter, r *http.Request) {
 		id := e.ID + "@" + strconv.FormatInt(e.UpdatedAt.UnixNano(), 10)
 		return s.event("execution", id, data)
 	}
+	tellPipeline := func(name string) error {
+		data, _ := json.Marshal(map[string]string{"pipeline": name})
+		return s.event("pipeline", "", data)
+	}
 	keep := time.NewTicker(keepaliveEvery)
 	defer keep.Stop()
 	for {
@@ -173,8 +196,23 @@ func (lv *live) handleEvents(w http.ResponseWriter, r *http.Request) {
 			if (pipeline != "" && name != pipeline) || !p.can(RoleViewer, name) {
 				continue
 			}
-			data, _ := json.Marshal(map[string]string{"pipeline": name})
-			if s.event("pipeline", "", data) != nil {
+			if pipeline != "" && lv.shared {
+				transitions, _ = lv.transitions(r.Context(), pipeline) // told now: not again when the store wakes
+			}
+			if tellPipeline(name) != nil {
+				return
+			}
+			keep.Reset(keepaliveEvery)
+		case <-lockChanges:
+			now, err := lv.transitions(r.Context(), pipeline)
+			if err != nil {
+				return
+			}
+			if now == transitions {
+				continue
+			}
+			transitions = now
+			if tellPipeline(pipeline) != nil {
 				return
 			}
 			keep.Reset(keepaliveEvery)
@@ -213,6 +251,27 @@ func (lv *live) handleEvents(w http.ResponseWriter, r *http.Request) {
 			keep.Reset(keepaliveEvery)
 		}
 	}
+}
+
+// transitions returns what a pipeline's transitions are (each disabled one, with who and
+// why), for a stream to compare with what it read before.
+func (lv *live) transitions(ctx context.Context, pipeline string) (string, error) {
+	var locks map[string]*engine.StageLock
+	err := lv.st.View(ctx, func(rd store.Reader) error {
+		var err error
+		locks, err = rd.StageLocks(ctx, pipeline)
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	for _, name := range slices.Sorted(maps.Keys(locks)) {
+		if l := locks[name]; l.Disabled {
+			fmt.Fprintf(&b, "%s\x00%s\n", name, l.DisabledReason)
+		}
+	}
+	return b.String(), nil
 }
 
 // wantsStream reports whether a log request asks for the live stream.

@@ -60,6 +60,9 @@ const (
 	// TopicExecutions: executions were created or changed (on any server: the live event
 	// streams of the API read them, ExecutionFilter.UpdatedAfter).
 	TopicExecutions
+	// TopicStageLocks: stage locks changed (an execution entered or left a stage, a
+	// transition was disabled or enabled: the API's streams of a pipeline tell its page).
+	TopicStageLocks
 )
 
 // Reader reads state. Methods return an error wrapping ErrNotFound for a missing row.

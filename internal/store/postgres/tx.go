@@ -245,6 +245,7 @@ func (r *reader) loadActions(ctx context.Context, byID map[string]*engine.Execut
 }
 
 func (t *tx) PutStageLock(ctx context.Context, l *engine.StageLock) error {
+	t.notify |= changes(store.TopicStageLocks)
 	if err := t.check(ctx); err != nil {
 		return err
 	}

@@ -187,6 +187,7 @@ func (t *tx) PutNamedLock(ctx context.Context, l *engine.NamedLock) error {
 }
 
 func (t *tx) PutStageLock(ctx context.Context, l *engine.StageLock) error {
+	t.notify |= store.TopicStageLocks
 	qctx, err := t.ctx(ctx)
 	if err != nil {
 		return err
