@@ -68,8 +68,8 @@ fuzz: ## run each fuzz target for FUZZTIME (default 10s)
 		./internal/report:FuzzParse \
 		./internal/action/codebuild:FuzzParse
 
-bench: ## run the benchmarks B1-B5 and print their figures with their baselines
-	$(GO) test -p 1 -run '^$$' -bench 'B1[A-Z]|B2|B3|B4|B5' -benchtime 1x -count 5 -timeout 60m ./bench/ ./internal/artifact/
+bench: ## run the benchmarks B1-B6 and print their figures with their baselines
+	$(GO) test -p 1 -run '^$$' -bench 'B1[A-Z]|B2|B3|B4|B5|B6' -benchtime 1x -count 5 -timeout 60m ./bench/ ./internal/artifact/
 
 bench-scale: ## run the scale-out benchmarks B8-B10 (PostgreSQL: testenv starts one, or they skip)
 	$(GO) test -p 1 -run '^$$' -bench 'B8|B9|B10' -benchtime 1x -count 3 -timeout 60m ./bench/
