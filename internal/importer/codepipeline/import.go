@@ -457,31 +457,37 @@ func (im *importer) s3Conf(ref, region string, conf yaml.MapSlice) yaml.MapSlice
 // lists in its configuration, to the maps of Invoke/Pipeline.
 func (im *importer) invokeConf(ref string, cfg map[string]string) yaml.MapSlice {
 	var conf yaml.MapSlice
-	if v := cfg["Variables"]; v != "" {
-		var vars []struct{ Name, Value string }
-		if err := json.Unmarshal([]byte(v), &vars); err != nil {
-			im.note("%s: Variables is not a JSON list of {name, value}: dropped (%v)", ref, err)
-		} else if len(vars) > 0 {
-			m := yaml.MapSlice{}
-			for _, x := range vars {
-				m = append(m, kv(x.Name, x.Value))
-			}
-			conf = append(conf, kv("variables", m))
+	vars := jsonList[struct{ Name, Value string }](im, ref, "Variables", "{name, value}", cfg["Variables"])
+	if len(vars) > 0 {
+		m := yaml.MapSlice{}
+		for _, x := range vars {
+			m = append(m, kv(x.Name, x.Value))
 		}
+		conf = append(conf, kv("variables", m))
 	}
-	if v := cfg["SourceRevisions"]; v != "" {
-		var revs []struct{ ActionName, RevisionType, RevisionValue string }
-		if err := json.Unmarshal([]byte(v), &revs); err != nil {
-			im.note("%s: SourceRevisions is not a JSON list of {actionName, revisionType, revisionValue}: dropped (%v)", ref, err)
-		} else if len(revs) > 0 {
-			m := yaml.MapSlice{}
-			for _, r := range revs {
-				m = append(m, kv(r.ActionName, r.RevisionValue))
-			}
-			conf = append(conf, kv("sourceRevisions", m))
+	revs := jsonList[struct{ ActionName, RevisionValue string }](im, ref, "SourceRevisions", "{actionName, revisionType, revisionValue}", cfg["SourceRevisions"])
+	if len(revs) > 0 {
+		m := yaml.MapSlice{}
+		for _, r := range revs {
+			m = append(m, kv(r.ActionName, r.RevisionValue))
 		}
+		conf = append(conf, kv("sourceRevisions", m))
 	}
 	return conf
+}
+
+// jsonList decodes the configuration value v of key, a JSON list of shape; one that does not
+// decode is dropped with a note.
+func jsonList[T any](im *importer, ref, key, shape, v string) []T {
+	if v == "" {
+		return nil
+	}
+	var list []T
+	if err := json.Unmarshal([]byte(v), &list); err != nil {
+		im.note("%s: %s is not a JSON list of %s: dropped (%v)", ref, key, shape, err)
+		return nil
+	}
+	return list
 }
 
 // placeholderCategory is the category of a Commands placeholder: Commands serves neither
