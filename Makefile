@@ -23,7 +23,7 @@ VULN_CACHE          ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/conveyor-vulndb
 GOVULNCHECK         := $(abspath $(VULN_CACHE)/govulncheck@$(GOVULNCHECK_VERSION))/govulncheck
 VULNDB              := $(abspath $(VULN_CACHE)/vulndb@$(VULNDB_VERSION))
 
-.PHONY: help build run run-once test test-short fuzz bench bench-scale vet vulncheck fmt clean
+.PHONY: help build run run-once test test-short fuzz bench bench-poll bench-scale vet vulncheck fmt clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -66,10 +66,14 @@ fuzz: ## run each fuzz target for FUZZTIME (default 10s)
 		./internal/api:FuzzAPIPutPipeline \
 		./internal/api:FuzzAPIRequest \
 		./internal/report:FuzzParse \
-		./internal/action/codebuild:FuzzParse
+		./internal/action/codebuild:FuzzParse \
+		./internal/action/source/git:FuzzParseAdvertisement
 
 bench: ## run the benchmarks B1-B6 and print their figures with their baselines
 	$(GO) test -p 1 -run '^$$' -bench 'B1[A-Z]|B2|B3|B4|B5|B6' -benchtime 1x -count 5 -timeout 60m ./bench/ ./internal/artifact/
+
+bench-poll: ## run B7 (500 Git sources polled every 10 s: CPU and git processes), about 2 minutes a run
+	$(GO) test -p 1 -run '^$$' -bench 'B7' -benchtime 1x -count 3 -timeout 30m ./bench/
 
 bench-scale: ## run the scale-out benchmarks B8-B10 (PostgreSQL: testenv starts one, or they skip)
 	$(GO) test -p 1 -run '^$$' -bench 'B8|B9|B10' -benchtime 1x -count 3 -timeout 60m ./bench/

@@ -144,7 +144,9 @@ func BenchmarkB6WebhookLatency(b *testing.B) {
 		answer, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		post = time.Since(begin)
-		var ans struct{ Executions []struct{ ExecutionID string } }
+		var ans struct {
+			Executions []struct{ ExecutionID string }
+		}
 		if resp.StatusCode != http.StatusAccepted || json.Unmarshal(answer, &ans) != nil || len(ans.Executions) != 1 {
 			b.Fatalf("delivery %d: %d %s", next, resp.StatusCode, answer)
 		}

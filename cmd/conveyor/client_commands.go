@@ -43,7 +43,7 @@ func clientCommands() []*cobra.Command {
 	r := &remote{}
 	cmds := []*cobra.Command{
 		r.pipelineCmd(), r.startCmd(), r.statusCmd(), r.executionsCmd(), r.logsCmd(), r.reportsCmd(),
-		r.stopCmd(), r.retryCmd(), r.decideCmd(true), r.decideCmd(false), r.transitionCmd(),
+		r.stopCmd(), r.retryCmd(), r.decideCmd(true), r.decideCmd(false), r.allowCmd(), r.transitionCmd(),
 		r.rollbackCmd(),
 	}
 	for _, c := range cmds {
@@ -143,15 +143,90 @@ func splitAction(ref string) (stage, action string, err error) {
 func (r *remote) pipelineCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "pipeline",
-		Short: "Apply, list, show and delete the pipelines of a server",
+		Short: "Apply, list, show, delete and link the pipelines of a server",
 		Example: `  conveyor pipeline apply -f pipeline.yaml --start
   conveyor pipeline list
   conveyor pipeline get webapp --version 2
-  conveyor pipeline delete webapp`,
+  conveyor pipeline delete webapp
+  conveyor pipeline link webapp --repository https://github.com/acme/webapp.git`,
 		Args: cobra.NoArgs,
 	}
-	cmd.AddCommand(r.applyCmd(), r.listCmd(), r.getCmd(), r.deleteCmd())
+	cmd.AddCommand(r.applyCmd(), r.listCmd(), r.getCmd(), r.deleteCmd(), r.linkCmd(), r.unlinkCmd())
 	return cmd
+}
+
+func (r *remote) linkCmd() *cobra.Command {
+	var link client.Link
+	cmd := &cobra.Command{
+		Use:   "link NAME --repository URL",
+		Short: "Make a pipeline's definition follow a file in a repository (pipeline as code)",
+		Long: `Read the pipeline file at the head of a branch of a repository now, make it the pipeline's
+newest version, and from then on follow it: each commit that changes the file makes a new
+version tied to that commit. A commit that makes the file invalid is refused (the last good
+version keeps running) and reported in the audit log and, when the pipeline reports commit
+statuses, as a failed status on that commit. While linked, the pipeline cannot be applied
+from a file (conveyor pipeline unlink NAME first).`,
+		Example: `  conveyor pipeline link webapp --repository https://github.com/acme/webapp.git
+  conveyor pipeline link webapp --repository https://git.example.com/acme/webapp.git \
+      --branch release --path ci/pipeline.yaml --token-secret GIT_TOKEN`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			if link.Repository == "" {
+				return usageErr("--repository is required: the URL of the repository holding the pipeline file")
+			}
+			cl, err := r.client()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := callCtx()
+			defer cancel()
+			res, err := cl.LinkPipeline(ctx, args[0], link)
+			if err != nil {
+				return explain("link pipeline "+args[0], err, noPipeline(args[0]))
+			}
+			if r.output == "json" {
+				return r.json(c, res)
+			}
+			what := "unchanged"
+			if res.Changed {
+				what = "new version"
+			}
+			fmt.Fprintf(c.OutOrStdout(), "pipeline %s follows %s on branch %s of %s: version %d (%s), from commit %s\n",
+				res.Name, res.Path, res.Branch, link.Repository, res.Version, what, res.Commit)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&link.Repository, "repository", "", "URL (or path) of the repository holding the pipeline file")
+	cmd.Flags().StringVar(&link.Branch, "branch", "", "the branch to follow (default: the repository's default branch)")
+	cmd.Flags().StringVar(&link.Path, "path", "", "the pipeline file in the repository (default .conveyor/pipeline.yaml)")
+	cmd.Flags().StringVar(&link.Token, "token-secret", "", "the name of a secret of the pipeline holding an access token for HTTPS")
+	return cmd
+}
+
+func (r *remote) unlinkCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:     "unlink NAME",
+		Short:   "Stop a pipeline following a file in a repository (its definition stays as it is)",
+		Example: `  conveyor pipeline unlink webapp`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			cl, err := r.client()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := callCtx()
+			defer cancel()
+			v, err := cl.UnlinkPipeline(ctx, args[0])
+			if err != nil {
+				return explain("unlink pipeline "+args[0], err, noPipeline(args[0]))
+			}
+			if r.output == "json" {
+				return r.json(c, map[string]any{"name": args[0], "version": v})
+			}
+			fmt.Fprintf(c.OutOrStdout(), "pipeline %s no longer follows a file: version %d\n", args[0], v)
+			return nil
+		},
+	}
 }
 
 func (r *remote) applyCmd() *cobra.Command {
@@ -557,6 +632,10 @@ func (r *remote) watchEvents(ctx context.Context, out io.Writer, cl *client.Clie
 
 // progress prints a line per stage entered and per action started or finished since shown.
 func progress(out io.Writer, e *client.Execution, shown map[string]string) {
+	if h := e.Hold; h != nil && h.Decision == nil && shown["hold"] == "" {
+		shown["hold"] = "waiting"
+		fmt.Fprintf(out, " ? %s\n   `conveyor allow %s` lets it run, `conveyor allow %s --refuse` stops it\n", h.Reason, e.ID, e.ID)
+	}
 	for _, st := range e.Stages {
 		if st.Status != "" && shown[st.Name] != st.Status+fmt.Sprint(st.Attempt) {
 			prev := shown[st.Name]
@@ -581,10 +660,13 @@ func progress(out io.Writer, e *client.Execution, shown map[string]string) {
 			}
 			switch a.Status {
 			case client.StatusInProgress:
-				if a.JobID == "" {
+				switch {
+				case a.ExternalID != "" && a.JobID == "": // Invoke/Pipeline: the engine runs it
+					fmt.Fprintf(out, "   %-28s started%s%s\n", a.Name, attempt, suffix(a.Summary))
+				case a.JobID == "":
 					fmt.Fprintf(out, " ? %-28s waits for approval%s%s: `conveyor approve %s %s` or `conveyor reject %s %s`\n",
 						a.Name, attempt, suffix(a.Summary), e.ID, key, e.ID, key)
-				} else {
+				default:
 					fmt.Fprintf(out, "   %-28s started%s\n", a.Name, attempt)
 				}
 			case client.StatusSucceeded:
@@ -973,6 +1055,42 @@ func (r *remote) decideCmd(approve bool) *cobra.Command {
 	cmd.Flags().StringVar(&comment, "comment", "", "a comment recorded with the decision")
 	// Not --token: that is the API token, a persistent flag of every client command.
 	cmd.Flags().StringVar(&token, "approval-token", "", "the approval token shown in the pipeline state: decide only if it still names the waiting attempt")
+	return cmd
+}
+
+func (r *remote) allowCmd() *cobra.Command {
+	var (
+		refuse  bool
+		comment string
+	)
+	cmd := &cobra.Command{
+		Use:   "allow EXECUTION",
+		Short: "Let an execution held before its first stage run (a pull request from a fork), or stop it with --refuse",
+		Long: `The code of a pull request from a fork is anyone's: its execution waits before its first
+stage until someone with the approver role on the pipeline allows it (after reading the
+change), or refuses it, which stops it. conveyor status shows the executions that wait.`,
+		Example: `  conveyor allow 0193a0b2-… --comment "read the diff: only docs"
+  conveyor allow 0193a0b2-… --refuse --comment "touches the deploy scripts"`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			cl, err := r.client()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := callCtx()
+			defer cancel()
+			e, err := cl.AllowExecution(ctx, args[0], !refuse, comment)
+			if err != nil {
+				return explain("allow "+args[0], err, noExecution(args[0]))
+			}
+			if refuse {
+				return r.printExecution(c, e, "execution %s refused: %s", e.ID, e.Status)
+			}
+			return r.printExecution(c, e, "execution %s allowed to run: %s", e.ID, e.Status)
+		},
+	}
+	cmd.Flags().BoolVar(&refuse, "refuse", false, "stop the execution instead of letting it run")
+	cmd.Flags().StringVar(&comment, "comment", "", "a comment recorded with the decision")
 	return cmd
 }
 

@@ -36,7 +36,7 @@ func TestImportCodePipelineCLIPlaceholders(t *testing.T) {
 
 	code, out := conveyor(t, "import", "codepipeline", decl)
 	wantExit(t, code, 1, out)
-	for _, want := range []string{"Staging.Deploy-CodeDeploy-Application: AWS CodeDeploy", "Source.Source: AWS S3", "--placeholders"} {
+	for _, want := range []string{"Staging.Deploy-CodeDeploy-Application: AWS CodeDeploy", "1 action(s) cannot run outside AWS", "--placeholders"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("error lacks %q:\n%s", want, out)
 		}

@@ -22,10 +22,12 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/conveyorci/conveyor/internal/action/source/git"
 	"github.com/conveyorci/conveyor/internal/api"
 	"github.com/conveyorci/conveyor/internal/audit"
 	"github.com/conveyorci/conveyor/internal/engine"
 	"github.com/conveyorci/conveyor/internal/engine/loop"
+	"github.com/conveyorci/conveyor/internal/job"
 	"github.com/conveyorci/conveyor/internal/keyring"
 	"github.com/conveyorci/conveyor/internal/local"
 	"github.com/conveyorci/conveyor/internal/metrics"
@@ -66,6 +68,8 @@ type serverConfig struct {
 	ExternalURL string
 	// WorkerLease is how long a remote worker's lease lasts without a heartbeat.
 	WorkerLease time.Duration
+	// LinkInterval is how often the branches that linked pipelines follow are checked.
+	LinkInterval time.Duration
 	// Labels are what the server's own workers offer to actions' runOn.
 	Labels []string
 	// TLSCert and TLSKey are PEM files: with both, the server speaks HTTPS only.
@@ -73,6 +77,10 @@ type serverConfig struct {
 	// NoTriggers turns off the trigger services (Git polling, schedules, upstream pipelines):
 	// executions then start only when asked.
 	NoTriggers bool
+	// CacheMaxSize and CacheMaxAge bound the caches kept in the artifact store (0: no bound):
+	// an eviction pass runs at start and hourly (job.CacheEvictor).
+	CacheMaxSize byteSize
+	CacheMaxAge  dayDuration
 }
 
 func (c *serverConfig) validate() error {
@@ -89,6 +97,9 @@ func (c *serverConfig) validate() error {
 		if u, err := url.Parse(c.ExternalURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return usageErr("--external-url %q: want http(s)://HOST[:PORT][/PATH]", c.ExternalURL)
 		}
+	}
+	if c.LinkInterval < time.Second {
+		return usageErr("--link-interval %s: want 1s or more", c.LinkInterval)
 	}
 	if c.WorkerLease < time.Second {
 		return usageErr("--worker-lease %s: want 1s or more (workers heartbeat every third of it)", c.WorkerLease)
@@ -189,10 +200,14 @@ for every action). Without bubblewrap the server warns and runs them on the host
 	f.BoolVar(&cfg.NoTriggers, "no-triggers", false, "start no execution by itself: no Git polling, no schedules, no pipelineSucceeded triggers")
 	f.StringSliceVar(&cfg.Labels, "labels", nil, "labels this server's own workers offer to actions' runOn, comma-separated (an action with runOn runs only where every label it names is offered)")
 	f.StringVar(&cfg.ExternalURL, "external-url", "", "the URL people reach this server at (behind a proxy or load balancer), for the links in commit statuses and notifications (default: the address it listens on)")
+	f.DurationVar(&cfg.LinkInterval, "link-interval", time.Minute, "how often the branch each linked pipeline follows (conveyor pipeline link) is checked for a change of its file")
 	f.DurationVar(&cfg.WorkerLease, "worker-lease", api.DefaultWorkerLease, "how long a remote worker's lease lasts without a heartbeat: a worker lost for that long has its jobs failed over")
 	cfg.sandboxFlags.register(f, "the data directory")
 	f.StringVar(&cfg.TLSCert, "tls-cert", "", "serve HTTPS with this certificate (PEM, the chain after the leaf); needs --tls-key")
 	f.StringVar(&cfg.TLSKey, "tls-key", "", "the private key (PEM) of --tls-cert")
+	cfg.CacheMaxSize, cfg.CacheMaxAge = 10<<30, dayDuration(7*24*time.Hour)
+	f.Var(&cfg.CacheMaxSize, "cache-max-size", "room the actions' caches may take in the artifact store, e.g. 500MB or 10GiB: past it, the least recently used are evicted (0: no limit)")
+	f.Var(&cfg.CacheMaxAge, "cache-max-age", "evict a cache not used (restored or saved) for this long, e.g. 7d or 36h (0: no limit)")
 	return cmd
 }
 
@@ -300,12 +315,27 @@ func serve(ctx context.Context, cfg serverConfig, stderr io.Writer) error {
 	var pushes api.PushQueue
 	var pushSvc *trigger.Pushes
 	if !cfg.NoTriggers {
-		pushSvc = trigger.NewPushes(trigger.PushesOptions{Options: trigger.Options{Loop: eng.Loop, Store: eng.Store,
-			Logger: log.With("component", "trigger")}, Dir: filepath.Join(eng.DataDir, "git-cache")})
+		// The clones are fetched with the sources' credentials (token, sshKey).
+		pushOpts := trigger.Options{Loop: eng.Loop, Store: eng.Store, Logger: log.With("component", "trigger")}
+		if eng.Secrets != nil {
+			pushOpts.Secrets = eng.Secrets.Secrets
+		}
+		pushSvc = trigger.NewPushes(trigger.PushesOptions{Options: pushOpts, Dir: filepath.Join(eng.DataDir, "git-cache")})
 		pushes = pushSvc
 	}
+	// Pipelines that follow a file in a repository (conveyor pipeline link) read it from bare
+	// clones under the data directory.
+	host, _ := os.Hostname()
+	linkOpts := trigger.LinkOptions{Options: trigger.Options{Loop: eng.Loop, Store: eng.Store,
+		Owner: fmt.Sprintf("%s:%d:%s", host, os.Getpid(), uuid.NewString()), Logger: log.With("component", "link")},
+		Mirror: &git.Mirror{Dir: filepath.Join(eng.DataDir, "link-cache")}, Specs: api.ProviderSpecs(eng.Store), Audit: auditLog,
+		Every: cfg.LinkInterval}
+	if eng.Secrets != nil {
+		linkOpts.Secrets = eng.Secrets.Secrets // a link's token
+	}
+	linker := trigger.NewLinker(linkOpts)
 	srv := &http.Server{
-		Handler: api.New(api.Options{Loop: eng.Loop, Store: eng.Store, Logger: log, Ready: ready.Load,
+		Handler: api.New(api.Options{Loop: eng.Loop, Store: eng.Store, Logger: log, Ready: ready.Load, Links: linker,
 			Drain: drain, Metrics: met, ApprovalKey: approvalKey, Artifacts: eng.Artifacts, Audit: auditLog,
 			Secrets: vault.New(eng.Store, keys), JobSecrets: eng.Secrets, WorkerLease: cfg.WorkerLease, Pushes: pushes, SharedStore: cfg.Store != ""}),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -320,11 +350,13 @@ func serve(ctx context.Context, cfg serverConfig, stderr io.Writer) error {
 	defer stopEngine()
 	// The trigger services start with the engine (upstream is set before its outbox runs)
 	// and stop first at the drain.
-	stopTriggers := startTriggers(engCtx, cfg, eng, &upstream, log)
+	stopTriggers := startTriggers(engCtx, cfg, eng, &upstream, linker, log)
 	defer stopTriggers()
 	engineDone := make(chan error, 1)
 	go func() { engineDone <- eng.Run(engCtx) }()
 	go met.Run(engCtx)
+	evictorDone := make(chan struct{})
+	go func() { defer close(evictorDone); runCacheEvictor(engCtx, cfg, eng, met, log) }()
 	if pushSvc != nil {
 		go pushSvc.Run(engCtx)
 	}
@@ -358,6 +390,7 @@ func serve(ctx context.Context, cfg serverConfig, stderr io.Writer) error {
 		srv.Close()
 	}
 	stopEngine()
+	<-evictorDone // before the store closes
 	if err := <-engineDone; err != nil && runErr == nil {
 		runErr = fmt.Errorf("engine: %w", err)
 	}
@@ -374,7 +407,7 @@ func serve(ctx context.Context, cfg serverConfig, stderr io.Writer) error {
 // startTriggers sets the upstream trigger and runs the Git poller and the scheduler (unless
 // --no-triggers) until the returned function is called, which waits for them to release
 // their leases.
-func startTriggers(ctx context.Context, cfg serverConfig, eng *local.Engine, upstream **trigger.Upstream, log *slog.Logger) func() {
+func startTriggers(ctx context.Context, cfg serverConfig, eng *local.Engine, upstream **trigger.Upstream, linker *trigger.Linker, log *slog.Logger) func() {
 	if cfg.NoTriggers {
 		return func() {}
 	}
@@ -382,9 +415,14 @@ func startTriggers(ctx context.Context, cfg serverConfig, eng *local.Engine, ups
 	opts := trigger.Options{Loop: eng.Loop, Store: eng.Store, Owner: fmt.Sprintf("%s:%d:%s", host, os.Getpid(), uuid.NewString()),
 		Logger: log.With("component", "trigger")}
 	*upstream = trigger.NewUpstream(opts)
+	// The poller authenticates Git sources (token, sshKey) with the secrets actions get.
+	pollOpts := trigger.PollOptions{Options: opts}
+	if eng.Secrets != nil {
+		pollOpts.Secrets = eng.Secrets.Secrets // audited: kept 10 min per source (trigger.Options.SecretsTTL)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	for _, svc := range []interface{ Run(context.Context) error }{trigger.NewPoller(trigger.PollOptions{Options: opts}), trigger.NewScheduler(opts)} {
+	for _, svc := range []interface{ Run(context.Context) error }{trigger.NewPoller(pollOpts), trigger.NewScheduler(opts), linker} {
 		wg.Go(func() {
 			if err := svc.Run(ctx); err != nil {
 				log.Error("trigger service stopped", "err", err)
@@ -393,6 +431,19 @@ func startTriggers(ctx context.Context, cfg serverConfig, eng *local.Engine, ups
 	}
 	var once sync.Once
 	return func() { once.Do(func() { cancel(); wg.Wait() }) }
+}
+
+// runCacheEvictor runs the cache eviction passes until ctx is done.
+func runCacheEvictor(ctx context.Context, cfg serverConfig, eng *local.Engine, met *metrics.Metrics, log *slog.Logger) {
+	if eng.Artifacts == nil || (cfg.CacheMaxSize == 0 && cfg.CacheMaxAge == 0) {
+		return
+	}
+	host, _ := os.Hostname()
+	ev := &job.CacheEvictor{Artifacts: eng.Artifacts, Store: eng.Store,
+		Policy: job.CachePolicy{MaxAge: time.Duration(cfg.CacheMaxAge), MaxSize: int64(cfg.CacheMaxSize)},
+		Owner:  fmt.Sprintf("%s:%d:%s", host, os.Getpid(), uuid.NewString()), Logger: log.With("component", "cache"),
+		Evicted: func(e job.Eviction) { met.CacheEvicted(e.Reason, e.Freed) }}
+	ev.Run(ctx)
 }
 
 // systemEntry is the audit entry of a change the server makes itself at start.

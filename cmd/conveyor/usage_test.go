@@ -21,6 +21,8 @@ func TestScaleOutUsage(t *testing.T) {
 		{[]string{"server", "--labels", "a/b"}, "a label is letters, digits and . @ - _"},
 		{[]string{"server", "--external-url", "ci.example.com"}, "--external-url \"ci.example.com\": want http(s)://"},
 		{[]string{"server", "--worker-lease", "100ms"}, "--worker-lease 100ms: want 1s or more"},
+		{[]string{"server", "--cache-max-size", "lots"}, "give a size such as 500MB or 10GiB"},
+		{[]string{"server", "--cache-max-age", "a week"}, "use a Go duration such as 90s, 30m or 2h, or days such as 7d"},
 	} {
 		dir := "--data-dir" // nothing may be written where a real one lives
 		if c.args[0] == "worker" {

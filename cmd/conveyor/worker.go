@@ -9,8 +9,10 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
+	"text/tabwriter"
 	"time"
 
 	"github.com/google/uuid"
@@ -75,7 +77,68 @@ action before the lease runs out.`,
 	f.StringVar(&cfg.WorkDir, "work-dir", filepath.Join(os.TempDir(), "conveyor-worker"), "directory of the workspaces (emptied at start: give each worker its own)")
 	f.StringVar(&cfg.LogFormat, "log-format", "text", "log format on stderr: text or json")
 	cfg.sandboxFlags.register(f, "the work directory")
+	cmd.AddCommand(workerListCmd())
 	return cmd
+}
+
+// workerListCmd is `conveyor worker list`: the server's workers registry.
+func workerListCmd() *cobra.Command {
+	r := &remote{}
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List the workers that lease jobs from a server",
+		Long: `List the server's workers registry: every worker that polled for jobs (conveyor worker,
+custom job workers) or registered (a server's own workers), with its labels, the providers
+it runs, how many jobs it runs now and when it was last seen. A worker unseen for 90 seconds
+is gone; gone workers are forgotten after a day. Any viewer may list them.`,
+		Example: `  conveyor worker list
+  conveyor worker list -o json`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			cl, err := r.client()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := callCtx()
+			defer cancel()
+			workers, err := cl.Workers(ctx)
+			if err != nil {
+				return explain("list workers", err, nil)
+			}
+			if r.output == "json" {
+				return r.json(c, map[string]any{"workers": workers})
+			}
+			tw := tabwriter.NewWriter(c.OutOrStdout(), 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tSTATE\tLABELS\tPROVIDERS\tRUNNING\tLAST SEEN\tVERSION")
+			for _, w := range workers {
+				state := "gone"
+				if w.Live {
+					state = "live"
+				}
+				running := strconv.Itoa(w.Running)
+				if w.Slots > 0 {
+					running += "/" + strconv.Itoa(w.Slots)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s ago\t%s\n", w.Name, state, orDash(strings.Join(w.Labels, ",")),
+					orDash(strings.Join(w.Providers, ",")), running,
+					(time.Duration(w.UnseenSeconds) * time.Second).Round(time.Second), orDash(w.Version))
+			}
+			return tw.Flush()
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&r.server, "server", "", "URL of the conveyor server (default $CONVEYOR_SERVER, else "+defaultServer+")")
+	f.StringVar(&r.token, "token", "", "API token (default $CONVEYOR_TOKEN)")
+	f.StringVarP(&r.output, "output", "o", "table", "output format: table or json")
+	return cmd
+}
+
+// orDash shows an empty cell as "-".
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func firstNonEmpty(s ...string) string {

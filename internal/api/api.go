@@ -20,6 +20,7 @@ import (
 	"github.com/conveyorci/conveyor/internal/job"
 	"github.com/conveyorci/conveyor/internal/metrics"
 	"github.com/conveyorci/conveyor/internal/store"
+	"github.com/conveyorci/conveyor/internal/trigger"
 	"github.com/conveyorci/conveyor/internal/vault"
 	"github.com/conveyorci/conveyor/internal/web"
 	"github.com/conveyorci/conveyor/internal/webhook"
@@ -72,6 +73,9 @@ type Options struct {
 	// WorkerAckTimeout is how long a custom worker has to acknowledge a job it polled
 	// before the job goes back to the queue (default DefaultAckTimeout, at most the lease).
 	WorkerAckTimeout time.Duration
+	// Links makes pipelines follow files in repositories (PUT /api/v1/pipelines/{name}/link);
+	// nil: that answers 501.
+	Links Linker
 }
 
 // route is one endpoint: a ServeMux pattern ("METHOD /path/{param}"), what a caller needs to
@@ -89,6 +93,7 @@ func routes(o Options, au *auditor) []route {
 	key := approvalKey(o)
 	signins := newLimiter(signinFailures, signinWindow) // both sign-in endpoints count together
 	hooks := newLimiter(hookDeliveries, hookWindow)
+	seen := trigger.NewDeliveries(st, o.Logger, now)
 	ws := newWorkers(o)
 	return []route{
 		{"GET /healthz", public, handleHealth},
@@ -102,17 +107,20 @@ func routes(o Options, au *auditor) []route {
 		{"GET /api/v1/pipelines/{name}", RoleViewer.on(scopePipeline), handleGetPipeline(st)},
 		{"GET /api/v1/pipelines/{name}/versions", RoleViewer.on(scopePipeline), handlePipelineVersions(st)},
 		{"DELETE /api/v1/pipelines/{name}", RoleAdmin.on(scopePipeline), handleDeletePipeline(l, st, au)},
-		{"GET /api/v1/pipelines/{name}/state", RoleViewer.on(scopePipeline), handlePipelineState(l, st, key)},
+		{"PUT /api/v1/pipelines/{name}/link", RoleAdmin.on(scopePipeline), handleLink(o.Links, st, au)},
+		{"DELETE /api/v1/pipelines/{name}/link", RoleAdmin.on(scopePipeline), handleUnlink(l, au)},
+		{"GET /api/v1/pipelines/{name}/state", RoleViewer.on(scopePipeline), handlePipelineState(l, st, key, now)},
 		{"PUT /api/v1/pipelines/{name}/stages/{stage}/transition", RoleOperator.on(scopePipeline), handleTransition(l, st, au)},
 		{"POST /api/v1/pipelines/{name}/stages/{stage}/rollback", RoleOperator.on(scopePipeline), handleRollback(l, au)},
 
 		{"POST /api/v1/pipelines/{name}/executions", RoleOperator.on(scopePipeline), handleStart(l, st, au)},
 		{"GET /api/v1/pipelines/{name}/executions", RoleViewer.on(scopePipeline), handleListExecutions(st)},
-		{"GET /api/v1/executions/{id}", RoleViewer.on(scopeExecution), handleGetExecution(l, st, key)},
+		{"GET /api/v1/executions/{id}", RoleViewer.on(scopeExecution), handleGetExecution(l, st, key, now)},
 		{"POST /api/v1/executions/{id}/stop", RoleOperator.on(scopeExecution), handleStop(l, au)},
 		{"POST /api/v1/executions/{id}/stages/{stage}/retry", RoleOperator.on(scopeExecution), handleRetry(l, au)},
 		{"POST /api/v1/executions/{id}/stages/{stage}/override-condition", RoleOperator.on(scopeExecution), handleOverrideCondition(l, au)},
 		{"POST /api/v1/executions/{id}/stages/{stage}/actions/{action}/approval", RoleApprover.on(scopeExecution), handleApproval(l, key, au)},
+		{"POST /api/v1/executions/{id}/allow", RoleApprover.on(scopeExecution), handleAllow(l, au)},
 		{"GET /api/v1/executions/{id}/stages/{stage}/actions/{action}/log", RoleViewer.on(scopeExecution), lv.handleLog(handleLog(l, st))},
 		{"GET /api/v1/executions/{id}/artifacts/{name}", RoleViewer.on(scopeExecution), handleDownloadArtifact(l, o.Artifacts)},
 
@@ -147,10 +155,12 @@ func routes(o Options, au *auditor) []route {
 		{"GET /api/v1/pipelines/{name}/diff", RoleViewer.on(scopePipeline), handleVersionDiff(st)},
 
 		// Remote workers (workers.go): a worker token leases, a job token does the rest.
+		{"GET /api/v1/workers", RoleViewer.on(scopeSomePipeline), handleListWorkers(st)},
 		{"POST /api/v1/worker/lease", worker, ws.handleLease},
 		{"POST /api/v1/worker/jobs/{id}/heartbeat", jobToken, ws.handleHeartbeat},
 		{"POST /api/v1/worker/jobs/{id}/log", jobToken, ws.handleLog},
 		{"GET /api/v1/worker/jobs/{id}/inputs/{name}", jobToken, ws.handleInput},
+		{"GET /api/v1/worker/jobs/{id}/inputs/{name}/direct", jobToken, ws.handleInputDirect},
 		{"PUT /api/v1/worker/jobs/{id}/outputs/{name}", jobToken, ws.handleOutput},
 		{"GET /api/v1/worker/jobs/{id}/cache", jobToken, ws.handleGetCache},
 		{"PUT /api/v1/worker/jobs/{id}/cache", jobToken, ws.handlePutCache},
@@ -164,9 +174,9 @@ func routes(o Options, au *auditor) []route {
 		{"DELETE /api/v1/action-types/{category}/{provider}", RoleAdmin.on(scopeGlobal), handleDeleteActionType(st, au)},
 
 		// Git forges' webhooks: public, authenticated by the delivery's signature (webhooks.go).
-		{"POST /hooks/github", public, handleWebhook(webhook.GitHub, l, st, o.Secrets, o.Pushes, hooks, au, now)},
-		{"POST /hooks/gitlab", public, handleWebhook(webhook.GitLab, l, st, o.Secrets, o.Pushes, hooks, au, now)},
-		{"POST /hooks/gitea", public, handleWebhook(webhook.Gitea, l, st, o.Secrets, o.Pushes, hooks, au, now)},
+		{"POST /hooks/github", public, handleWebhook(webhook.GitHub, l, st, o.Secrets, o.Pushes, seen, hooks, au, now)},
+		{"POST /hooks/gitlab", public, handleWebhook(webhook.GitLab, l, st, o.Secrets, o.Pushes, seen, hooks, au, now)},
+		{"POST /hooks/gitea", public, handleWebhook(webhook.Gitea, l, st, o.Secrets, o.Pushes, seen, hooks, au, now)},
 		{"POST /hooks/generic/{name}", public, handleGenericWebhook(l, st, o.Secrets, hooks, au, now)},
 	}
 }

@@ -209,6 +209,53 @@ func handleApproval(l *loop.Loop, key []byte, au *auditor) http.HandlerFunc {
 	}
 }
 
+// allowBody decides whether a held execution (a pull request from a fork) may run.
+type allowBody struct {
+	Allowed *bool  `json:"allowed"`
+	Comment string `json:"comment"`
+}
+
+// handleAllow lets a held execution run, or stops it: the code of a pull request from a fork
+// runs only once someone with the approver role on the pipeline allowed it. The decision is
+// audited with who, when, from where and the comment.
+func handleAllow(l *loop.Loop, au *auditor) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		var b allowBody
+		if err := decodeJSON(w, r, &b); err != nil {
+			fail(w, err)
+			return
+		}
+		if b.Allowed == nil {
+			fail(w, errBad(`"allowed" is required: true lets the execution run, false stops it`))
+			return
+		}
+		e, err := l.Execution(r.Context(), id)
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		if !e.Hold.Waiting() || e.Status.Terminal() {
+			fail(w, errConflict("execution %s is not waiting to be allowed to run", id))
+			return
+		}
+		who := caller(r)
+		ev := engine.Event{Type: engine.EvAllow, ExecutionID: id, Approved: *b.Allowed, Comment: b.Comment, By: who, From: r.RemoteAddr}
+		action := "execution.refuse"
+		if *b.Allowed {
+			action = "execution.allow"
+		}
+		ctx := au.inLoop(r, au.entry(r, action, executionTarget(e.Pipeline, id), map[string]any{
+			"allowed": *b.Allowed, "comment": b.Comment, "by": who, "from": r.RemoteAddr, "reason": e.Hold.Reason}))
+		got, err := l.Apply(ctx, "allow:"+id, ev) // the first decision is the one
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, got)
+	}
+}
+
 // showApprovals adds to the pipeline state, for each stage's latest execution, the decision
 // on its approvals and the token of those waiting for one.
 func showApprovals(ctx context.Context, l *loop.Loop, key []byte, ans *pipelineState, latest []*engine.Execution) error {

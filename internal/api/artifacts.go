@@ -98,6 +98,9 @@ type (
 		engine.Action
 		InputArtifacts  []string `json:"inputArtifacts,omitempty"`
 		OutputArtifacts []string `json:"outputArtifacts,omitempty"`
+		// Waiting says why no worker takes the action's job, queued for a while
+		// (workerWaits): "no live worker offers labels [gpu]".
+		Waiting string `json:"waiting,omitempty"`
 	}
 )
 

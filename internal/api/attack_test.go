@@ -109,8 +109,10 @@ func newAttackEnv(t *testing.T) *attackEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(api.New(api.Options{Loop: eng.Loop, Store: eng.Store, Artifacts: eng.Artifacts,
-		Audit: log, Secrets: vault.New(eng.Store, ring)}))
+	opts := api.Options{Loop: eng.Loop, Store: eng.Store, Artifacts: eng.Artifacts, Audit: log, Secrets: vault.New(eng.Store, ring)}
+	opts.Artifacts = presigningStore(t, e.dataDir) // the same blobs, read directly too (inputs/{name}/direct)
+	withLinks(t)(&opts)
+	srv := httptest.NewServer(api.New(opts))
 	t.Cleanup(func() {
 		srv.Close()
 		cancel()
@@ -441,6 +443,10 @@ func (e *attackEnv) baseBody(ri routeInfo) (string, []byte) {
 		v = map[string]any{"targetExecutionId": e.qExec}
 	case "POST /api/v1/executions/{id}/stop":
 		v = map[string]any{"reason": "probe"}
+	case "PUT /api/v1/pipelines/{name}/link":
+		v = map[string]any{"repository": filepath.Join(e.dataDir, "no-such-repository")}
+	case "POST /api/v1/executions/{id}/allow":
+		v = map[string]any{"allowed": false, "comment": "probe"}
 	case "POST /api/v1/executions/{id}/stages/{stage}/actions/{action}/approval":
 		v = map[string]any{"approved": false, "comment": "probe"}
 	case "POST /api/v1/auth/signin":

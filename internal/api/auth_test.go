@@ -15,6 +15,7 @@ import (
 
 	"github.com/conveyorci/conveyor/internal/api"
 	"github.com/conveyorci/conveyor/internal/engine"
+	"github.com/conveyorci/conveyor/internal/engine/loop"
 )
 
 // The access matrix: every route × every kind of caller, with the status each must get.
@@ -103,6 +104,7 @@ var onP = map[who][]api.Role{
 // fixture is a server with pipelines p and q, a user for each kind of caller, and an
 // execution of p waiting at its approval.
 type fixture struct {
+	loop   *loop.Loop // to start what the API cannot (a pull request from a fork)
 	url    string
 	tokens map[who]string
 	exec   string
@@ -110,8 +112,9 @@ type fixture struct {
 }
 
 func newFixture(t *testing.T) *fixture {
-	b := setup(t, withAuditLog(t, nil), withSecrets(t))
-	f := &fixture{url: b.url, tokens: map[who]string{admin: b.token}}
+	var l *loop.Loop
+	b := setup(t, withAuditLog(t, nil), withSecrets(t), withLinks(t), func(o *api.Options) { l = o.Loop })
+	f := &fixture{loop: l, url: b.url, tokens: map[who]string{admin: b.token}}
 	b.put("p", matrixPipeline, 201)
 	b.put("q", otherPipeline, 201)
 	users := []struct {
@@ -163,6 +166,18 @@ func (f *fixture) waiting(b *bundle) string {
 	e := b.start("p", nil, 201)
 	b.waitAction(e.ID, "Approve", "Gate", engine.ActionInProgress)
 	return e.ID
+}
+
+// held starts an execution of p for a pull request from a fork: held until allowed.
+func (f *fixture) held(t *testing.T) string {
+	t.Helper()
+	id := f.unique("held-")
+	_, err := f.loop.Start(t.Context(), "start:"+id, "p", id, engine.StartRequest{Trigger: engine.Trigger{Type: "PullRequest"},
+		PullRequest: &engine.PullRequest{Forge: "github", Number: 9, HeadRef: "fix", BaseRef: "main", Fork: true, Author: "mallory"}})
+	if err != nil {
+		t.Fatalf("start a fork's pull request: %v", err)
+	}
+	return id
 }
 
 // failed starts an execution of p with MODE and waits until it failed.
@@ -273,6 +288,17 @@ func (f *fixture) matrix() map[string]matrixCase {
 			}
 			return request{"POST", "/api/v1/executions/" + id + "/stages/Approve/actions/Gate/approval", map[string]any{"approved": true}}
 		}, ok: []int{200}},
+		// Linking needs a repository: a missing one is refused once the role check passed; p
+		// is not linked, so unlinking it conflicts (TestLink links and unlinks).
+		"PUT /api/v1/pipelines/{name}/link": {req: func(*fixture, *bundle, bool) request {
+			return request{"PUT", "/api/v1/pipelines/p/link", map[string]any{"repository": "/nonexistent/repo.git"}}
+		}, ok: []int{400}},
+		"DELETE /api/v1/pipelines/{name}/link": {req: func(*fixture, *bundle, bool) request {
+			return request{"DELETE", "/api/v1/pipelines/p/link", nil}
+		}, ok: []int{409}},
+		"POST /api/v1/executions/{id}/allow": {req: func(f *fixture, a *bundle, _ bool) request {
+			return request{"POST", "/api/v1/executions/" + f.held(a.t) + "/allow", map[string]any{"allowed": true}}
+		}, ok: []int{200}},
 		"GET /api/v1/executions/{id}/stages/{stage}/actions/{action}/log": {req: execPath("/stages/Build/actions/Make/log"), ok: []int{200}},
 		"GET /api/v1/executions/{id}/artifacts/{name}":                    {req: execPath("/artifacts/Out"), ok: []int{200}},
 
@@ -298,15 +324,18 @@ func (f *fixture) matrix() map[string]matrixCase {
 		"POST /api/v1/worker/lease": {req: func(*fixture, *bundle, bool) request {
 			return request{"POST", "/api/v1/worker/lease", map[string]any{"worker": "matrix", "providers": []string{"Test/None"}}}
 		}, ok: []int{204}},
-		"POST /api/v1/worker/jobs/{id}/heartbeat":     {req: post("/api/v1/worker/jobs/x/heartbeat")},
-		"POST /api/v1/worker/jobs/{id}/log":           {req: post("/api/v1/worker/jobs/x/log")},
-		"GET /api/v1/worker/jobs/{id}/inputs/{name}":  {req: get("/api/v1/worker/jobs/x/inputs/Out")},
-		"PUT /api/v1/worker/jobs/{id}/outputs/{name}": {req: func(*fixture, *bundle, bool) request { return request{"PUT", "/api/v1/worker/jobs/x/outputs/Out", nil} }},
-		"GET /api/v1/worker/jobs/{id}/secrets":        {req: get("/api/v1/worker/jobs/x/secrets")},
-		"GET /api/v1/worker/jobs/{id}/cache":          {req: get("/api/v1/worker/jobs/x/cache?key=k")},
-		"PUT /api/v1/worker/jobs/{id}/cache":          {req: func(*fixture, *bundle, bool) request { return request{"PUT", "/api/v1/worker/jobs/x/cache?key=k", nil} }},
-		"POST /api/v1/worker/jobs/{id}/complete":      {req: post("/api/v1/worker/jobs/x/complete")},
-		"POST /api/v1/worker/jobs/{id}/acknowledge":   {req: post("/api/v1/worker/jobs/x/acknowledge")},
+		"POST /api/v1/worker/jobs/{id}/heartbeat":           {req: post("/api/v1/worker/jobs/x/heartbeat")},
+		"POST /api/v1/worker/jobs/{id}/log":                 {req: post("/api/v1/worker/jobs/x/log")},
+		"GET /api/v1/worker/jobs/{id}/inputs/{name}":        {req: get("/api/v1/worker/jobs/x/inputs/Out")},
+		"GET /api/v1/worker/jobs/{id}/inputs/{name}/direct": {req: get("/api/v1/worker/jobs/x/inputs/Out/direct")},
+		"PUT /api/v1/worker/jobs/{id}/outputs/{name}":       {req: func(*fixture, *bundle, bool) request { return request{"PUT", "/api/v1/worker/jobs/x/outputs/Out", nil} }},
+		"GET /api/v1/worker/jobs/{id}/secrets":              {req: get("/api/v1/worker/jobs/x/secrets")},
+		"GET /api/v1/worker/jobs/{id}/cache":                {req: get("/api/v1/worker/jobs/x/cache?key=k")},
+		"PUT /api/v1/worker/jobs/{id}/cache":                {req: func(*fixture, *bundle, bool) request { return request{"PUT", "/api/v1/worker/jobs/x/cache?key=k", nil} }},
+		"POST /api/v1/worker/jobs/{id}/complete":            {req: post("/api/v1/worker/jobs/x/complete")},
+		"POST /api/v1/worker/jobs/{id}/acknowledge":         {req: post("/api/v1/worker/jobs/x/acknowledge")},
+		// The workers registry: any viewer lists it.
+		"GET /api/v1/workers": {req: get("/api/v1/workers"), ok: []int{200}},
 		// Custom action types: any viewer lists, global admins register and delete.
 		"GET /api/v1/action-types": {req: get("/api/v1/action-types"), ok: []int{200}},
 		"PUT /api/v1/action-types/{category}/{provider}": {req: func(*fixture, *bundle, bool) request {
@@ -413,12 +442,14 @@ var wantAccess = map[string]string{
 	"POST /api/v1/worker/jobs/{id}/heartbeat":                               "job",
 	"POST /api/v1/worker/jobs/{id}/log":                                     "job",
 	"GET /api/v1/worker/jobs/{id}/inputs/{name}":                            "job",
+	"GET /api/v1/worker/jobs/{id}/inputs/{name}/direct":                     "job",
 	"PUT /api/v1/worker/jobs/{id}/outputs/{name}":                           "job",
 	"GET /api/v1/worker/jobs/{id}/secrets":                                  "job",
 	"GET /api/v1/worker/jobs/{id}/cache":                                    "job",
 	"PUT /api/v1/worker/jobs/{id}/cache":                                    "job",
 	"POST /api/v1/worker/jobs/{id}/complete":                                "job",
 	"POST /api/v1/worker/jobs/{id}/acknowledge":                             "job",
+	"GET /api/v1/workers":                                                   "viewer on some pipeline",
 	"GET /api/v1/action-types":                                              "viewer on some pipeline",
 	"PUT /api/v1/action-types/{category}/{provider}":                        "admin on global",
 	"DELETE /api/v1/action-types/{category}/{provider}":                     "admin on global",
@@ -431,6 +462,8 @@ var wantAccess = map[string]string{
 	"GET /api/v1/executions/{id}":                                           "viewer on execution",
 	"GET /api/v1/executions/{id}/artifacts/{name}":                          "viewer on execution",
 	"PUT /api/v1/pipelines/{name}":                                          "admin on pipeline",
+	"PUT /api/v1/pipelines/{name}/link":                                     "admin on pipeline",
+	"DELETE /api/v1/pipelines/{name}/link":                                  "admin on pipeline",
 	"DELETE /api/v1/pipelines/{name}":                                       "admin on pipeline",
 	"POST /api/v1/pipelines/{name}/executions":                              "operator on pipeline",
 	"POST /api/v1/executions/{id}/stop":                                     "operator on execution",
@@ -439,6 +472,7 @@ var wantAccess = map[string]string{
 	"POST /api/v1/executions/{id}/stages/{stage}/retry":                     "operator on execution",
 	"POST /api/v1/executions/{id}/stages/{stage}/override-condition":        "operator on execution",
 	"POST /api/v1/executions/{id}/stages/{stage}/actions/{action}/approval": "approver on execution",
+	"POST /api/v1/executions/{id}/allow":                                    "approver on execution",
 	"GET /api/v1/executions/{id}/stages/{stage}/actions/{action}/log":       "viewer on execution",
 	"POST /api/v1/users":                                                    "admin on global",
 	"GET /api/v1/users":                                                     "admin on global",

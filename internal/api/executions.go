@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -171,14 +172,15 @@ func handleListExecutions(st store.Store) http.HandlerFunc {
 	}
 }
 
-func handleGetExecution(l *loop.Loop, st store.Store, key []byte) http.HandlerFunc {
+func handleGetExecution(l *loop.Loop, st store.Store, key []byte, now func() time.Time) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		e, err := l.Execution(r.Context(), r.PathValue("id"))
 		if err == nil {
 			e, err = withApprovalTokens(r.Context(), l, key, e)
 		}
+		var waiting map[string]string
 		if err == nil {
-			e, err = withWorkerWait(r.Context(), st, e)
+			e, waiting, err = withWorkerWait(r.Context(), st, now(), e)
 		}
 		var v any
 		if err == nil {
@@ -187,6 +189,14 @@ func handleGetExecution(l *loop.Loop, st store.Store, key []byte) http.HandlerFu
 		if err != nil {
 			fail(w, err)
 			return
+		}
+		if ev, ok := v.(executionView); ok {
+			for i := range ev.Stages {
+				for j := range ev.Stages[i].Actions {
+					a := &ev.Stages[i].Actions[j]
+					a.Waiting = waiting[ev.Stages[i].Name+"."+a.Name]
+				}
+			}
 		}
 		writeJSON(w, http.StatusOK, v)
 	}

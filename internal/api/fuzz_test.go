@@ -81,8 +81,9 @@ func newFuzzAPI(f *testing.F) *fuzzAPI {
 	if err != nil {
 		f.Fatal(err)
 	}
-	fa := &fuzzAPI{token: token, h: api.New(api.Options{Loop: eng.Loop, Store: eng.Store, Artifacts: eng.Artifacts,
-		Audit: log, Secrets: vault.New(eng.Store, ring)})}
+	opts := api.Options{Loop: eng.Loop, Store: eng.Store, Artifacts: eng.Artifacts, Audit: log, Secrets: vault.New(eng.Store, ring)}
+	withLinks(f)(&opts)
+	fa := &fuzzAPI{token: token, h: api.New(opts)}
 	if status, body := fa.serve(f, "PUT", "/api/v1/pipelines/f", "application/yaml", []byte(fuzzPipeline), nil); status != 201 {
 		f.Fatalf("put pipeline f: %d %s", status, body)
 	}

@@ -83,10 +83,18 @@ func (ws *workers) requeueUnacknowledged(ctx context.Context, tx store.Tx, provi
 	if err != nil {
 		return err
 	}
-	now := ws.now()
+	var now time.Time // by the lease clock, which set LeaseUntil (read when needed)
 	for _, j := range leased {
+		if !isCustom(j.Provider) || !slices.Contains(providers, j.Provider) {
+			continue
+		}
+		if now.IsZero() {
+			if now, err = tx.LeaseClock(ctx); err != nil {
+				return err
+			}
+		}
 		// A lease runs lease long from its start or its last heartbeat.
-		if !isCustom(j.Provider) || !slices.Contains(providers, j.Provider) || !j.LeaseUntil.Add(-ws.lease).Add(ws.ackTimeout).Before(now) {
+		if !j.LeaseUntil.Add(-ws.lease).Add(ws.ackTimeout).Before(now) {
 			continue
 		}
 		ok, err := tx.JobAcknowledged(ctx, j.ID, j.Epoch)

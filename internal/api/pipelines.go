@@ -70,6 +70,11 @@ func handlePutPipeline(l *loop.Loop, st store.Store, au *auditor) http.HandlerFu
 			fail(w, errBad("the pipeline file is named %q but the path says %q: they must match", p.Name, name))
 			return
 		}
+		if cur, err := l.Pipeline(r.Context(), name, 0); err == nil && cur.Link != nil {
+			fail(w, errConflict("pipeline %s follows %s in %s (conveyor pipeline link): push the change there, or stop following it first: conveyor pipeline unlink %s",
+				name, cur.Link.Path, cur.Link.Repository, name))
+			return
+		}
 		var seen *store.PipelineVersion // the newest version before the put (nil: none)
 		err = st.View(r.Context(), func(rd store.Reader) error {
 			var err error

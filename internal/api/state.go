@@ -1,6 +1,7 @@
 package api
 
 import (
+	"maps"
 	"net/http"
 	"slices"
 	"time"
@@ -50,6 +51,10 @@ type actionState struct {
 	DecidedAt   *time.Time `json:"decidedAt,omitempty"`
 	DecidedFrom string     `json:"decidedFrom,omitempty"`
 	Comment     string     `json:"comment,omitempty"`
+	// Queued: the action's job waits in the queue for a worker; Waiting says why none takes
+	// it, once it has waited a while (workerWaits).
+	Queued  bool   `json:"queued,omitempty"`
+	Waiting string `json:"waiting,omitempty"`
 }
 
 // stateScanFirst and stateScanMax are how many executions one read of the history takes
@@ -61,7 +66,7 @@ const (
 	stateScanMax   = 100
 )
 
-func handlePipelineState(l *loop.Loop, st store.Store, key []byte) http.HandlerFunc {
+func handlePipelineState(l *loop.Loop, st store.Store, key []byte, now func() time.Time) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("name")
 		ctx := r.Context()
@@ -72,6 +77,8 @@ func handlePipelineState(l *loop.Loop, st store.Store, key []byte) http.HandlerF
 		}
 		ans := pipelineState{Pipeline: name, Stages: make([]stageState, len(p.Stages))}
 		latest := make([]*engine.Execution, len(p.Stages)) // the execution each stage shows
+		type actionRef struct{ stage, action int }
+		jobs := map[string]actionRef{} // the jobs of actions in progress, which may be queued
 		err = st.View(ctx, func(rd store.Reader) error {
 			pv, err := rd.PipelineVersion(ctx, name, 0)
 			if err != nil {
@@ -111,6 +118,9 @@ func handlePipelineState(l *loop.Loop, st store.Store, key []byte) http.HandlerF
 						s.LatestExecution = &execRef{ID: e.ID, Status: es.Status}
 						latest[i] = e
 						for _, a := range es.Actions {
+							if a.Status == engine.ActionInProgress && a.JobID != "" && a.WaitingFor == "" && !e.Status.Terminal() {
+								jobs[a.JobID] = actionRef{i, len(s.Actions)}
+							}
 							s.Actions = append(s.Actions, actionState{Name: a.Name, Status: a.Status, Attempt: a.Attempt,
 								StartedAt: timePtr(a.StartedAt), FinishedAt: timePtr(a.FinishedAt),
 								Summary: a.Summary, ExternalURL: a.ExternalURL, Message: a.Message, Tests: testTotals(a.Reports)})
@@ -124,7 +134,12 @@ func handlePipelineState(l *loop.Loop, st store.Store, key []byte) http.HandlerF
 				f.BeforeSeq = page[len(page)-1].Seq
 				f.Limit = min(2*f.Limit, stateScanMax)
 			}
-			return nil
+			queued, why, err := workerWaits(ctx, rd, now(), slices.Sorted(maps.Keys(jobs)))
+			for id := range queued {
+				a := &ans.Stages[jobs[id].stage].Actions[jobs[id].action]
+				a.Queued, a.Waiting = true, why[id]
+			}
+			return err
 		})
 		if err != nil {
 			fail(w, err)

@@ -95,7 +95,10 @@ type PushQueue interface {
 	Enqueue(trigger.Push) error
 }
 
-func handleWebhook(f webhook.Forge, l *loop.Loop, st store.Store, secrets *vault.Vault, pushes PushQueue, lim *limiter, au *auditor, now func() time.Time) http.HandlerFunc {
+// handleWebhook answers a forge's deliveries; seen records the valid ones, so that polling
+// their repository slows down on every server (trigger.Deliveries).
+func handleWebhook(f webhook.Forge, l *loop.Loop, st store.Store, secrets *vault.Vault, pushes PushQueue, seen *trigger.Deliveries,
+	lim *limiter, au *auditor, now func() time.Time) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		addr, _, err := net.SplitHostPort(r.RemoteAddr)
 		if err != nil {
@@ -148,6 +151,11 @@ func handleWebhook(f webhook.Forge, l *loop.Loop, st store.Store, secrets *vault
 			writeError(w, http.StatusUnauthorized, "unauthorized", reason)
 			return
 		}
+		repos := make([]string, 0, len(accepted))
+		for _, cd := range accepted {
+			repos = append(repos, cd.repository)
+		}
+		seen.Record(ctx, repos...)
 		ans.Skipped = skipped
 		for _, cd := range accepted {
 			cause := hookCause(cd, c)

@@ -116,6 +116,18 @@ func TestWebhooks(t *testing.T) {
 		t.Fatalf("signed push started %+v", ans)
 	}
 	id := ans.Executions[0].ExecutionID
+	// The valid delivery is recorded for its repository, where the pollers of every server
+	// sharing the store read it (and slow down: trigger.Deliveries).
+	err := st.View(t.Context(), func(r store.Reader) error {
+		l, err := r.TriggerLease(t.Context(), "hook:github.com/binkkatal/sample_app")
+		if err == nil && l.State == "" {
+			t.Error("the delivery's row has no time")
+		}
+		return err
+	})
+	if err != nil {
+		t.Errorf("the delivery is not recorded for its repository: %v", err)
+	}
 	var exec struct {
 		Trigger struct{ Type, Detail string }
 		Sources map[string]struct{ Revision string }

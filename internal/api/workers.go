@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/conveyorci/conveyor/internal/artifact"
@@ -133,6 +134,7 @@ type workers struct {
 	wakeOnce sync.Once
 	mu       sync.Mutex
 	wakeCh   chan struct{} // closed at the next change of the job queue
+	pruned   atomic.Int64  // when this server last pruned the workers registry (unix ns)
 }
 
 func newWorkers(o Options) *workers {
@@ -205,21 +207,30 @@ func (ws *workers) handleLease(w http.ResponseWriter, r *http.Request) {
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	ctx := r.Context()
+	// The poll is the worker's registration (once per request, in its first transaction).
+	record := &store.Worker{Name: worker, Labels: req.Labels, Providers: req.Providers,
+		Version: req.Version, Slots: max(req.Slots, 0)}
 	for {
 		changed := ws.changed() // before the lease: a job added after it wakes us
 		var j *store.Job
 		err := ws.st.Update(ctx, func(tx store.Tx) error {
+			if record != nil {
+				if err := ws.register(ctx, tx, record); err != nil {
+					return err
+				}
+			}
 			if err := ws.requeueUnacknowledged(ctx, tx, req.Providers); err != nil {
 				return err
 			}
 			var err error
-			j, err = tx.LeaseJob(ctx, store.Leaser{Worker: worker, Providers: req.Providers, Labels: req.Labels}, ws.now(), ws.lease)
+			j, err = tx.LeaseJob(ctx, store.Leaser{Worker: worker, Providers: req.Providers, Labels: req.Labels}, ws.lease)
 			return err
 		})
 		if err != nil {
 			fail(w, fmt.Errorf("lease a job: %w", err))
 			return
 		}
+		record = nil
 		if j != nil {
 			writeJSON(w, http.StatusOK, ws.wireJob(j))
 			return
@@ -234,6 +245,21 @@ func (ws *workers) handleLease(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
+}
+
+// register records a polling worker in the workers registry and, at most once a
+// store.WorkerPoll on this server, prunes the workers long gone.
+func (ws *workers) register(ctx context.Context, tx store.Tx, w *store.Worker) error {
+	if err := tx.RecordWorker(ctx, w); err != nil {
+		return err
+	}
+	now := time.Now().UnixNano() // this server's pace only: the store's clock judges the rows
+	last := ws.pruned.Load()
+	if now-last < int64(store.WorkerPoll) || !ws.pruned.CompareAndSwap(last, now) {
+		return nil
+	}
+	_, err := tx.PruneWorkers(ctx, store.WorkerPrune)
+	return err
 }
 
 // errLeaseLost is the 409 of a call under a lease that is no longer held.
@@ -284,7 +310,7 @@ func (ws *workers) extendLease(w http.ResponseWriter, r *http.Request, first fun
 			}
 		}
 		var err error
-		j, err = tx.Heartbeat(r.Context(), c.job, c.epoch, ws.now(), ws.lease)
+		j, err = tx.Heartbeat(r.Context(), c.job, c.epoch, ws.lease)
 		return err
 	})
 	if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
@@ -358,6 +384,59 @@ func (ws *workers) handleInput(w http.ResponseWriter, r *http.Request) {
 	if _, err := io.Copy(w, rc); err != nil {
 		panic(http.ErrAbortHandler) // the worker must see a truncated download, not a whole one
 	}
+}
+
+// How long a direct-read URL lasts: a few minutes, and never much past the job's lease (a
+// download under way when it expires goes on: the URL is checked when it starts).
+const (
+	directTTL   = 15 * time.Minute
+	directSlack = time.Minute
+)
+
+// handleInputDirect answers a grant to read one of the job's input artifacts straight from
+// the artifact store (remote.DirectInput): a signed URL of its blob and, for an encrypted
+// one, that blob's data key, never a master key. It is authorized as handleInput is: the job
+// token, the lease's epoch, the job's own inputs only. A store that signs no URLs answers 404
+// (remote.CodeDirectUnavailable), a stored copy whose header or key blob is damaged 409: the
+// worker then reads through handleInput.
+func (ws *workers) handleInputDirect(w http.ResponseWriter, r *http.Request) {
+	j, err := ws.view(r)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	name := r.PathValue("name")
+	i := slices.IndexFunc(j.Spec.Inputs, func(in engine.NamedArtifact) bool { return in.Name == name })
+	if i < 0 {
+		fail(w, errNotFound("job %s has no input artifact %q", j.ID, name))
+		return
+	}
+	if ws.arts == nil {
+		fail(w, &badRequest{http.StatusNotFound, remote.CodeDirectUnavailable, "the server has no artifact store"})
+		return
+	}
+	ref := j.Spec.Inputs[i].Ref
+	now := ws.now()
+	ttl := min(directTTL, max(j.LeaseUntil.Sub(now), 0)+directSlack)
+	d, err := ws.arts.DirectRead(r.Context(), ref, ttl)
+	switch {
+	case errors.Is(err, artifact.ErrNoDirect):
+		fail(w, &badRequest{http.StatusNotFound, remote.CodeDirectUnavailable,
+			"the artifact store signs no URLs: read the input through the server (GET " + remote.JobPath(j.ID, "inputs/"+name) + ")"})
+		return
+	case errors.Is(err, artifact.ErrNotFound):
+		fail(w, errNotFound("input artifact %q of job %s (%s) is no longer stored", name, j.ID, ref.Digest))
+		return
+	case errors.Is(err, artifact.ErrCorrupt):
+		fail(w, &badRequest{http.StatusConflict, "artifact_corrupt", err.Error()})
+		return
+	case err != nil:
+		fail(w, err)
+		return
+	}
+	defer clear(d.DataKey)
+	writeJSON(w, http.StatusOK, remote.DirectInput{URL: d.URL.String(), Expires: now.Add(ttl), DataKey: d.DataKey,
+		Digest: ref.Digest, Size: d.Size})
 }
 
 // handleOutput stores one of the job's output artifacts from its archive. The server packs
@@ -571,7 +650,7 @@ func (ws *workers) handleComplete(w http.ResponseWriter, r *http.Request) {
 		leaser := store.Leaser{Worker: j.Worker, Providers: req.Next.Providers, Labels: req.Next.Labels}
 		then = func(tx store.Tx) error {
 			var err error
-			next, err = tx.LeaseJob(r.Context(), leaser, ws.now(), ws.lease)
+			next, err = tx.LeaseJob(r.Context(), leaser, ws.lease)
 			return err
 		}
 	}
@@ -593,42 +672,185 @@ func (ws *workers) handleComplete(w http.ResponseWriter, r *http.Request) {
 
 // withWorkerWait returns e with WaitingFor set on each action whose job waits in the queue
 // for a worker, saying which: one offering the labels of its runOn, when it has one (such a
-// job waits until a worker with them polls: conveyor worker --labels). e is not changed.
-func withWorkerWait(ctx context.Context, st store.Store, e *engine.Execution) (*engine.Execution, error) {
+// job waits until a worker with them polls: conveyor worker --labels). e is not changed. It
+// also returns why no worker takes the jobs queued for longer than waitShownAfter, by
+// "STAGE.ACTION" (workerWaits).
+func withWorkerWait(ctx context.Context, st store.Store, now time.Time, e *engine.Execution) (*engine.Execution, map[string]string, error) {
 	if e.Status.Terminal() {
-		return e, nil
+		return e, nil, nil
 	}
 	var out *engine.Execution
+	var reasons map[string]string
 	err := st.View(ctx, func(rd store.Reader) error {
-		for i, stage := range e.Stages {
+		var ids []string
+		for _, stage := range e.Stages {
+			for _, a := range stage.Actions {
+				if a.Status == engine.ActionInProgress && a.JobID != "" && a.WaitingFor == "" {
+					ids = append(ids, a.JobID)
+				}
+			}
+		}
+		queued, why, err := workerWaits(ctx, rd, now, ids)
+		if err != nil || len(queued) == 0 {
+			return err
+		}
+		out, reasons = e.Clone(), map[string]string{}
+		for i, stage := range out.Stages {
 			for j, a := range stage.Actions {
-				if a.Status != engine.ActionInProgress || a.JobID == "" || a.WaitingFor != "" {
+				job := queued[a.JobID]
+				if a.Status != engine.ActionInProgress || a.WaitingFor != "" || job == nil {
 					continue
-				}
-				job, err := rd.Job(ctx, a.JobID)
-				if errors.Is(err, store.ErrNotFound) {
-					continue
-				}
-				if err != nil {
-					return err
-				}
-				if job.State != store.JobQueued {
-					continue
-				}
-				if out == nil {
-					out = e.Clone()
 				}
 				wait := "a worker"
 				if len(job.Spec.RunOn) > 0 {
 					wait = "a worker offering the labels " + strings.Join(job.Spec.RunOn, ", ")
 				}
 				out.Stages[i].Actions[j].WaitingFor = wait
+				if r := why[a.JobID]; r != "" {
+					reasons[stage.Name+"."+a.Name] = r
+				}
 			}
 		}
 		return nil
 	})
 	if err != nil || out == nil {
-		return e, err
+		return e, nil, err
 	}
-	return out, nil
+	return out, reasons, nil
+}
+
+// waitShownAfter is how long a job waits in the queue before the API says why no worker
+// takes it: most are leased within moments, and saying nothing then avoids a flicker.
+const waitShownAfter = 5 * time.Second
+
+// workerWaits reads the jobs of ids (those missing skipped) and returns the queued ones, by
+// ID, and why no worker takes those queued for longer than waitShownAfter (by the job's
+// CreatedAt against now), from one read of the workers registry, made only when needed.
+func workerWaits(ctx context.Context, rd store.Reader, now time.Time, ids []string) (queued map[string]*store.Job, why map[string]string, err error) {
+	var workers []*store.Worker
+	read := false
+	for _, id := range ids {
+		j, err := rd.Job(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		if j.State != store.JobQueued {
+			continue
+		}
+		if queued == nil {
+			queued, why = map[string]*store.Job{}, map[string]string{}
+		}
+		queued[id] = j
+		if now.Sub(j.CreatedAt) < waitShownAfter {
+			continue
+		}
+		if !read {
+			if workers, err = rd.Workers(ctx); err != nil {
+				return nil, nil, err
+			}
+			read = true
+		}
+		why[id] = waitReason(j, workers)
+	}
+	return queued, why, nil
+}
+
+// waitReason says why no worker among ws takes the queued job j: no live worker (seen within
+// store.WorkerGone) offers the labels of its runOn, or none of those runs its provider, or
+// every one that would is busy (as many jobs leased as it has slots). "" when a free,
+// matching worker is live: it takes the job at its next poll.
+func waitReason(j *store.Job, ws []*store.Worker) string {
+	var offering, matching []*store.Worker
+	for _, w := range ws {
+		if w.Unseen > store.WorkerGone {
+			continue
+		}
+		if !hasAll(w.Labels, j.Spec.RunOn) {
+			continue
+		}
+		offering = append(offering, w)
+		if len(w.Providers) == 0 || slices.Contains(w.Providers, j.Provider) {
+			matching = append(matching, w)
+		}
+	}
+	switch {
+	case len(offering) == 0 && len(j.Spec.RunOn) > 0:
+		return "no live worker offers labels [" + strings.Join(j.Spec.RunOn, ", ") + "]"
+	case len(matching) == 0 && len(j.Spec.RunOn) > 0:
+		return "no live worker with labels [" + strings.Join(j.Spec.RunOn, ", ") + "] runs provider " + j.Provider
+	case len(matching) == 0:
+		return "no live worker runs provider " + j.Provider
+	}
+	for _, w := range matching {
+		if w.Running < max(w.Slots, 1) {
+			return ""
+		}
+	}
+	if len(matching) == 1 {
+		return "the one matching worker is busy"
+	}
+	return fmt.Sprintf("all %d matching workers are busy", len(matching))
+}
+
+// hasAll reports whether have holds every one of want.
+func hasAll(have, want []string) bool {
+	for _, l := range want {
+		if !slices.Contains(have, l) {
+			return false
+		}
+	}
+	return true
+}
+
+// workerView is a worker as GET /api/v1/workers shows it.
+type workerView struct {
+	Name      string    `json:"name"`
+	Labels    []string  `json:"labels"`
+	Providers []string  `json:"providers"`
+	Version   string    `json:"version,omitempty"`
+	Slots     int       `json:"slots,omitempty"`
+	Running   int       `json:"running"`
+	LastSeen  time.Time `json:"lastSeen"`
+	// UnseenSeconds is how long ago the store's clock last saw it: a client's own clock may
+	// differ from the store's.
+	UnseenSeconds float64 `json:"unseenSeconds"`
+	// Live: seen within store.WorkerGone; a worker unseen for longer is gone.
+	Live bool `json:"live"`
+}
+
+// handleListWorkers lists the workers registry: every worker that polled for jobs (or an
+// in-process pool that registered) and is not yet pruned, by name.
+func handleListWorkers(st store.Store) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var list []*store.Worker
+		err := st.View(r.Context(), func(rd store.Reader) error {
+			var err error
+			list, err = rd.Workers(r.Context())
+			return err
+		})
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		ans := struct {
+			Workers []workerView `json:"workers"`
+		}{Workers: make([]workerView, 0, len(list))}
+		for _, wk := range list {
+			ans.Workers = append(ans.Workers, workerView{Name: wk.Name, Labels: orEmpty(wk.Labels),
+				Providers: orEmpty(wk.Providers), Version: wk.Version, Slots: wk.Slots, Running: wk.Running,
+				LastSeen: wk.LastSeen, UnseenSeconds: wk.Unseen.Seconds(), Live: wk.Unseen <= store.WorkerGone})
+		}
+		writeJSON(w, http.StatusOK, ans)
+	}
+}
+
+// orEmpty returns vs, or an empty list for nil (JSON [] rather than null).
+func orEmpty(vs []string) []string {
+	if vs == nil {
+		return []string{}
+	}
+	return vs
 }

@@ -41,6 +41,10 @@ func (r Ref) validate() error {
 //   - Get returns the blob for reading; the caller closes it. Stat returns its size in bytes.
 //     Both return an error wrapping ErrNotFound when the key has no blob.
 //   - Delete removes the blob; deleting a missing key is not an error.
+//   - List returns the blobs whose keys start with prefix, by key, with their sizes: every
+//     blob whose Put returned before List was called and that was not deleted, none that is
+//     only being put (a backend's temporary objects are not blobs). Blobs put or deleted
+//     while it runs may or may not be listed.
 //   - Keys are as accepted by CheckKey; other keys are refused with an error.
 //   - All methods are safe for concurrent use.
 type Blobs interface {
@@ -48,6 +52,13 @@ type Blobs interface {
 	Get(ctx context.Context, key string) (io.ReadCloser, error)
 	Stat(ctx context.Context, key string) (size int64, err error)
 	Delete(ctx context.Context, key string) error
+	List(ctx context.Context, prefix string) ([]BlobInfo, error)
+}
+
+// BlobInfo is a blob as Blobs.List lists it.
+type BlobInfo struct {
+	Key  string
+	Size int64
 }
 
 // CheckKey reports whether key is a valid blob key: a slash-separated relative path whose

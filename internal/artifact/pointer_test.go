@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/conveyorci/conveyor/internal/artifact"
 	"github.com/conveyorci/conveyor/internal/artifact/fs"
@@ -89,5 +90,60 @@ func TestPointers(t *testing.T) {
 				t.Fatal("read a pointer written with other keys")
 			}
 		})
+	}
+}
+
+// Pointers lists pointers by name prefix with the last use TouchPointer recorded, plain or
+// encrypted; deleting a pointer forgets its use.
+func TestPointerList(t *testing.T) {
+	t.Parallel()
+	ring, err := keyring.Create(filepath.Join(t.TempDir(), "keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, keys := range []artifact.Keys{nil, ring} {
+		ctx := t.Context()
+		root := t.TempDir()
+		blobs, err := fs.New(root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := artifact.New(blobs, artifact.Options{Keys: keys, TempDir: t.TempDir()})
+		src := t.TempDir()
+		os.WriteFile(filepath.Join(src, "a.txt"), []byte("one"), 0o644)
+		ref, err := s.Save(ctx, src, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{"cache\x00b", "cache\x00a", "other"} {
+			if err := s.PutPointer(ctx, name, ref); err != nil {
+				t.Fatal(err)
+			}
+		}
+		used := time.Date(2026, 3, 4, 5, 6, 7, 8, time.UTC)
+		if err := s.TouchPointer(ctx, "cache\x00b", used); err != nil {
+			t.Fatal(err)
+		}
+		list, err := s.Pointers(ctx, "cache\x00")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list) != 2 || list[0].Name != "cache\x00a" || list[1].Name != "cache\x00b" ||
+			list[0].Ref != ref || !list[0].Used.IsZero() || !list[1].Used.Equal(used) {
+			t.Fatalf("Pointers = %+v", list)
+		}
+		size, err := s.StoredSize(ctx, ref)
+		if fi, serr := os.Stat(filepath.Join(root, s.Key(ref))); err != nil || serr != nil || fi.Size() != size {
+			t.Errorf("StoredSize = %d, %v", size, err)
+		}
+		if err := s.DeletePointer(ctx, "cache\x00b"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PutPointer(ctx, "cache\x00b", ref); err != nil {
+			t.Fatal(err)
+		}
+		if list, err := s.Pointers(ctx, "cache\x00b"); err != nil || len(list) != 1 || !list[0].Used.IsZero() {
+			t.Errorf("after DeletePointer and PutPointer: %+v, %v; want a pointer never used", list, err)
+		}
 	}
 }

@@ -114,6 +114,12 @@ func (s *Store) Save(ctx context.Context, root string, globs []string) (Ref, err
 	key := s.Key(ref)
 	switch _, err := s.blobs.Stat(ctx, key); {
 	case err == nil:
+		// Stored already (maybe only as a cache's): what is about to refer to it (an
+		// execution, once its job completes) does not yet, so the save is recorded for cache
+		// eviction to keep the blob (Reused).
+		if err := s.markReused(ctx, ref, time.Now()); err != nil {
+			return Ref{}, fmt.Errorf("save artifact %s: %w", ref.Digest, err)
+		}
 		s.log.DebugContext(ctx, "artifact already stored", "digest", ref.Digest, "size", ref.Size,
 			"files", ref.Files, "duration", time.Since(start))
 		return ref, nil
@@ -317,6 +323,9 @@ func (s *Store) Delete(ctx context.Context, ref Ref) error {
 		if err := s.blobs.Delete(ctx, kb); err != nil {
 			return fmt.Errorf("delete artifact %s: %w", ref.Digest, err)
 		}
+	}
+	if err := s.blobs.Delete(ctx, reusedKey(key)); err != nil && !errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("delete artifact %s: %w", ref.Digest, err)
 	}
 	return nil
 }

@@ -151,7 +151,8 @@ func (u *unpacker) run(ctx context.Context) (Ref, error) {
 	return Ref{Digest: "sha256:" + hex.EncodeToString(u.in.h.Sum(nil)), Size: u.in.n, Files: u.files}, nil
 }
 
-func (u *unpacker) entry(ctx context.Context, tr *tar.Reader, hdr *tar.Header) error {
+// entry writes one entry, whose content (a regular file's) is read from r.
+func (u *unpacker) entry(ctx context.Context, r io.Reader, hdr *tar.Header) error {
 	refuse := func(format string, args ...any) error {
 		return &EntryError{Path: hdr.Name, Reason: fmt.Sprintf(format, args...), Err: ErrUnsafe}
 	}
@@ -201,7 +202,7 @@ func (u *unpacker) entry(ctx context.Context, tr *tar.Reader, hdr *tar.Header) e
 		}
 		u.seen[name] = fileEntry
 		u.files++
-		return u.writeFile(ctx, tr, name, hdr)
+		return u.writeFile(ctx, r, name, hdr)
 	case tar.TypeSymlink:
 		if !symlinkInside(name, hdr.Linkname) {
 			return refuse("symlink target %q leaves the destination (targets must be relative, with '..' only at the start)", hdr.Linkname)
@@ -230,7 +231,7 @@ func (u *unpacker) entry(ctx context.Context, tr *tar.Reader, hdr *tar.Header) e
 	}
 }
 
-func (u *unpacker) writeFile(ctx context.Context, tr *tar.Reader, name string, hdr *tar.Header) error {
+func (u *unpacker) writeFile(ctx context.Context, src io.Reader, name string, hdr *tar.Header) error {
 	perm := fs.FileMode(0o644)
 	if hdr.Mode&0o111 != 0 {
 		perm = 0o755
@@ -248,7 +249,7 @@ func (u *unpacker) writeFile(ctx context.Context, tr *tar.Reader, name string, h
 			f.Close()
 			return err
 		}
-		n, rerr := tr.Read(u.buf)
+		n, rerr := src.Read(u.buf)
 		if n > 0 {
 			if _, err := f.Write(u.buf[:n]); err != nil {
 				f.Close()

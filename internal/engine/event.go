@@ -20,6 +20,9 @@ const (
 	EvActionFailed    EventType = "ActionFailed"
 	// EvApproval: a person decided on an approval action (Approved, By, Comment).
 	EvApproval EventType = "Approval"
+	// EvAllow: a person decided whether a held execution (Execution.Hold: a pull request
+	// from a fork) may run (Approved, By, Comment, From).
+	EvAllow EventType = "Allow"
 	// EvStop: stop the execution (Stop).
 	EvStop EventType = "Stop"
 	// EvTimeout: the action's timer fired (Stage, Action, Attempt).

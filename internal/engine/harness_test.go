@@ -744,6 +744,9 @@ func (w *world) invariants() []string {
 			}
 			continue
 		}
+		if cur < 0 && e.Hold.Waiting() {
+			continue // held before its first stage, until someone allows it
+		}
 		if cur < 0 {
 			badf("%s is %s but in no stage and waiting for none", id, e.Status)
 			continue

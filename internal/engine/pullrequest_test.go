@@ -101,6 +101,9 @@ func TestPullRequestSecrets(t *testing.T) {
 			p.PullRequests = tc.policy
 			w := newWorld(t, p)
 			w.startPR("P", tc.fork)
+			if tc.fork {
+				w.do(Event{Type: EvAllow, ExecutionID: "P", Approved: true, By: "carol"})
+			}
 			w.pass("P")
 			if got := w.queuedJob("P", "Build.Compile").Secrets; (len(got) > 0) != tc.want {
 				t.Fatalf("secrets %v, want given: %v", got, tc.want)
@@ -112,4 +115,52 @@ func TestPullRequestSecrets(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestForkHold: a pull request from a fork is held before its first stage until someone
+// allows it; refused or stopped meanwhile, it ends Stopped having run nothing. A pull request
+// of the repository itself is not held.
+func TestForkHold(t *testing.T) {
+	allow := func(id string, ok bool, by string) Event {
+		return Event{Type: EvAllow, ExecutionID: id, Approved: ok, By: by, Comment: "looked at it", From: "10.0.0.1"}
+	}
+	p := threeStages(pipeline.Superseded)
+	p.PullRequests = &pipeline.PullRequestPolicy{Forks: true}
+
+	w := newWorld(t, p)
+	w.startPR("P", true)
+	e := w.exec("P")
+	if !e.Hold.Waiting() || e.Status != ExecInProgress || len(w.jobsOf("P")) != 0 || e.Stages[0].Status != StageNotStarted {
+		t.Fatalf("fork PR: hold %+v, status %s, jobs %v, first stage %s; want held with nothing started",
+			e.Hold, e.Status, w.jobsOf("P"), e.Stages[0].Status)
+	}
+	w.do(allow("P", true, "carol"))
+	e = w.exec("P")
+	if d := e.Hold.Decision; d == nil || !d.Approved || d.By != "carol" || d.From != "10.0.0.1" || e.Hold.Waiting() {
+		t.Fatalf("decision %+v", e.Hold.Decision)
+	}
+	if len(w.jobsOf("P")) == 0 {
+		t.Fatal("allowed, the fork PR started nothing")
+	}
+	w.refused(allow("P", true, "dave")) // decided already
+
+	w.startPR("R", true)
+	w.do(allow("R", false, "carol"))
+	if e := w.exec("R"); e.Status != ExecStopped || e.Message != "not allowed to run by carol: looked at it" || len(w.jobsOf("R")) != 0 {
+		t.Fatalf("refused: %s %q, jobs %v", e.Status, e.Message, w.jobsOf("R"))
+	}
+
+	w.startPR("S", true)
+	w.stop("S", StopAndWait)
+	if e := w.exec("S"); e.Status != ExecStopped || len(w.jobsOf("S")) != 0 {
+		t.Fatalf("stopped while held: %s, jobs %v", e.Status, w.jobsOf("S"))
+	}
+	w.refused(allow("S", true, "carol"))
+
+	w.startPR("Q", false)
+	if e := w.exec("Q"); e.Hold != nil || len(w.jobsOf("Q")) == 0 {
+		t.Fatalf("a PR of the repository itself: hold %+v, jobs %v", e.Hold, w.jobsOf("Q"))
+	}
+	w.start("A")
+	w.refused(allow("A", true, "carol")) // nothing to allow
 }

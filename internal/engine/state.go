@@ -109,6 +109,9 @@ type Execution struct {
 	// run in a lane of their own, take no stage locks, and get no secrets unless the
 	// pipeline allows them (pullRequests: { secrets: true }).
 	PullRequest *PullRequest `json:"pullRequest,omitempty"`
+	// Hold, when set, kept the execution from starting until a person allowed it (a pull
+	// request from a fork); undecided, no stage has started.
+	Hold *Hold `json:"hold,omitempty"`
 	// Invoker, when set, is the Invoke/Pipeline action of another execution that started
 	// this one: told when this one started, or (Wait) when it ended.
 	Invoker *Invoker `json:"invoker,omitempty"`
@@ -133,6 +136,17 @@ type Trigger struct {
 	// separationOfDuties, that user cannot approve it.
 	User string `json:"user,omitempty"`
 }
+
+// Hold keeps an execution from running until a person with the approver role allows it:
+// the code of a pull request from a fork is anyone's, so it runs only once someone looked.
+type Hold struct {
+	Reason string `json:"reason"`
+	// Decision is who allowed or refused it, nil while it waits.
+	Decision *Decision `json:"decision,omitempty"`
+}
+
+// Waiting reports whether the hold still keeps its execution waiting.
+func (h *Hold) Waiting() bool { return h != nil && h.Decision == nil }
 
 // Invoker is an attempt of an Invoke/Pipeline action that started an execution.
 type Invoker struct {

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"github.com/google/uuid"
@@ -86,6 +87,8 @@ func Step(st State, ev Event) (Result, error) {
 			s.actionResult()
 		case EvStop:
 			err = s.stop()
+		case EvAllow:
+			err = s.allow()
 		case EvGrant:
 			s.grant()
 		case EvLockGrant:
@@ -221,6 +224,31 @@ func (s *stepper) start() error {
 	}
 	s.e = e
 	s.changed = true
+	if pr := req.PullRequest; pr != nil && pr.Fork {
+		e.Hold = &Hold{Reason: fmt.Sprintf("pull request #%d comes from a fork (%s): its code runs once someone with the approver role allows it",
+			pr.Number, cmp.Or(pr.Author, "unknown author"))}
+		return nil
+	}
+	s.request(0)
+	return nil
+}
+
+// allow applies a decision on a held execution: allowed, it starts; refused, it ends Stopped.
+func (s *stepper) allow() error {
+	if !s.e.Hold.Waiting() || s.e.Status != ExecInProgress {
+		return fmt.Errorf("%w: execution %s is not waiting to be allowed to run", ErrRefused, s.e.ID)
+	}
+	s.changed = true
+	who := cmp.Or(s.ev.By, "someone")
+	s.e.Hold.Decision = &Decision{Approved: s.ev.Approved, By: who, At: s.now, Comment: s.ev.Comment, From: s.ev.From}
+	if !s.ev.Approved {
+		msg := "not allowed to run by " + who
+		if s.ev.Comment != "" {
+			msg += ": " + s.ev.Comment
+		}
+		s.finish(ExecStopped, msg)
+		return nil
+	}
 	s.request(0)
 	return nil
 }
@@ -920,6 +948,10 @@ func (s *stepper) stop() error {
 	}
 	s.changed = true
 	s.e.Status, s.e.Stop = ExecStopping, req
+	if s.e.Hold.Waiting() {
+		s.finish(ExecStopped, "stopped while waiting to be allowed to run: "+req.Reason)
+		return nil
+	}
 	for i := range s.e.Stages {
 		st := &s.e.Stages[i]
 		switch st.Status {

@@ -53,6 +53,13 @@ type LeaseTeller interface {
 	LeaseOf(j *store.Job) time.Duration
 }
 
+// Registrar is a Backend that keeps the workers registry itself rather than hearing of its
+// workers from their lease polls (the in-process backend, whose idle pool does not poll): the
+// pool registers its Worker when it starts and every store.WorkerPoll while it leases.
+type Registrar interface {
+	Register(ctx context.Context, w Worker) error
+}
+
 // Worker says who leases a job and what it can run.
 type Worker struct {
 	ID string
@@ -60,6 +67,9 @@ type Worker struct {
 	Providers []string
 	// Labels are what the worker offers to actions' runOn.
 	Labels []string
+	// Slots is how many jobs it runs at once; Version its build (for the workers registry).
+	Slots   int
+	Version string
 }
 
 func (w Worker) leaser() store.Leaser {
@@ -82,7 +92,7 @@ func (b *local) Lease(ctx context.Context, w Worker) (*store.Job, error) {
 	var j *store.Job
 	err := b.st.Update(ctx, func(tx store.Tx) error {
 		var err error
-		j, err = tx.LeaseJob(ctx, w.leaser(), b.now(), b.lease)
+		j, err = tx.LeaseJob(ctx, w.leaser(), b.lease)
 		return err
 	})
 	return j, err
@@ -90,9 +100,25 @@ func (b *local) Lease(ctx context.Context, w Worker) (*store.Job, error) {
 
 func (b *local) Wake() <-chan struct{} { return b.wake }
 
+var _ Registrar = (*local)(nil)
+
+// Register records w in the workers registry and prunes the workers long gone (the pools of
+// this server's earlier runs among them: each run has a new ID).
+func (b *local) Register(ctx context.Context, w Worker) error {
+	return b.st.Update(ctx, func(tx store.Tx) error {
+		err := tx.RecordWorker(ctx, &store.Worker{Name: w.ID, Labels: w.Labels, Providers: w.Providers,
+			Slots: w.Slots, Version: w.Version})
+		if err != nil {
+			return err
+		}
+		_, err = tx.PruneWorkers(ctx, store.WorkerPrune)
+		return err
+	})
+}
+
 func (b *local) Heartbeat(ctx context.Context, j *store.Job) error {
 	return b.st.Update(ctx, func(tx store.Tx) error {
-		_, err := tx.Heartbeat(ctx, j.ID, j.Epoch, b.now(), b.lease)
+		_, err := tx.Heartbeat(ctx, j.ID, j.Epoch, b.lease)
 		return err
 	})
 }
@@ -119,7 +145,7 @@ func (b *local) Complete(ctx context.Context, j *store.Job, ev engine.Event, log
 	if next != nil {
 		then = func(tx store.Tx) error {
 			var err error
-			nj, err = tx.LeaseJob(ctx, next.leaser(), b.now(), b.lease)
+			nj, err = tx.LeaseJob(ctx, next.leaser(), b.lease)
 			return err
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/conveyorci/conveyor/internal/artifact"
 	"github.com/conveyorci/conveyor/internal/store"
@@ -18,8 +19,9 @@ import (
 // branch's. Nothing else indexes them: no store table, and a remote worker goes through the
 // server (the job-token endpoints of workers.go), so every worker shares them.
 //
-// Not done yet: eviction. Saved caches and their artifacts stay until removed by hand
-// (docs/pipeline.md, Caches).
+// Each use (a save, or a lookup that finds one) is recorded beside the pointer
+// (artifact.Store.TouchPointer), so that EvictCaches can remove the caches unused for long,
+// and the least recently used ones when they take too much room (evict.go).
 
 // DefaultScope is the branch of the cache scope of a job whose branch is unknown.
 const DefaultScope = "default"
@@ -48,14 +50,17 @@ func RestoreCache(ctx context.Context, arts *artifact.Store, j *store.Job, key, 
 	if err != nil || !found {
 		return false, err
 	}
-	if err := arts.Restore(ctx, ref, dir); err != nil {
+	if err := arts.Restore(ctx, ref, dir); errors.Is(err, artifact.ErrNotFound) {
+		return false, nil // evicted since FindCache: a miss
+	} else if err != nil {
 		return false, fmt.Errorf("restore cache: %w", err)
 	}
 	return true, nil
 }
 
 // FindCache returns the artifact the job's cache key names, in the first of its scopes
-// that has one. A pointer to an artifact no longer stored counts as none.
+// that has one, and records the use. A pointer to an artifact no longer stored counts as
+// none.
 func FindCache(ctx context.Context, arts *artifact.Store, j *store.Job, key string) (artifact.Ref, bool, error) {
 	if arts == nil {
 		return artifact.Ref{}, false, errors.New("this worker has no artifact store")
@@ -71,6 +76,9 @@ func FindCache(ctx context.Context, arts *artifact.Store, j *store.Job, key stri
 		if ok, err := arts.Has(ctx, ref); err != nil {
 			return artifact.Ref{}, false, fmt.Errorf("find cache: %w", err)
 		} else if ok {
+			if err := arts.TouchPointer(ctx, cachePointer(j.Pipeline, branch, key), time.Now()); err != nil {
+				return artifact.Ref{}, false, fmt.Errorf("find cache: %w", err)
+			}
 			return ref, true, nil
 		}
 	}
@@ -89,9 +97,16 @@ func SaveCache(ctx context.Context, arts *artifact.Store, j *store.Job, key, dir
 	return PointCache(ctx, arts, j, key, ref)
 }
 
-// PointCache makes the job's cache key (in the scope it writes) name ref, a stored artifact.
+// PointCache makes the job's cache key (in the scope it writes) name ref, a stored artifact,
+// and records the use.
 func PointCache(ctx context.Context, arts *artifact.Store, j *store.Job, key string, ref artifact.Ref) error {
-	if err := arts.PutPointer(ctx, cachePointer(j.Pipeline, CacheScopes(j)[0], key), ref); err != nil {
+	name := cachePointer(j.Pipeline, CacheScopes(j)[0], key)
+	// The use first: a pointer without one is taken for new by the eviction pass, which
+	// would otherwise stamp it itself.
+	if err := arts.TouchPointer(ctx, name, time.Now()); err != nil {
+		return fmt.Errorf("save cache: %w", err)
+	}
+	if err := arts.PutPointer(ctx, name, ref); err != nil {
 		return fmt.Errorf("save cache: %w", err)
 	}
 	return nil

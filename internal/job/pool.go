@@ -15,6 +15,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -71,6 +72,35 @@ type Options struct {
 	PipelineDir func(pipeline string) string
 	Logger      *slog.Logger
 	Now         func() time.Time
+	// Version is the build the workers registry shows for this pool (default: BuildVersion).
+	Version string
+}
+
+// BuildVersion returns this binary's version as Go's build information has it: the module
+// version, else the VCS revision (with "+dirty" for modified sources), else "devel".
+func BuildVersion() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "devel"
+	}
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	var rev, dirty string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value[:min(len(s.Value), 12)]
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = "+dirty"
+			}
+		}
+	}
+	if rev == "" {
+		return "devel"
+	}
+	return rev + dirty
 }
 
 // SecretSource returns the values of the named secrets as pipeline may use them. A missing
@@ -239,7 +269,8 @@ func NewPool(st store.Store, rep Reporter, opts Options) *Pool {
 func NewPoolWith(b Backend, opts Options) *Pool {
 	opts = opts.withDefaults()
 	p := &Pool{b: b, opts: opts, log: opts.Logger, running: map[string]context.CancelCauseFunc{}, drain: make(chan struct{})}
-	p.w = Worker{ID: opts.ID, Providers: slices.Sorted(maps.Keys(opts.Providers)), Labels: opts.Labels}
+	p.w = Worker{ID: opts.ID, Providers: slices.Sorted(maps.Keys(opts.Providers)), Labels: opts.Labels,
+		Slots: opts.Workers, Version: opts.Version}
 	return p
 }
 
@@ -268,6 +299,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.PipelineDir == nil {
 		o.PipelineDir = func(string) string { return "." }
+	}
+	if o.Version == "" {
+		o.Version = BuildVersion()
 	}
 	return o
 }
@@ -341,6 +375,17 @@ func (p *Pool) Run(ctx context.Context) error {
 		case <-leaseCtx.Done():
 		}
 	}()
+	if r, ok := p.b.(Registrar); ok {
+		registered := make(chan struct{})
+		go func() {
+			defer close(registered)
+			p.register(leaseCtx, r)
+		}()
+		defer func() {
+			stopLeasing()
+			<-registered
+		}()
+	}
 	slots := make(chan struct{}, p.opts.Workers)
 	for range p.opts.Workers {
 		slots <- struct{}{}
@@ -377,6 +422,22 @@ func (p *Pool) Run(ctx context.Context) error {
 			}
 			slots <- struct{}{}
 		}()
+	}
+}
+
+// register keeps the pool in the workers registry while it leases (until ctx is done).
+func (p *Pool) register(ctx context.Context, r Registrar) {
+	tick := time.NewTicker(store.WorkerPoll)
+	defer tick.Stop()
+	for {
+		if err := r.Register(ctx, p.w); err != nil && ctx.Err() == nil {
+			p.log.Warn("register in the workers registry", "worker", p.w.ID, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
 	}
 }
 

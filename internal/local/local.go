@@ -22,6 +22,8 @@ import (
 	"github.com/conveyorci/conveyor/internal/action"
 	"github.com/conveyorci/conveyor/internal/action/codebuild"
 	"github.com/conveyorci/conveyor/internal/action/commands"
+	"github.com/conveyorci/conveyor/internal/action/invoke"
+	s3action "github.com/conveyorci/conveyor/internal/action/s3"
 	"github.com/conveyorci/conveyor/internal/action/source/git"
 	"github.com/conveyorci/conveyor/internal/artifact"
 	"github.com/conveyorci/conveyor/internal/artifact/fs"
@@ -62,6 +64,8 @@ func builtinProviders(ex run.Executor, homes string) map[string]action.Provider 
 	}
 	cb := &codebuild.Provider{Executor: ex, HomeDir: cmds.HomeDir}
 	m["Build/CodeBuild"], m["Test/CodeBuild"] = cb, cb
+	m["Source/S3"], m["Deploy/S3"] = &s3action.Source{}, &s3action.Deploy{}
+	m["Invoke/Webhook"] = &invoke.Provider{}
 	return m
 }
 

@@ -28,6 +28,8 @@ type Metrics struct {
 	actions  *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	requests *prometheus.HistogramVec
+	evicted  *prometheus.CounterVec
+	freed    prometheus.Counter
 }
 
 // New returns the metrics of the engine l over st, registered on a registry of their own.
@@ -58,7 +60,15 @@ func New(st store.Store, l *loop.Loop, now func() time.Time) *Metrics {
 			Buckets: prometheus.DefBuckets,
 		}, []string{"route", "code"}),
 	}
-	m.reg.MustRegister(m.actions, m.duration, m.requests, &storeCollector{st: st, now: now})
+	m.evicted = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "conveyor_cache_evictions_total",
+		Help: "Caches evicted from the artifact store since the server started, by reason (age, size, missing).",
+	}, []string{"reason"})
+	m.freed = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "conveyor_cache_evicted_bytes_total",
+		Help: "Bytes of artifact storage the cache evictions freed since the server started.",
+	})
+	m.reg.MustRegister(m.actions, m.duration, m.requests, m.evicted, m.freed, &storeCollector{st: st, now: now})
 	return m
 }
 
@@ -100,6 +110,12 @@ func (m *Metrics) observe(e *engine.Execution) {
 			}
 		}
 	}
+}
+
+// CacheEvicted counts one cache evicted for reason, and the bytes its eviction freed.
+func (m *Metrics) CacheEvicted(reason string, freed int64) {
+	m.evicted.WithLabelValues(reason).Inc()
+	m.freed.Add(float64(freed))
 }
 
 // ObserveRequest records the latency of one HTTP request, labelled with the pattern of the

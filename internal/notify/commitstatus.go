@@ -1,6 +1,7 @@
 package notify
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -113,6 +114,24 @@ func (n *Notifier) commitStatus(ctx context.Context, key string, p *pipeline.Pip
 	if c == nil {
 		return nil // the source has not run yet: its success reports pending
 	}
+	desc := fmt.Sprintf("Conveyor: execution %s", strings.ToLower(string(e.Status)))
+	context := cmp.Or(cs.Context, "conveyor/"+p.Name)
+	return n.postStatus(ctx, key, p, cs, *c, statusState(cs.Forge, e.Status), desc, context, n.executionURL(e))
+}
+
+// definitionStatus reports a failure on the commit that made a linked pipeline file invalid,
+// under a context of its own (CONTEXT/definition), so that the executions' status stays.
+func (n *Notifier) definitionStatus(ctx context.Context, key string, p *pipeline.Pipeline, cs *pipeline.CommitStatus, r loop.Report) error {
+	desc := "Conveyor: invalid pipeline file: " + strings.ReplaceAll(r.Message, "\n", "; ")
+	if len(desc) > 140 { // GitHub's limit
+		desc = desc[:137] + "..."
+	}
+	context := cmp.Or(cs.Context, "conveyor/"+p.Name) + "/definition"
+	return n.postStatus(ctx, key, p, cs, commit{repo: r.Repository, sha: r.Commit}, statusState(cs.Forge, engine.ExecFailed), desc, context, "")
+}
+
+// postStatus sets a commit status on c as the forge's API has it (see commitStatus).
+func (n *Notifier) postStatus(ctx context.Context, key string, p *pipeline.Pipeline, cs *pipeline.CommitStatus, c commit, state, desc, context, targetURL string) error {
 	path := cs.Repository
 	if path == "" {
 		var err error
@@ -125,17 +144,11 @@ func (n *Notifier) commitStatus(ctx context.Context, key string, p *pipeline.Pip
 		return err
 	}
 	token := vals[cs.TokenSecret]
-	context := cs.Context
-	if context == "" {
-		context = "conveyor/" + p.Name
-	}
-	state := statusState(cs.Forge, e.Status)
-	desc := fmt.Sprintf("Conveyor: execution %s", strings.ToLower(string(e.Status)))
 	base, hdr := apiBase(cs), http.Header{}
 	var target string
 	body := map[string]string{"state": state, "description": desc}
-	if u := n.executionURL(e); u != "" {
-		body["target_url"] = u
+	if targetURL != "" {
+		body["target_url"] = targetURL
 	}
 	switch cs.Forge {
 	case pipeline.ForgeGitHub:

@@ -11,7 +11,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,8 +26,8 @@ import (
 	"github.com/conveyorci/conveyor/internal/engine/loop"
 	"github.com/conveyorci/conveyor/internal/job"
 	"github.com/conveyorci/conveyor/internal/pipeline"
+	"github.com/conveyorci/conveyor/internal/signature"
 	"github.com/conveyorci/conveyor/internal/store"
-	"github.com/conveyorci/conveyor/internal/webhook"
 )
 
 // Options configure a Notifier.
@@ -78,6 +77,12 @@ func (n *Notifier) Deliver(ctx context.Context, m *store.OutboxMessage) error {
 	}
 	if err != nil {
 		return err
+	}
+	if r.Event == loop.ReportDefinition {
+		if p.CommitStatus == nil {
+			return nil
+		}
+		return n.keep(m, "commit status", n.definitionStatus(ctx, m.Key, p, p.CommitStatus, r))
 	}
 	e, err := n.opts.Loop.Execution(ctx, r.ExecutionID)
 	if errors.Is(err, store.ErrNotFound) {
@@ -224,11 +229,11 @@ func (n *Notifier) notify(ctx context.Context, key string, p *pipeline.Pipeline,
 		return permanent{err}
 	}
 	hdr := http.Header{}
-	hdr.Set("X-Conveyor-Delivery", key)
+	hdr.Set(signature.DeliveryHeader, key)
 	hdr.Set("X-Conveyor-Event", r.Event)
 	if nt.SigningSecret != "" {
 		// Signed as Conveyor's own generic webhooks are: a receiver checks both alike.
-		hdr.Set(webhook.GenericSignatureHeader, "sha256="+hex.EncodeToString(webhook.Sign(body, vals[nt.SigningSecret])))
+		signature.Set(hdr, body, vals[nt.SigningSecret])
 	}
 	return n.send(ctx, http.MethodPost, target, hdr, body)
 }

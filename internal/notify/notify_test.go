@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/conveyorci/conveyor/internal/engine"
+	"github.com/conveyorci/conveyor/internal/engine/loop"
 	"github.com/conveyorci/conveyor/internal/local"
 	"github.com/conveyorci/conveyor/internal/notify"
 	"github.com/conveyorci/conveyor/internal/pipeline"
@@ -376,5 +377,55 @@ stages:
 	if m.Event != "approval" || m.Stage != "Gate" || m.Action != "Release" || m.Approvers != "2 approvals, role approver" ||
 		!strings.Contains(m.Text, "waits for approval at Gate.Release") {
 		t.Errorf("approval message %+v", m)
+	}
+}
+
+// TestDefinitionStatus: a linked pipeline file that a commit made invalid is reported as a
+// failed commit status on that commit, under CONTEXT/definition, with the first problem.
+func TestDefinitionStatus(t *testing.T) {
+	t.Parallel()
+	f := newForge(t)
+	eng := startEngine(t, secrets{"forge-token": "tok-def-1"})
+	p, err := pipeline.Parse("p.yaml", []byte(`name: linked
+secrets: [forge-token]
+commitStatus: { forge: github, token: { secret: forge-token }, apiUrl: "`+f.URL+`" }
+stages:
+  - name: Build
+    actions:
+      - name: Make
+        category: Build
+        provider: Commands
+        configuration: { commands: ["true"] }
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := eng.Loop.Register(t.Context(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const sha = "0123456789abcdef0123456789abcdef01234567"
+	err = eng.Store.Update(t.Context(), func(tx store.Tx) error {
+		return loop.AddDefinitionReport(t.Context(), tx, time.Now(), p, v, "https://github.com/acme/site.git", sha,
+			`ci.yaml:3:5: unknown provider "Comands"`)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reqs []request
+	deadline := time.Now().Add(10 * time.Second)
+	for len(reqs) == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+		reqs = f.requests("/repos/acme/site/statuses/")
+	}
+	if len(reqs) != 1 || reqs[0].path != "/repos/acme/site/statuses/"+sha || reqs[0].header.Get("Authorization") != "Bearer tok-def-1" {
+		t.Fatalf("requests %+v; want one status on %s", reqs, sha)
+	}
+	var body map[string]string
+	if err := json.Unmarshal(reqs[0].body, &body); err != nil {
+		t.Fatal(err)
+	}
+	if body["state"] != "failure" || body["context"] != "conveyor/linked/definition" || !strings.Contains(body["description"], `unknown provider "Comands"`) {
+		t.Errorf("status body %v", body)
 	}
 }

@@ -57,6 +57,32 @@ type Pipeline struct {
 	// no secrets, no pull requests from forks).
 	PullRequests *PullRequestPolicy `json:"pullRequests,omitempty" yaml:"pullRequests,omitempty"`
 	Stages       []Stage            `json:"stages" yaml:"stages"`
+	// Link, when set, makes the definition follow a file in a repository (conveyor pipeline
+	// link): it is not part of the file, and each version records the commit it was read at.
+	Link *Link `json:"link,omitempty" yaml:"-"`
+}
+
+// Link is where a pipeline's definition comes from when it follows a file in a repository.
+type Link struct {
+	Repository string `json:"repository"`
+	// Branch is the branch followed ("" : the repository's default branch).
+	Branch string `json:"branch,omitempty"`
+	// Path is the file, relative to the repository's root (default DefaultLinkPath).
+	Path string `json:"path"`
+	// Token names a secret of the pipeline holding an access token for an HTTPS repository.
+	Token string `json:"token,omitempty"`
+	// Commit is the commit this version of the definition was read at.
+	Commit string `json:"commit,omitempty"`
+}
+
+// DefaultLinkPath is the file a linked pipeline follows unless told another.
+const DefaultLinkPath = ".conveyor/pipeline.yaml"
+
+// Unlinked returns a copy of p without its link: what the file says, to compare versions.
+func (p *Pipeline) Unlinked() *Pipeline {
+	c := *p
+	c.Link = nil
+	return &c
 }
 
 // Trigger starts executions of the pipeline. Exactly one of its fields is set.

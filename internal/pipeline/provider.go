@@ -298,7 +298,7 @@ func BuiltinProviders() []ProviderSpec {
 				{Name: "url", Type: TypeString, Required: true, Pattern: `^https?://`, PatternHelp: "an http:// or https:// URL",
 					Description: "The endpoint."},
 				{Name: "method", Type: TypeString, Allowed: []string{"POST", "PUT"}, Description: "HTTP method (default POST)."},
-				{Name: "secret", Type: TypeSecret, Description: "Signs the payload with HMAC-SHA256 in X-Conveyor-Signature-256 " +
+				{Name: "secret", Type: TypeSecret, Description: "Signs the payload with HMAC-SHA256 in X-Conveyor-Signature: sha256=HEX " +
 					"(as outgoing notifications): { secret: NAME }."},
 				{Name: "headers", Type: TypeMap, Description: "More request headers (NAME: value)."},
 				{Name: "payload", Type: TypeMap, Description: "More fields for the payload's \"data\" object (NAME: value)."},

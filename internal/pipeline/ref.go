@@ -70,6 +70,13 @@ func scanRefs(s string) []refToken {
 	}
 }
 
+// ValidVariableName reports whether name can name an output variable: what a
+// #{Namespace.Name} reference can name (letters, digits and @ - _, at most
+// MaxVariableNameLen bytes). Providers whose variables are named at run time check theirs.
+func ValidVariableName(name string) bool {
+	return reNamespace.MatchString(name) && len(name) <= MaxVariableNameLen
+}
+
 // References returns the well-formed #{Namespace.Name} references in s, in order of
 // appearance (repeats included).
 func References(s string) []Ref {

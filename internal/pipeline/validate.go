@@ -31,6 +31,7 @@ func (d *decoder) validate(p *Pipeline) {
 	d.conditionRefs(p, namespaces)
 	d.rollbackStages(p)
 	d.secretUse(p)
+	d.gitCredentials(p)
 	d.reportingSecrets(p)
 	d.triggerRefs(p)
 }
@@ -292,6 +293,35 @@ func (d *decoder) secretUse(p *Pipeline) {
 					}
 					d.add(n, hint, "secret %q is not among the pipeline's secrets", n.text)
 				}
+			}
+		}
+	}
+}
+
+// gitCredentials checks that a Git source's credentials make sense together: an SSH key
+// needs the server's host keys (never skipped), and a repository takes a token (HTTPS) or a
+// key (SSH), not both.
+func (d *decoder) gitCredentials(p *Pipeline) {
+	for si, st := range p.Stages {
+		for ai, a := range st.Actions {
+			if a.Category != Source || a.Provider != ProviderGit {
+				continue
+			}
+			cfg := d.stages[si].actions[ai].n.get("configuration")
+			if cfg == nil || cfg.kind != kindMap {
+				continue
+			}
+			key, token := cfg.getPair("sshKey"), cfg.getPair("token")
+			if key == nil || key.value.kind == kindNull {
+				continue
+			}
+			if token != nil && token.value.kind != kindNull {
+				d.add(token.k, "an https:// repository takes token, an ssh:// or host:path one sshKey: keep the one its URL needs",
+					"configuration of Source/Git sets both token and sshKey")
+			}
+			if kh := cfg.get("knownHosts"); kh == nil || kh.kind == kindNull || (kh.isScalar() && strings.TrimSpace(kh.text) == "") {
+				d.add(key.k, "add knownHosts: the lines `ssh-keyscan HOST` prints, checked against the server's own keys",
+					"sshKey needs knownHosts: the SSH server's host key is always checked")
 			}
 		}
 	}

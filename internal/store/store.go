@@ -90,6 +90,9 @@ type Reader interface {
 	Job(ctx context.Context, id string) (*Job, error)
 	// Jobs lists jobs in the given states (all states when none), oldest first.
 	Jobs(ctx context.Context, states ...JobState) ([]*Job, error)
+	// LeaseClock returns the time by the store's clock, the one leases are judged by (see
+	// Tx.LeaseJob): what a caller compares a job's LeaseUntil with.
+	LeaseClock(ctx context.Context) (time.Time, error)
 	// NextTimer returns the due time of the earliest pending timer, or ok=false when none.
 	NextTimer(ctx context.Context) (due time.Time, ok bool, err error)
 	// EventByKey returns the inbox event recorded under key (processed or not).
@@ -163,6 +166,7 @@ type Reader interface {
 	// --- End of trigger leases. ---
 
 	ActionTypeReader // custom action types (actiontype.go)
+	WorkerReader     // the workers registry (worker.go)
 }
 
 // Tx is a write transaction.
@@ -228,22 +232,29 @@ type Tx interface {
 
 	// AddJob queues a job; a job with the same ID already present is left as is (added=false).
 	AddJob(ctx context.Context, j *Job) (added bool, err error)
-	// LeaseJob leases to l.Worker, until now+ttl, the oldest queued job that l can take: its
-	// Provider in l.Providers (any provider when empty) and every label of its Spec.RunOn in
-	// l.Labels. It increments the job's Epoch; nil when there is none.
-	LeaseJob(ctx context.Context, l Leaser, now time.Time, ttl time.Duration) (*Job, error)
-	// Heartbeat extends a lease; it fails with ErrConflict when the job is no longer leased
+	// LeaseJob leases to l.Worker, for ttl from now by the store's clock (Lease clock, below),
+	// the oldest queued job that l can take: its Provider in l.Providers (any provider when
+	// empty) and every label of its Spec.RunOn in l.Labels. It increments the job's Epoch;
+	// nil when there is none.
+	//
+	// Lease clock: lease deadlines (LeaseJob, Heartbeat) and their expiry (ExpiredJobs) are
+	// judged by one clock, the store's, never by the callers': a store that several servers
+	// share (PostgreSQL) uses the database's, so a server whose clock runs ahead cannot expire
+	// another's live lease. The workers registry (RecordWorker, Workers) uses it too.
+	LeaseJob(ctx context.Context, l Leaser, ttl time.Duration) (*Job, error)
+	// Heartbeat extends a lease to ttl from now by the store's clock, and records the job's
+	// worker as seen (TouchWorker); it fails with ErrConflict when the job is no longer leased
 	// with that epoch (finished, cancelled, expired and re-leased). It returns the job so the
 	// worker sees a cancellation (State JobCancelled is returned with ErrConflict).
-	Heartbeat(ctx context.Context, id string, epoch int64, now time.Time, ttl time.Duration) (*Job, error)
+	Heartbeat(ctx context.Context, id string, epoch int64, ttl time.Duration) (*Job, error)
 	// SetJobProcess records the process group a leased job runs (epoch-guarded).
 	SetJobProcess(ctx context.Context, id string, epoch int64, pgid int, startTime uint64) error
 	// FinishJob marks a job done if it is leased with that epoch (ErrConflict otherwise).
 	FinishJob(ctx context.Context, id string, epoch int64, now time.Time) error
 	// CancelJob marks a queued or leased job cancelled (idempotent; no error if done).
 	CancelJob(ctx context.Context, id string, now time.Time) error
-	// ExpiredJobs returns leased jobs whose lease ended before now.
-	ExpiredJobs(ctx context.Context, now time.Time) ([]*Job, error)
+	// ExpiredJobs returns leased jobs whose lease ended before now by the store's clock.
+	ExpiredJobs(ctx context.Context) ([]*Job, error)
 	// RequeueJob puts a leased job back in the queue (epoch-guarded), for a retry policy.
 	RequeueJob(ctx context.Context, id string, epoch int64) error
 
@@ -307,6 +318,7 @@ type Tx interface {
 	// --- End of trigger leases. ---
 
 	ActionTypeWriter // custom action types (actiontype.go)
+	WorkerWriter     // the workers registry (worker.go)
 }
 
 // PipelineVersion is one stored version of a pipeline declaration.

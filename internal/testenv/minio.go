@@ -101,10 +101,10 @@ func bucketName(test string) string {
 	return "t-" + name + "-" + hex.EncodeToString(b[:])
 }
 
-// emptyAndRemoveBucket removes every object and unfinished upload of the bucket, then the
-// bucket itself.
+// emptyAndRemoveBucket removes every object (every version of it, in a versioned bucket) and
+// unfinished upload of the bucket, then the bucket itself.
 func emptyAndRemoveBucket(ctx context.Context, client *minio.Client, bucket string) error {
-	objects := client.ListObjects(ctx, bucket, minio.ListObjectsOptions{Recursive: true})
+	objects := client.ListObjects(ctx, bucket, minio.ListObjectsOptions{Recursive: true, WithVersions: true}) // a versioned bucket too
 	for rerr := range client.RemoveObjects(ctx, bucket, objects, minio.RemoveObjectsOptions{}) {
 		if rerr.Err != nil {
 			return fmt.Errorf("remove %s: %w", rerr.ObjectName, rerr.Err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"time"
 
@@ -25,8 +26,9 @@ type PollOptions struct {
 	// MaxBackoff caps the wait after repeated errors (default 30 min).
 	MaxBackoff time.Duration
 	// Head returns the commit a branch of a repository points at ("" branch: the default
-	// one, whose name is returned); nil means git ls-remote through git.Remote.
-	Head func(ctx context.Context, repository, pipelineDir, branch string) (commit, name string, err error)
+	// one, whose name is returned), authenticated with creds; nil means git ls-remote
+	// through git.Remote.
+	Head func(ctx context.Context, repository, pipelineDir, branch string, creds git.Credentials) (commit, name string, err error)
 	// ChangedFiles lists the files changed between two commits of a local repository; nil
 	// means git diff through git.Remote.
 	ChangedFiles func(ctx context.Context, path, from, to string) ([]string, error)
@@ -34,13 +36,16 @@ type PollOptions struct {
 
 // Poller is the change detection of Git sources without webhooks: every pollInterval
 // (jittered ±10 %), for each polled source whose lease this server holds, it reads the
-// branch head with git ls-remote; a head that moved starts an execution pinned to it (Key
+// branch head (git.Remote.Head: the repository's files, smart HTTP, or git ls-remote), at
+// most Concurrency at once; a head that moved starts an execution pinned to it (Key
 // "git:PIPELINE:STAGE.ACTION:COMMIT", as a webhook for the same commit, so only one starts).
 // The first head seen is a baseline and starts nothing: applying a pipeline does not run it.
 // A pipeline without triggers has each Git source polled on its branch; one with triggers
 // only the sources its gitPush triggers name, through their branch (and, for a local
 // repository, file path) filters. Errors back off exponentially and are logged when a
-// source starts or stops failing.
+// source starts or stops failing. While the repository's webhooks deliver, a source with a
+// webhookSecret is polled hookSlowdown times less often (hooks.go). Source/S3 actions are
+// polled the same way (s3poll.go).
 type Poller struct {
 	opts PollOptions
 }
@@ -64,29 +69,36 @@ func NewPoller(opts PollOptions) *Poller {
 	return &Poller{opts: opts}
 }
 
-// source is one polled Git source action.
+// source is one polled source action.
 type source struct {
 	key        string // the lease key: "poll:PIPELINE:STAGE.ACTION"
+	kind       string // "git", or "s3": a Source/S3 action, whose object is polled (s3poll.go)
 	pipeline   string
+	version    int    // the pipeline's: its secrets are read again for a new one
 	action     string // "Stage.Action"
 	repository string
 	branch     string // as configured ("" : the default branch)
 	interval   time.Duration
 	triggers   []*pipeline.GitPushTrigger // nil: no filters (a pipeline without triggers)
+	config     map[string]any             // the action's configuration: its credentials
+	hook       string                     // the row of its repository's deliveries ("": it has no webhookSecret)
 }
 
 func (s *source) same(o *source) bool {
-	return s.repository == o.repository && s.branch == o.branch && s.interval == o.interval &&
-		fmt.Sprint(s.triggers) == fmt.Sprint(o.triggers)
+	return s.kind == o.kind && s.version == o.version && s.repository == o.repository && s.branch == o.branch && s.interval == o.interval &&
+		fmt.Sprint(s.triggers) == fmt.Sprint(o.triggers) && fmt.Sprint(s.config) == fmt.Sprint(o.config)
 }
 
 // polled is a source this poller owns.
 type polled struct {
 	*source
-	last     string    // the last head seen ("": none yet)
-	next     time.Time // when to poll next
-	running  bool
-	failures int
+	last      string    // the last head seen ("": none yet)
+	next      time.Time // when to poll next
+	running   bool
+	failures  int
+	polledAt  time.Time // the last successful poll (zero: none yet)
+	spread    float64   // its jitter: the wait after it is multiplied by spread
+	delivered time.Time // the last webhook delivery for its repository (zero: none seen)
 }
 
 // pollResult is what one poll found.
@@ -97,8 +109,8 @@ type pollResult struct {
 	err    error
 }
 
-// sources returns the sources the pipelines ask to poll.
-func (p *Poller) sources(pipes []*pipeline.Pipeline) map[string]*source {
+// sources returns the sources the pipelines (at versions) ask to poll.
+func (p *Poller) sources(pipes []*pipeline.Pipeline, versions map[string]int) map[string]*source {
 	out := map[string]*source{}
 	for _, pl := range pipes {
 		named := map[string][]*pipeline.GitPushTrigger{}
@@ -113,6 +125,11 @@ func (p *Poller) sources(pipes []*pipeline.Pipeline) map[string]*source {
 		for _, st := range pl.Stages {
 			for i := range st.Actions {
 				a := &st.Actions[i]
+				if s := p.s3Source(pl, st.Name+"."+a.Name, a); s != nil {
+					s.version = versions[pl.Name]
+					out[s.key] = s
+					continue
+				}
 				if a.Category != pipeline.Source || a.Provider != pipeline.ProviderGit {
 					continue
 				}
@@ -134,8 +151,12 @@ func (p *Poller) sources(pipes []*pipeline.Pipeline) map[string]*source {
 				repo, _ := a.Configuration["repository"].(string)
 				branch, _ := a.Configuration["branch"].(string)
 				key := "poll:" + pl.Name + ":" + ref
-				out[key] = &source{key: key, pipeline: pl.Name, action: ref, repository: repo, branch: branch,
-					interval: interval, triggers: trig}
+				s := &source{key: key, kind: "git", pipeline: pl.Name, version: versions[pl.Name], action: ref, repository: repo,
+					branch: branch, interval: interval, triggers: trig, config: a.Configuration}
+				if pipeline.SecretName(a.Configuration["webhookSecret"]) != "" {
+					s.hook = hookKey(repo)
+				}
+				out[key] = s
 			}
 		}
 	}
@@ -206,11 +227,11 @@ func (p *Poller) Run(ctx context.Context) error {
 // held by another server are dropped.
 func (p *Poller) reload(ctx context.Context, owned map[string]*polled) error {
 	o := &p.opts
-	pipes, err := o.pipelines(ctx)
+	pipes, versions, err := o.latest(ctx)
 	if err != nil {
 		return err
 	}
-	want := p.sources(pipes)
+	want := p.sources(pipes, versions)
 	held, err := renew(ctx, &o.Options, want, owned) // a running poll's result for a dropped source is ignored
 	if err != nil {
 		return err
@@ -222,7 +243,40 @@ func (p *Poller) reload(ctx context.Context, owned map[string]*polled) error {
 			owned[k] = &polled{source: want[k], last: last, next: now}
 		}
 	}
+	return p.slowForHooks(ctx, owned)
+}
+
+// slowForHooks reads when the repositories of the owned sources with a webhookSecret last
+// had a delivery, and moves their next poll to pollEvery's pace.
+func (p *Poller) slowForHooks(ctx context.Context, owned map[string]*polled) error {
+	o := &p.opts
+	var keys []string
+	for _, s := range owned {
+		if s.hook != "" && !slices.Contains(keys, s.hook) {
+			keys = append(keys, s.hook)
+		}
+	}
+	last, err := o.lastDeliveries(ctx, keys)
+	if err != nil {
+		return fmt.Errorf("read webhook deliveries: %w", err)
+	}
+	now := o.Now()
+	for _, s := range owned {
+		if s.hook == "" {
+			continue
+		}
+		s.delivered = last[s.hook]
+		if !s.running && s.failures == 0 && !s.polledAt.IsZero() {
+			s.next = p.nextPoll(s, now)
+		}
+	}
 	return nil
+}
+
+// nextPoll is when s, polled successfully at s.polledAt, is polled next.
+func (p *Poller) nextPoll(s *polled, now time.Time) time.Time {
+	every := pollEvery(s.interval, s.delivered, now)
+	return s.polledAt.Add(time.Duration(float64(every) * s.spread))
 }
 
 // done records a poll's result and schedules the next poll.
@@ -246,7 +300,8 @@ func (p *Poller) done(owned map[string]*polled, r pollResult) {
 	}
 	s.failures = 0
 	s.last = r.commit
-	s.next = now.Add(jitter(s.interval))
+	s.polledAt, s.spread = now, 0.9+0.2*rand.Float64()
+	s.next = p.nextPoll(s, now)
 }
 
 // backoff is the wait after n consecutive errors: interval doubled n times, capped.
@@ -271,39 +326,59 @@ func jitter(d time.Duration) time.Duration {
 func (p *Poller) poll(ctx context.Context, s *source, last string) pollResult {
 	o := &p.opts
 	res := pollResult{key: s.key, src: s}
+	if s.kind == "s3" {
+		return p.pollS3(ctx, s, last)
+	}
 	dir := o.PipelineDir(s.pipeline)
-	commit, branch, err := o.Head(ctx, s.repository, dir, s.branch)
+	creds, err := sourceCredentials(ctx, o.secrets, s.pipeline, s.version, s.config)
 	if err != nil {
 		res.err = err
 		return res
 	}
-	res.commit = commit
-	if commit == last {
+	commit, branch, err := o.Head(ctx, s.repository, dir, s.branch, creds)
+	if err != nil {
+		_, names := gitSecrets(s.config)
+		o.secrets.forget(s.pipeline, names) // refused, perhaps: read them again next time
+		res.err = err
 		return res
 	}
-	record := o.setState(ctx, s.key, commit)
-	if last == "" || !p.matches(ctx, s, dir, branch, last, commit) {
-		// A baseline, or a change the filters turn away: remembered, nothing started.
+	if commit == last {
+		res.commit = commit
+		return res
+	}
+	pass := last != "" && p.matches(ctx, s, dir, branch, last, commit)
+	return p.advance(ctx, res, s, commit, pass, "new commit on "+branch)
+}
+
+// advance records a source's new revision and, when pass, starts an execution pinned to it in
+// the same transaction (Key "KIND:PIPELINE:STAGE.ACTION:REVISION", as a webhook for the same
+// revision, so only one starts). Without pass (a baseline, or a change the filters turn
+// away) the revision is only remembered.
+func (p *Poller) advance(ctx context.Context, res pollResult, s *source, revision string, pass bool, detail string) pollResult {
+	o := &p.opts
+	res.commit = revision
+	record := o.setState(ctx, s.key, revision)
+	if !pass {
 		if err := o.Store.Update(ctx, record); err != nil {
 			res.commit, res.err = "", fmt.Errorf("record head of %s: %w", s.key, err)
 		}
 		return res
 	}
-	c := Cause{Pipeline: s.pipeline, Trigger: engine.Trigger{Type: "Poll", Detail: "new commit on " + branch},
-		Sources: map[string]engine.SourceOverride{s.action: {Revision: commit}},
-		Key:     "git:" + s.pipeline + ":" + s.action + ":" + commit}
+	c := Cause{Pipeline: s.pipeline, Trigger: engine.Trigger{Type: "Poll", Detail: detail},
+		Sources: map[string]engine.SourceOverride{s.action: {Revision: revision}},
+		Key:     s.kind + ":" + s.pipeline + ":" + s.action + ":" + revision}
 	e, started, err := Start(loop.WithTx(ctx, record), o.Loop, c)
 	switch {
 	case errors.Is(err, engine.ErrRefused):
-		// The pipeline refused the start (e.g. its queue is full): the commit is not retried.
-		o.Logger.Warn("poll: execution refused", "pipeline", s.pipeline, "commit", commit, "err", err)
+		// The pipeline refused the start (e.g. its queue is full): the revision is not retried.
+		o.Logger.Warn("poll: execution refused", "pipeline", s.pipeline, "revision", revision, "err", err)
 		if err := o.Store.Update(ctx, record); err != nil {
 			res.commit, res.err = "", err
 		}
 	case err != nil:
-		res.commit, res.err = "", fmt.Errorf("start %s for commit %s: %w", s.pipeline, commit, err)
+		res.commit, res.err = "", fmt.Errorf("start %s for revision %s: %w", s.pipeline, revision, err)
 	case started:
-		o.Logger.Info("new commit: execution started", "pipeline", s.pipeline, "action", s.action, "commit", commit, "execution", e.ID)
+		o.Logger.Info("new revision: execution started", "pipeline", s.pipeline, "action", s.action, "revision", revision, "execution", e.ID)
 	}
 	return res
 }

@@ -35,7 +35,7 @@ type countingHead struct {
 	total atomic.Int64
 }
 
-func (c *countingHead) head(ctx context.Context, repo, dir, branch string) (string, string, error) {
+func (c *countingHead) head(ctx context.Context, repo, dir, branch string, creds git.Credentials) (string, string, error) {
 	c.mu.Lock()
 	if c.calls == nil {
 		c.calls = map[string]int{}
@@ -43,7 +43,7 @@ func (c *countingHead) head(ctx context.Context, repo, dir, branch string) (stri
 	c.calls[repo]++
 	c.mu.Unlock()
 	c.total.Add(1)
-	return (&git.Remote{}).Head(ctx, repo, dir, branch)
+	return (&git.Remote{}).Head(ctx, repo, dir, branch, creds)
 }
 
 func (c *countingHead) n(repo string) int {
@@ -166,8 +166,8 @@ func TestPollerBackoff(t *testing.T) {
 	b.apply(sourcePipeline("app", repo, ""))
 	var mu sync.Mutex
 	var failures []time.Time
-	head := func(ctx context.Context, r, dir, branch string) (string, string, error) {
-		c, n, err := (&git.Remote{}).Head(ctx, r, dir, branch)
+	head := func(ctx context.Context, r, dir, branch string, creds git.Credentials) (string, string, error) {
+		c, n, err := (&git.Remote{}).Head(ctx, r, dir, branch, creds)
 		if err != nil {
 			mu.Lock()
 			failures = append(failures, time.Now())

@@ -9,12 +9,15 @@ import (
 
 	"github.com/conveyorci/conveyor/internal/action/source/git"
 	"github.com/conveyorci/conveyor/internal/engine"
+	"github.com/conveyorci/conveyor/internal/store"
 )
 
 // Pushes decides, away from the request that received them, the webhook deliveries whose
 // start depends on files their payload does not list: it reads the changed files with git
 // diff on a bare clone of the repository kept under Dir (git.Mirror), applies the filter,
 // and starts the execution (once per Cause.Key, as the webhook and the poller do). The
+// fetch authenticates with the source action's credentials (token, sshKey), read from
+// Options.Secrets as the poller reads them. The
 // webhook handler only enqueues (Enqueue never blocks), so it answers in milliseconds
 // whatever the size of the repository.
 //
@@ -34,8 +37,9 @@ type PushesOptions struct {
 	// waiting (default 256: past it Enqueue refuses).
 	Concurrency int
 	Queue       int
-	// ChangedFiles lists the files changed by a push; nil means git.Mirror under Dir.
-	ChangedFiles func(ctx context.Context, repository, pipelineDir, ref, from, to string, mergeBase bool) ([]string, error)
+	// ChangedFiles lists the files changed by a push, fetching with creds; nil means
+	// git.Mirror under Dir.
+	ChangedFiles func(ctx context.Context, repository, pipelineDir, ref, from, to string, mergeBase bool, creds git.Credentials) ([]string, error)
 	// Done, when set, is called after each push is decided (tests wait on it).
 	Done func(p Push, e *engine.Execution, started bool, err error)
 }
@@ -64,8 +68,7 @@ func NewPushes(opts PushesOptions) *Pushes {
 		opts.Queue = 256
 	}
 	if opts.ChangedFiles == nil {
-		m := &git.Mirror{Dir: opts.Dir}
-		opts.ChangedFiles = m.ChangedFiles
+		opts.ChangedFiles = (&git.Mirror{Dir: opts.Dir}).ChangedFiles
 	}
 	return &Pushes{opts: opts, queue: make(chan Push, opts.Queue)}
 }
@@ -105,7 +108,14 @@ func (s *Pushes) Run(ctx context.Context) error {
 func (s *Pushes) decide(ctx context.Context, p Push) (*engine.Execution, bool, error) {
 	o := &s.opts
 	log := o.Logger.With("pipeline", p.Cause.Pipeline, "ref", p.Ref, "commit", p.To)
-	files, err := o.ChangedFiles(ctx, p.Repository, o.PipelineDir(p.Cause.Pipeline), p.Ref, p.From, p.To, p.MergeBase)
+	creds, names, err := s.credentials(ctx, p)
+	if err != nil {
+		log.Warn("webhook: the source's credentials are unavailable; fetching without them", "err", err)
+	}
+	files, err := o.ChangedFiles(ctx, p.Repository, o.PipelineDir(p.Cause.Pipeline), p.Ref, p.From, p.To, p.MergeBase, creds)
+	if err != nil {
+		o.secrets.forget(p.Cause.Pipeline, names) // refused, perhaps: read them again next time
+	}
 	switch {
 	case ctx.Err() != nil:
 		return nil, false, ctx.Err()
@@ -128,4 +138,36 @@ func (s *Pushes) decide(ctx context.Context, p Push) (*engine.Execution, bool, e
 		log.Info("webhook: execution started after git diff", "execution", e.ID)
 	}
 	return e, started, err
+}
+
+// credentials returns the credentials of the source action p starts (the one Cause.Sources
+// names) in the latest version of its pipeline, and the names of their secrets.
+func (s *Pushes) credentials(ctx context.Context, p Push) (git.Credentials, []string, error) {
+	o := &s.opts
+	var version int
+	err := o.Store.View(ctx, func(r store.Reader) error {
+		pv, err := r.PipelineVersion(ctx, p.Cause.Pipeline, 0)
+		if err == nil {
+			version = pv.Version
+		}
+		return err
+	})
+	if err != nil {
+		return git.Credentials{}, nil, fmt.Errorf("read pipeline %s: %w", p.Cause.Pipeline, err)
+	}
+	pl, err := o.Loop.Pipeline(ctx, p.Cause.Pipeline, version)
+	if err != nil {
+		return git.Credentials{}, nil, err
+	}
+	for ref := range p.Cause.Sources {
+		si, ai, err := pl.FindAction(ref)
+		if err != nil {
+			return git.Credentials{}, nil, err
+		}
+		cfg := pl.Stages[si].Actions[ai].Configuration
+		_, names := gitSecrets(cfg)
+		creds, err := sourceCredentials(ctx, o.secrets, pl.Name, version, cfg)
+		return creds, names, err
+	}
+	return git.Credentials{}, nil, nil
 }

@@ -33,6 +33,15 @@ type Options struct {
 	// PipelineDir is the directory a pipeline's relative repository paths are relative to
 	// (nil: the working directory), as for the Git actions.
 	PipelineDir func(pipeline string) string
+	// Secrets returns the values of a pipeline's secrets, for the credentials of the sources
+	// the services read (Git: token, sshKey; S3: accessKeyId, secretAccessKey); nil: a
+	// source that names one fails to poll, and a push's changed files are read without
+	// them. Values are kept for SecretsTTL (default 10 min) per pipeline version and set of
+	// names, and read again after a failure with them (secrets.go).
+	Secrets    func(ctx context.Context, pipeline string, names []string) (map[string]string, error)
+	SecretsTTL time.Duration
+
+	secrets *secretCache
 }
 
 func (o *Options) defaults() {
@@ -49,30 +58,40 @@ func (o *Options) defaults() {
 	if o.PipelineDir == nil {
 		o.PipelineDir = func(string) string { return "" }
 	}
+	o.SecretsTTL = cmp.Or(o.SecretsTTL, 10*time.Minute)
+	o.secrets = &secretCache{get: o.Secrets, ttl: o.SecretsTTL, now: o.Now}
 }
 
 // pipelines returns the latest version of every pipeline.
 func (o *Options) pipelines(ctx context.Context) ([]*pipeline.Pipeline, error) {
+	pipes, _, err := o.latest(ctx)
+	return pipes, err
+}
+
+// latest returns the latest version of every pipeline, and the version numbers by name.
+func (o *Options) latest(ctx context.Context) ([]*pipeline.Pipeline, map[string]int, error) {
 	var list []*store.PipelineVersion
 	if err := o.Store.View(ctx, func(r store.Reader) error {
 		var err error
 		list, err = r.Pipelines(ctx)
 		return err
 	}); err != nil {
-		return nil, fmt.Errorf("list pipelines: %w", err)
+		return nil, nil, fmt.Errorf("list pipelines: %w", err)
 	}
 	out := make([]*pipeline.Pipeline, 0, len(list))
+	versions := make(map[string]int, len(list))
 	for _, pv := range list {
 		p, err := o.Loop.Pipeline(ctx, pv.Name, pv.Version)
 		if errors.Is(err, store.ErrNotFound) {
 			continue // deleted meanwhile
 		}
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		out = append(out, p)
+		versions[pv.Name] = pv.Version
 	}
-	return out, nil
+	return out, versions, nil
 }
 
 // lease takes or renews the leases of keys for this owner, in one transaction, and returns

@@ -4,9 +4,10 @@
 // once per cause, however often the change is reported (webhook redeliveries, a poller and a
 // webhook seeing the same commit).
 //
-// The services conveyor server runs: Poller (Git sources without webhooks, git ls-remote),
-// Scheduler (schedule triggers) and Upstream (pipelineSucceeded triggers, fed by the engine
-// loop's outbox). Poller and Scheduler hold a lease in the store per duty, so that one server
+// The services conveyor server runs: Poller (Git and S3 sources, slowed down while their
+// repository's webhooks deliver, which Deliveries records), Pushes (the changed files of
+// pushes whose payload does not list them), Scheduler (schedule triggers) and Upstream
+// (pipelineSucceeded triggers, fed by the engine loop's outbox). Poller and Scheduler hold a lease in the store per duty, so that one server
 // runs each however many share the store, and keep their state there (last seen commit, last
 // fire) across restarts.
 package trigger

@@ -7,16 +7,18 @@ import (
 
 	"github.com/conveyorci/conveyor/internal/jsonpath"
 	"github.com/conveyorci/conveyor/internal/pipeline"
+	"github.com/conveyorci/conveyor/internal/signature"
 )
 
 // Generic webhooks (POST /hooks/generic/NAME): any sender that can sign a JSON body.
 const (
 	// GenericSignatureHeader carries "sha256=" and the hex HMAC-SHA256 of the body, keyed
 	// with the webhook trigger's secret (GitHub's scheme under Conveyor's name).
-	GenericSignatureHeader = "X-Conveyor-Signature"
+	// Conveyor signs what it sends the same way (package signature).
+	GenericSignatureHeader = signature.Header
 	// GenericDeliveryHeader carries the sender's id of the delivery: a redelivery with the
 	// same id starts nothing new.
-	GenericDeliveryHeader = "X-Conveyor-Delivery"
+	GenericDeliveryHeader = signature.DeliveryHeader
 )
 
 // VerifyGeneric checks a generic delivery's X-Conveyor-Signature against secret, as Verify

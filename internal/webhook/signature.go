@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+
+	"github.com/conveyorci/conveyor/internal/signature"
 )
 
 // ErrUnsigned is a delivery that carries no signature (or token) at all.
@@ -76,12 +78,9 @@ func checkHMAC(header, hexSig string, body []byte, secret string) error {
 	return nil
 }
 
-// Sign returns the HMAC-SHA256 of body with secret, as GitHub and Gitea sign deliveries.
-func Sign(body []byte, secret string) []byte {
-	m := hmac.New(sha256.New, []byte(secret))
-	m.Write(body)
-	return m.Sum(nil)
-}
+// Sign returns the HMAC-SHA256 of body with secret, as GitHub and Gitea sign deliveries, and
+// Conveyor and generic senders (signature.Sign).
+func Sign(body []byte, secret string) []byte { return signature.Sign(body, secret) }
 
 // SignHeaders sets on h what forge f sends to sign body with secret (for tests and tools
 // that replay deliveries).

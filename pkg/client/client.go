@@ -276,6 +276,18 @@ func (c *Client) StopExecution(ctx context.Context, id string, abandon bool, rea
 	return &out, c.call(ctx, request{method: http.MethodPost, path: []string{"executions", id, "stop"}}, in, &out)
 }
 
+// AllowExecution lets an execution held before its first stage (a pull request from a
+// fork) run, or with allowed false stops it. It is CodeConflict when the execution is not
+// waiting for that decision.
+func (c *Client) AllowExecution(ctx context.Context, id string, allowed bool, comment string) (*Execution, error) {
+	in := struct {
+		Allowed bool   `json:"allowed"`
+		Comment string `json:"comment,omitempty"`
+	}{allowed, comment}
+	var out Execution
+	return &out, c.call(ctx, request{method: http.MethodPost, path: []string{"executions", id, "allow"}}, in, &out)
+}
+
 // RetryStage runs a failed or stopped stage of an execution again (mode "" is
 // RetryFailedActions). It is CodeConflict, with the reason, when the rules refuse it.
 func (c *Client) RetryStage(ctx context.Context, id, stage string, mode RetryMode) (*Execution, error) {

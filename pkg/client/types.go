@@ -154,6 +154,16 @@ type Execution struct {
 	FinishedAt time.Time              `json:"finishedAt,omitzero"`
 	// Rollback is set on an execution of type "Rollback".
 	Rollback *Rollback `json:"rollback,omitempty"`
+	// Hold is set on an execution that waits (or waited) to be allowed to run: a pull
+	// request from a fork (see AllowExecution).
+	Hold *Hold `json:"hold,omitempty"`
+}
+
+// Hold keeps an execution from running until someone allows it.
+type Hold struct {
+	Reason string `json:"reason"`
+	// Decision is who allowed or refused it; nil while it waits.
+	Decision *Decision `json:"decision,omitempty"`
 }
 
 // Trigger says what started an execution.

@@ -6,8 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	iofs "io/fs"
 	"os"
+	"path"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 
 	"github.com/conveyorci/conveyor/internal/artifact"
@@ -141,6 +145,59 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		return fmt.Errorf("delete blob %s: %w", key, err)
 	}
 	return nil
+}
+
+// List walks the directory holding the keys that start with prefix. Temporary files (their
+// names start with a dot) are not blobs; a directory removed while it is walked lists
+// nothing.
+func (s *Store) List(ctx context.Context, prefix string) ([]artifact.BlobInfo, error) {
+	if strings.ContainsAny(prefix, "\\\x00") || strings.Contains("/"+prefix, "/.") {
+		return nil, fmt.Errorf("list blobs: invalid prefix %q", prefix)
+	}
+	dir := filepath.Join(s.root, filepath.FromSlash(path.Dir("./"+prefix+"x")))
+	var out []artifact.BlobInfo
+	err := filepath.WalkDir(dir, func(p string, d iofs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if strings.HasPrefix(d.Name(), ".") && p != dir {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		rel, err := filepath.Rel(s.root, p)
+		if err != nil {
+			return err
+		}
+		key := filepath.ToSlash(rel)
+		if !strings.HasPrefix(key, prefix) {
+			return nil
+		}
+		fi, err := d.Info()
+		if errors.Is(err, os.ErrNotExist) {
+			return nil // deleted meanwhile
+		}
+		if err != nil {
+			return err
+		}
+		out = append(out, artifact.BlobInfo{Key: key, Size: fi.Size()})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list blobs %s: %w", prefix, err)
+	}
+	slices.SortFunc(out, func(a, b artifact.BlobInfo) int { return strings.Compare(a.Key, b.Key) })
+	return out, nil
 }
 
 // notFound makes a missing file an artifact.ErrNotFound, keeping the original error too.

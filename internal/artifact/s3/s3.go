@@ -1,6 +1,7 @@
 package s3
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -20,7 +21,10 @@ import (
 	"github.com/conveyorci/conveyor/internal/artifact"
 )
 
-var _ artifact.Blobs = (*Blobs)(nil)
+var (
+	_ artifact.Blobs     = (*Blobs)(nil)
+	_ artifact.Presigner = (*Blobs)(nil) // direct reads by remote workers
+)
 
 // awsEndpoint is where a URL without an endpoint parameter goes; minio-go turns it into the
 // bucket's regional, virtual-hosted endpoint.
@@ -80,17 +84,11 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Blobs, error) {
 		}
 		creds = credentials.NewStaticV4(opts.AccessKey, opts.SecretKey, opts.SessionToken)
 	}
-	lookup := minio.BucketLookupAuto
-	if cfg.custom {
-		lookup = minio.BucketLookupPath
+	endpoint := cfg.endpoint
+	if !cfg.custom {
+		endpoint = nil
 	}
-	client, err := minio.New(cfg.endpoint.Host, &minio.Options{
-		Creds:        creds,
-		Secure:       cfg.endpoint.Scheme == "https",
-		Transport:    opts.Transport,
-		Region:       cfg.region,
-		BucketLookup: lookup,
-	})
+	client, err := NewClient(endpoint, cfg.region, creds, opts.Transport)
 	if err != nil {
 		return nil, fmt.Errorf("open s3 blob store at %s: %w", cfg.endpoint.Redacted(), err)
 	}
@@ -100,12 +98,10 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Blobs, error) {
 	// the first artifact.
 	ok, err := client.BucketExists(ctx, b.bucket)
 	if err != nil {
-		var resp minio.ErrorResponse
-		if errors.As(err, &resp) && slices.Contains([]string{"AccessDenied", "InvalidAccessKeyId",
-			"SignatureDoesNotMatch", "InvalidToken", "ExpiredToken"}, resp.Code) {
+		if code, refused := AccessRefused(err); refused {
 			return nil, fmt.Errorf("open s3 bucket %s at %s: access refused (%s): check the credentials "+
 				"(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE) and their permissions: %w",
-				b.bucket, b.endpoint, resp.Code, err)
+				b.bucket, b.endpoint, code, err)
 		}
 		return nil, fmt.Errorf("open s3 bucket %s at %s: %w", b.bucket, b.endpoint, err)
 	}
@@ -177,20 +173,60 @@ func parseURL(rawURL string) (config, error) {
 		c.endpoint, _ = url.Parse(awsEndpoint)
 		return c, nil
 	}
-	e, err := url.Parse(raw[0])
-	switch {
-	case err != nil:
+	e, err := ParseEndpoint(raw[0])
+	if err != nil {
 		return c, fmt.Errorf("bad s3 URL %q: parameter \"endpoint\": %w", rawURL, err)
-	case e.Scheme != "http" && e.Scheme != "https":
-		return c, fmt.Errorf("bad s3 URL %q: parameter \"endpoint\" %q: the scheme must be http or https", rawURL, raw[0])
-	case e.Host == "":
-		return c, fmt.Errorf("bad s3 URL %q: parameter \"endpoint\" %q: missing host", rawURL, raw[0])
-	case e.User != nil || strings.Trim(e.Path, "/") != "" || e.RawQuery != "" || e.Fragment != "":
-		return c, fmt.Errorf("bad s3 URL %q: parameter \"endpoint\" %q: want only scheme://host[:port]", rawURL, raw[0])
 	}
-	e.Path = ""
 	c.endpoint = e
 	return c, nil
+}
+
+// ParseEndpoint reads the URL of an S3-compatible server: http:// or https:// (which says
+// whether to use TLS) and a host, with nothing else but a trailing slash.
+func ParseEndpoint(raw string) (*url.URL, error) {
+	e, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return nil, err
+	case e.Scheme != "http" && e.Scheme != "https":
+		return nil, fmt.Errorf("endpoint %q: the scheme must be http or https", raw)
+	case e.Host == "":
+		return nil, fmt.Errorf("endpoint %q: missing host", raw)
+	case e.User != nil || strings.Trim(e.Path, "/") != "" || e.RawQuery != "" || e.Fragment != "":
+		return nil, fmt.Errorf("endpoint %q: want only scheme://host[:port]", raw)
+	}
+	e.Path = ""
+	return e, nil
+}
+
+// NewClient returns a minio-go client of endpoint (as ParseEndpoint returns it), or of
+// Amazon S3 when endpoint is nil. Amazon's buckets are addressed by virtual host in their
+// region, found on first use; another server's by path, as most S3-compatible servers
+// expect. region may be "" and transport nil (minio-go's default).
+func NewClient(endpoint *url.URL, region string, creds *credentials.Credentials, transport http.RoundTripper) (*minio.Client, error) {
+	lookup := minio.BucketLookupPath
+	if endpoint == nil {
+		endpoint, _ = url.Parse(awsEndpoint)
+		lookup = minio.BucketLookupAuto
+	}
+	return minio.New(endpoint.Host, &minio.Options{
+		Creds:        creds,
+		Secure:       endpoint.Scheme == "https",
+		Transport:    transport,
+		Region:       region,
+		BucketLookup: lookup,
+	})
+}
+
+// AccessRefused reports whether err is the server refusing a request for its credentials or
+// their permissions, and the server's error code.
+func AccessRefused(err error) (code string, refused bool) {
+	var resp minio.ErrorResponse
+	if errors.As(err, &resp) && slices.Contains([]string{"AccessDenied", "InvalidAccessKeyId",
+		"SignatureDoesNotMatch", "InvalidToken", "ExpiredToken", "AllAccessDisabled"}, resp.Code) {
+		return resp.Code, true
+	}
+	return "", false
 }
 
 // object returns the object name of key.
@@ -265,15 +301,24 @@ func sized(r io.Reader) (io.Reader, int64, error) {
 }
 
 // Get returns a reader streaming the blob. The GET is sent before Get returns, so a missing
-// blob is reported here rather than at the first Read.
+// blob is reported here rather than at the first Read, and the whole blob is read from its
+// answer: the blob as it was then, even if it is replaced or deleted meanwhile (a pointer
+// put again, a cache evicted). It is minio-go's first Read that does so: Stat would send a
+// HEAD, and make the GET of the first Read conditional on the ETag it saw, failing for a
+// blob replaced in between.
 func (b *Blobs) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	name, err := b.object(key)
 	if err != nil {
 		return nil, fmt.Errorf("get blob: %w", err)
 	}
 	obj, err := b.client.GetObject(ctx, b.bucket, name, minio.GetObjectOptions{})
+	var first [1]byte
+	n := 0
 	if err == nil {
-		_, err = obj.Stat() // sends the GET and keeps its body for Read
+		n, err = obj.Read(first[:])
+		if err == io.EOF {
+			err = nil // an empty blob
+		}
 		if err != nil {
 			obj.Close()
 		}
@@ -281,7 +326,10 @@ func (b *Blobs) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, fmt.Errorf("get blob %s: %w", key, b.explain(err))
 	}
-	return obj, nil
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(first[:n]), obj), obj}, nil
 }
 
 // Stat returns the blob's size.
@@ -309,6 +357,23 @@ func (b *Blobs) Delete(ctx context.Context, key string) error {
 		}
 	}
 	return nil
+}
+
+// List lists the objects under PREFIX/prefix. An upload in progress (multipart) is no
+// object yet, so it is not listed.
+func (b *Blobs) List(ctx context.Context, prefix string) ([]artifact.BlobInfo, error) {
+	if strings.ContainsAny(prefix, "\\\x00") {
+		return nil, fmt.Errorf("list blobs: invalid prefix %q", prefix)
+	}
+	var out []artifact.BlobInfo
+	for obj := range b.client.ListObjects(ctx, b.bucket, minio.ListObjectsOptions{Prefix: b.prefix + prefix, Recursive: true}) {
+		if obj.Err != nil {
+			return nil, fmt.Errorf("list blobs %s: %w", prefix, b.explain(obj.Err))
+		}
+		out = append(out, artifact.BlobInfo{Key: strings.TrimPrefix(obj.Key, b.prefix), Size: obj.Size})
+	}
+	slices.SortFunc(out, func(a, b artifact.BlobInfo) int { return strings.Compare(a.Key, b.Key) })
+	return out, nil
 }
 
 // PresignGet returns a URL that downloads the blob with a plain GET, without credentials,

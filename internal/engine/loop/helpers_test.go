@@ -91,7 +91,12 @@ type bundle struct {
 // and registers p.
 func setup(t *testing.T, p *pipeline.Pipeline, opts loop.Options) *bundle {
 	t.Helper()
-	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "conveyor.db"), sqlite.Options{})
+	clock := newClock()
+	if opts.Now == nil {
+		opts.Now, opts.Until = clock.Now, clock.Until
+	}
+	// The store's clock judges leases (store.Tx.LeaseJob): the loop's.
+	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "conveyor.db"), sqlite.Options{Now: opts.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,10 +105,7 @@ func setup(t *testing.T, p *pipeline.Pipeline, opts loop.Options) *bundle {
 			t.Errorf("close store: %v", err)
 		}
 	})
-	b := &bundle{st: st, clock: newClock(), p: p, leased: map[string]*store.Job{}}
-	if opts.Now == nil {
-		opts.Now, opts.Until = b.clock.Now, b.clock.Until
-	}
+	b := &bundle{st: st, clock: clock, p: p, leased: map[string]*store.Job{}}
 	b.loop = loop.New(st, opts)
 	if _, err := b.loop.Register(t.Context(), p); err != nil {
 		t.Fatal(err)
@@ -192,7 +194,7 @@ func (b *bundle) lease(t *testing.T, id string, ttl time.Duration) *store.Job {
 	}
 	err := b.st.Update(t.Context(), func(tx store.Tx) error {
 		for {
-			j, err := tx.LeaseJob(t.Context(), store.Leaser{Worker: "test-worker"}, b.clock.Now(), ttl)
+			j, err := tx.LeaseJob(t.Context(), store.Leaser{Worker: "test-worker"}, ttl)
 			if err != nil || j == nil {
 				return err
 			}

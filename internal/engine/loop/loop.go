@@ -50,6 +50,31 @@ type Report struct {
 	Stage   string `json:"stage,omitempty"`
 	Action  string `json:"action,omitempty"`
 	Attempt int    `json:"attempt,omitempty"`
+	// Repository, Commit and Message are a ReportDefinition's: the linked file at Commit of
+	// Repository is not a valid pipeline, for Message.
+	Repository string `json:"repository,omitempty"`
+	Commit     string `json:"commit,omitempty"`
+	Message    string `json:"message,omitempty"`
+}
+
+// ReportDefinition is the Report event of a linked pipeline file that a commit made invalid
+// (commit status: failure on that commit); it concerns no execution.
+const ReportDefinition = "definition"
+
+// AddDefinitionReport records, in tx, that the linked file of p at commit of repository is not
+// a valid pipeline (msg says why), for p's commit status; nothing without one.
+func AddDefinitionReport(ctx context.Context, tx store.Tx, now time.Time, p *pipeline.Pipeline, version int, repository, commit, msg string) error {
+	if p.CommitStatus == nil {
+		return nil
+	}
+	r := Report{Pipeline: p.Name, Version: version, Event: ReportDefinition, Target: TargetCommitStatus,
+		Repository: repository, Commit: commit, Message: msg}
+	payload, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	return tx.AddOutbox(ctx, &store.OutboxMessage{Key: "report:definition:" + p.Name + ":" + commit + ":" + TargetCommitStatus,
+		Kind: KindReport, Payload: payload, CreatedAt: now})
 }
 
 // ReportSource is the Report event of a source action that succeeded: the commit an

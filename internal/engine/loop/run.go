@@ -338,7 +338,7 @@ func (l *Loop) leases(ctx context.Context) error {
 		var expired []*store.Job
 		if err := l.st.Update(ctx, func(tx store.Tx) error {
 			var err error
-			expired, err = tx.ExpiredJobs(ctx, l.now())
+			expired, err = tx.ExpiredJobs(ctx)
 			return err
 		}); err != nil {
 			return fmt.Errorf("read expired leases: %w", err)

@@ -35,7 +35,18 @@ type Options struct {
 	// MaxWait).
 	Wait   time.Duration
 	Logger *slog.Logger
+	// DirectClient downloads input artifacts straight from the artifact store, from the URLs
+	// the server grants (default: one whose downloads end after DirectIdle without a byte).
+	// It never sees the worker's tokens.
+	DirectClient *http.Client
+	// NoDirect reads every input through the server, never straight from the artifact store.
+	NoDirect bool
 }
+
+// DirectIdle is how long a direct download may go without receiving a byte (the answer's
+// headers included) before it is given up and the input read through the server. A bound on
+// the whole download would fail large artifacts on slow links.
+const DirectIdle = time.Minute
 
 // Backend is the job.Backend of a remote worker: every call is an HTTP request to a
 // Conveyor server, authenticated by the worker token to lease and by each job's job token
@@ -45,6 +56,7 @@ type Backend struct {
 	cur    atomic.Int32 // the index in bases of the server in use
 	token  string       // the worker token
 	client *http.Client
+	direct *http.Client // downloads from the artifact store's URLs
 	opts   Options
 	log    *slog.Logger
 	ready  chan struct{} // closed: after a long poll, ask again at once
@@ -89,9 +101,16 @@ func New(serverURLs, token string, opts Options) (*Backend, error) {
 	if opts.Wait <= 0 || opts.Wait > MaxWait {
 		opts.Wait = MaxWait
 	}
+	direct := opts.DirectClient
+	if direct == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConnsPerHost = 64
+		t.ResponseHeaderTimeout = DirectIdle
+		direct = &http.Client{Transport: t}
+	}
 	ready := make(chan struct{})
 	close(ready)
-	return &Backend{bases: bases, token: token, client: opts.Client, opts: opts,
+	return &Backend{bases: bases, token: token, client: opts.Client, direct: direct, opts: opts,
 		log: cmp.Or(opts.Logger, slog.New(slog.DiscardHandler)), ready: ready, jobs: map[string]*held{}}, nil
 }
 
@@ -229,7 +248,8 @@ func (b *Backend) forget(j *store.Job) {
 }
 
 func leaseRequest(w job.Worker, wait time.Duration) *LeaseRequest {
-	return &LeaseRequest{Worker: w.ID, Providers: w.Providers, Labels: w.Labels, WaitMS: wait.Milliseconds()}
+	return &LeaseRequest{Worker: w.ID, Providers: w.Providers, Labels: w.Labels, WaitMS: wait.Milliseconds(),
+		Slots: w.Slots, Version: w.Version}
 }
 
 // Lease long-polls the server for a job.
@@ -328,14 +348,126 @@ func (b *Backend) Complete(ctx context.Context, j *store.Job, ev engine.Event, l
 // clock and ours differ a little.
 const DefaultRetry = 5 * time.Second
 
-// Restore downloads the input artifact and unpacks it into dir, verifying its digest.
+// Restore downloads the input artifact and unpacks it into dir, verifying its digest: straight
+// from the artifact store when the server grants it (DirectInput), else through the server.
+// A direct read that fails (no grant, a download error, a blob that fails its check) is
+// logged and followed by one read through the server; a blob that fails its check is logged
+// as an error, for it means the stored copy or the way to it was altered. Either way dir gets
+// nothing unverified.
 func (b *Backend) Restore(ctx context.Context, j *store.Job, in engine.NamedArtifact, dir string) error {
+	var direct error
+	if !b.opts.NoDirect {
+		direct = b.restoreDirect(ctx, j, in, dir)
+		if direct == nil {
+			b.log.DebugContext(ctx, "input artifact read from the artifact store", "job", j.ID, "artifact", in.Name, "digest", in.Ref.Digest)
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("download input artifact %s: %w", in.Name, direct)
+		}
+		var se *Error
+		switch {
+		case errors.As(direct, &se) && se.Code == CodeDirectUnavailable: // disk: nothing went wrong
+			b.log.DebugContext(ctx, "input artifact read through the server: the artifact store hands out no direct reads",
+				"job", j.ID, "artifact", in.Name)
+			direct = nil
+		case errors.Is(direct, artifact.ErrCorrupt):
+			b.log.ErrorContext(ctx, "input artifact read from the artifact store failed its check: reading it through the server",
+				"job", j.ID, "artifact", in.Name, "digest", in.Ref.Digest, "err", direct)
+		default:
+			b.log.WarnContext(ctx, "input artifact not read from the artifact store: reading it through the server",
+				"job", j.ID, "artifact", in.Name, "digest", in.Ref.Digest, "err", direct)
+		}
+	}
+	if err := b.restoreStream(ctx, j, in, dir); err != nil {
+		if direct != nil {
+			first := direct.Error()
+			if first == err.Error() {
+				first = "the same"
+			}
+			return fmt.Errorf("download input artifact %s: %w (read straight from the artifact store first: %s)", in.Name, err, first)
+		}
+		return fmt.Errorf("download input artifact %s: %w", in.Name, err)
+	}
+	return nil
+}
+
+// restoreStream downloads the input artifact through the server and unpacks it into dir.
+func (b *Backend) restoreStream(ctx context.Context, j *store.Job, in engine.NamedArtifact, dir string) error {
 	resp, err := b.do(ctx, http.MethodGet, JobPath(j.ID, "inputs/"+url.PathEscape(in.Name)), b.jobToken(j), nil, nil)
 	if err != nil {
-		return fmt.Errorf("download input artifact %s: %w", in.Name, err)
+		return err
 	}
 	defer resp.Body.Close()
 	return artifact.Extract(ctx, bufio.NewReaderSize(resp.Body, 1<<20), in.Ref, dir)
+}
+
+// restoreDirect asks the server for a DirectInput grant, downloads the blob from its URL,
+// decrypts it with its data key and unpacks it into dir, verifying its digest.
+func (b *Backend) restoreDirect(ctx context.Context, j *store.Job, in engine.NamedArtifact, dir string) error {
+	var g DirectInput
+	if _, err := b.doJSON(ctx, http.MethodGet, JobPath(j.ID, "inputs/"+url.PathEscape(in.Name)+"/direct"), b.jobToken(j), nil, &g); err != nil {
+		return fmt.Errorf("direct read grant: %w", err)
+	}
+	defer clear(g.DataKey)
+	if g.Digest != in.Ref.Digest {
+		return fmt.Errorf("direct read grant: for %s, not %s", g.Digest, in.Ref.Digest)
+	}
+	if u, err := url.Parse(g.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+		return fmt.Errorf("direct read grant: URL is not http(s)")
+	}
+	// A download stalled for DirectIdle is given up; one that goes on may take its time.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var stalled atomic.Bool
+	idle := time.AfterFunc(DirectIdle, func() { stalled.Store(true); cancel() })
+	defer idle.Stop()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, g.URL, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := b.direct.Do(req)
+	if err != nil {
+		return fmt.Errorf("download from the artifact store: %w", redactURL(err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("download from the artifact store: %s: %s", resp.Status, strings.TrimSpace(string(msg)))
+	}
+	if resp.ContentLength >= 0 && resp.ContentLength != g.Size {
+		return fmt.Errorf("download from the artifact store: %w: the blob is %d bytes, the grant says %d",
+			artifact.ErrCorrupt, resp.ContentLength, g.Size)
+	}
+	body := readerFunc(func(p []byte) (int, error) {
+		n, err := resp.Body.Read(p)
+		idle.Reset(DirectIdle)
+		if err != nil && stalled.Load() {
+			err = fmt.Errorf("no data for %s: %w", DirectIdle, err)
+		}
+		return n, err
+	})
+	src, err := artifact.OpenBlob(in.Ref, bufio.NewReaderSize(io.LimitReader(body, g.Size), 1<<20), g.DataKey)
+	if err != nil {
+		return err
+	}
+	return artifact.Extract(ctx, src, in.Ref, dir)
+}
+
+type readerFunc func(p []byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
+
+// redactURL drops the query (the signature) from the URL a transport error quotes.
+func redactURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		if u, perr := url.Parse(ue.URL); perr == nil {
+			u.RawQuery = ""
+			return &url.Error{Op: ue.Op, URL: u.String(), Err: ue.Err}
+		}
+	}
+	return err
 }
 
 // Save packs the files into a temporary archive and uploads it; the server stores it after

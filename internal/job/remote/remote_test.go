@@ -39,6 +39,9 @@ type server struct {
 	worker string // a worker token
 	// down, when set, makes the server answer 503 to workers (a network partition).
 	down atomic.Bool
+	// streams and grants count the requests for inputs through the server and for grants to
+	// read them straight from the artifact store (direct_test.go).
+	streams, grants atomic.Int64
 }
 
 type secretMap map[string]string
@@ -57,9 +60,15 @@ func (m secretMap) Secrets(_ context.Context, _ string, names []string) (map[str
 
 func newServer(t *testing.T, lease time.Duration) *server {
 	t.Helper()
+	return newServerWith(t, lease, local.Options{})
+}
+
+// newServerWith is newServer with the engine's options (an artifact store, master keys).
+func newServerWith(t *testing.T, lease time.Duration, opts local.Options) *server {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	eng, err := local.Open(ctx, local.Options{DataDir: t.TempDir(), Workers: -1,
-		Secrets: secretMap{"greeting": "s3cr3t-hello"}})
+	opts.DataDir, opts.Workers, opts.Secrets = t.TempDir(), -1, secretMap{"greeting": "s3cr3t-hello"}
+	eng, err := local.Open(ctx, opts)
 	if err != nil {
 		t.Fatalf("open engine: %v", err)
 	}
@@ -82,6 +91,13 @@ func newServer(t *testing.T, lease time.Duration) *server {
 		if s.down.Load() && strings.HasPrefix(r.URL.Path, "/api/v1/worker/") {
 			http.Error(w, "partitioned", http.StatusServiceUnavailable)
 			return
+		}
+		if r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, remote.PathJob) && strings.Contains(r.URL.Path, "/inputs/") {
+			if strings.HasSuffix(r.URL.Path, "/direct") {
+				s.grants.Add(1)
+			} else {
+				s.streams.Add(1)
+			}
 		}
 		h.ServeHTTP(w, r)
 	}))
@@ -154,7 +170,14 @@ func (s *server) log(execID, stage, act string) string {
 // worker runs a pool of remote workers against s until the test ends.
 func (s *server) runWorker(labels ...string) (*job.Pool, chan error) {
 	s.t.Helper()
-	b, err := remote.New(s.url, s.worker, remote.Options{TempDir: s.t.TempDir(), Wait: 2 * time.Second})
+	return s.runWorkerWith(remote.Options{}, labels...)
+}
+
+// runWorkerWith is runWorker with the backend's options (a logger, a client).
+func (s *server) runWorkerWith(opts remote.Options, labels ...string) (*job.Pool, chan error) {
+	s.t.Helper()
+	opts.TempDir, opts.Wait = s.t.TempDir(), 2*time.Second
+	b, err := remote.New(s.url, s.worker, opts)
 	if err != nil {
 		s.t.Fatal(err)
 	}

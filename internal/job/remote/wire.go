@@ -8,6 +8,10 @@
 // secrets, result) carries it, so a call made under a lease that was lost (expired, and the
 // job leased again or failed) is refused with 409: the fencing the store does with epochs,
 // carried over the network. Each heartbeat answers with a renewed job token.
+//
+// Outputs are uploaded to the server, which verifies and stores them. Inputs are read straight
+// from the artifact store when the server grants it (DirectInput: a signed URL and the blob's
+// own data key), else, or when that fails, through the server.
 package remote
 
 import (
@@ -21,7 +25,8 @@ import (
 const (
 	PathLease = "/api/v1/worker/lease"
 	// PathJob prefixes the job endpoints (JobPath): ID + "/heartbeat", "/log", "/complete",
-	// "/secrets", "/inputs/" + NAME, "/outputs/" + NAME, "/cache?key=" + KEY.
+	// "/secrets", "/inputs/" + NAME, "/inputs/" + NAME + "/direct", "/outputs/" + NAME,
+	// "/cache?key=" + KEY.
 	PathJob = "/api/v1/worker/jobs/"
 )
 
@@ -41,6 +46,29 @@ const HeaderDigest = "X-Conveyor-Digest"
 // the bytes against it as it unpacks them.
 const HeaderRef = "X-Conveyor-Artifact"
 
+// DirectInput is a grant to read one of the job's input artifacts straight from the artifact
+// store (GET PathJob + ID + "/inputs/" + NAME + "/direct"), when the store can sign URLs (S3):
+// the worker downloads the blob from URL, decrypts it with DataKey, and verifies it against the
+// input's Ref as it unpacks it. A store that cannot (disk) answers 404 with the code
+// CodeDirectUnavailable, and the worker reads the input through the server (GET
+// PathJob + ID + "/inputs/" + NAME), as it does after any failure of the direct read.
+type DirectInput struct {
+	// URL downloads the blob with a plain GET, without credentials, until Expires: a few
+	// minutes, never much past the job's lease.
+	URL     string    `json:"url"`
+	Expires time.Time `json:"expires"`
+	// DataKey is the blob's own data key (32 bytes, base64 in JSON), unwrapped by the server;
+	// none for a blob stored unencrypted. It decrypts this blob and no other.
+	DataKey []byte `json:"dataKey,omitempty"`
+	// Digest is the input's digest, Size the blob's bytes as stored (compressed, encrypted).
+	Digest string `json:"digest"`
+	Size   int64  `json:"size"`
+}
+
+// CodeDirectUnavailable is the error code of a direct-read request the artifact store cannot
+// serve (it signs no URLs): read the input through the server.
+const CodeDirectUnavailable = "direct_unavailable"
+
 // CachePath returns the path of a job's cache endpoint for key: GET downloads the cache
 // (404 when there is none), PUT uploads it.
 func CachePath(id, key string) string {
@@ -58,6 +86,10 @@ type LeaseRequest struct {
 	// WaitMS is how long the server may hold the request for a job to come (at most
 	// MaxWait); 0 answers at once.
 	WaitMS int64 `json:"waitMs,omitempty"`
+	// Slots is how many jobs the worker runs at once, Version its build: what the workers
+	// registry shows of it (GET /api/v1/workers), with Labels and Providers.
+	Slots   int    `json:"slots,omitempty"`
+	Version string `json:"version,omitempty"`
 }
 
 // MaxWait bounds a lease request's long poll.

@@ -114,7 +114,7 @@ func TestServersLeaseJobs(t *testing.T) {
 				var j *store.Job
 				err := s.Update(c, func(tx store.Tx) error {
 					var err error
-					j, err = tx.LeaseJob(c, store.Leaser{Worker: worker}, time.Unix(1000, 0), time.Minute)
+					j, err = tx.LeaseJob(c, store.Leaser{Worker: worker}, time.Minute)
 					return err
 				})
 				if err != nil {

@@ -370,17 +370,20 @@ func (t *tx) AddJob(ctx context.Context, j *store.Job) (bool, error) {
 // transactions are leasing (or cancelling) at this moment instead of waiting for them, and
 // a job leased by a transaction that committed since this statement began fails the
 // re-check of state = 'queued' on the locked row, so no job is leased twice.
-func (t *tx) LeaseJob(ctx context.Context, l store.Leaser, now time.Time, ttl time.Duration) (*store.Job, error) {
+//
+// The deadline is the database's clock plus ttl (the lease clock, store.Tx.LeaseJob): the
+// servers sharing the database may disagree on the time, it does not.
+func (t *tx) LeaseJob(ctx context.Context, l store.Leaser, ttl time.Duration) (*store.Job, error) {
 	if err := t.check(ctx); err != nil {
 		return nil, err
 	}
 	j, err := scanJob(t.q.QueryRow(ctx, `UPDATE jobs SET state = 'leased', worker = $1, epoch = epoch + 1,
-			lease_until = $2, updated_at = $3
+			lease_until = `+dbNanos("statement_timestamp() + $2::interval")+`, updated_at = `+dbNow+`
 		WHERE state = 'queued' AND id = (SELECT id FROM jobs WHERE state = 'queued'
-			AND (cardinality($4::text[]) = 0 OR provider = ANY($4))
-			AND run_on <@ $5::text[]
+			AND (cardinality($3::text[]) = 0 OR provider = ANY($3))
+			AND run_on <@ $4::text[]
 			ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
-		RETURNING `+jobColumns, l.Worker, nanos(now.Add(ttl)), nanos(now), strs(l.Providers), strs(l.Labels)))
+		RETURNING `+jobColumns, l.Worker, ttl, strs(l.Providers), strs(l.Labels)))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
@@ -390,14 +393,18 @@ func (t *tx) LeaseJob(ctx context.Context, l store.Leaser, now time.Time, ttl ti
 	return j, nil
 }
 
-func (t *tx) Heartbeat(ctx context.Context, id string, epoch int64, now time.Time, ttl time.Duration) (*store.Job, error) {
+func (t *tx) Heartbeat(ctx context.Context, id string, epoch int64, ttl time.Duration) (*store.Job, error) {
 	if err := t.check(ctx); err != nil {
 		return nil, err
 	}
-	j, err := scanJob(t.q.QueryRow(ctx, `UPDATE jobs SET lease_until = $1, updated_at = $2
-		WHERE id = $3 AND state = 'leased' AND epoch = $4 RETURNING `+jobColumns,
-		nanos(now.Add(ttl)), nanos(now), id, epoch))
+	j, err := scanJob(t.q.QueryRow(ctx, `UPDATE jobs SET lease_until = `+dbNanos("statement_timestamp() + $1::interval")+`,
+			updated_at = `+dbNow+`
+		WHERE id = $2 AND state = 'leased' AND epoch = $3 RETURNING `+jobColumns,
+		ttl, id, epoch))
 	if err == nil {
+		if err := t.TouchWorker(ctx, j.Worker); err != nil {
+			return nil, fmt.Errorf("heartbeat job %s: %w", id, err)
+		}
 		return j, nil
 	}
 	if !errors.Is(err, pgx.ErrNoRows) {
@@ -474,15 +481,15 @@ func (t *tx) CancelJob(ctx context.Context, id string, now time.Time) error {
 	return nil
 }
 
-// ExpiredJobs returns the leases that ended before now, locked: two servers sweeping at
-// once each get a share (SKIP LOCKED), never the same lease, and a lease whose heartbeat is
-// committing is left to it.
-func (t *tx) ExpiredJobs(ctx context.Context, now time.Time) ([]*store.Job, error) {
+// ExpiredJobs returns the leases that ended before the database's now, locked: two servers
+// sweeping at once each get a share (SKIP LOCKED), never the same lease, and a lease whose
+// heartbeat is committing is left to it.
+func (t *tx) ExpiredJobs(ctx context.Context) ([]*store.Job, error) {
 	if err := t.check(ctx); err != nil {
 		return nil, err
 	}
 	jobs, err := t.queryJobs(ctx, `SELECT `+jobColumns+` FROM jobs
-		WHERE state = 'leased' AND lease_until < $1 ORDER BY lease_until, id FOR UPDATE SKIP LOCKED`, nanos(now))
+		WHERE state = 'leased' AND lease_until < `+dbNow+` ORDER BY lease_until, id FOR UPDATE SKIP LOCKED`)
 	if err != nil {
 		return nil, fmt.Errorf("list expired jobs: %w", err)
 	}

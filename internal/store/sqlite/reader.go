@@ -25,6 +25,7 @@ type reader struct {
 	// done is set when the function the reader was given to has returned; a reader kept
 	// beyond that is refused instead of running SQL in someone else's transaction.
 	done atomic.Bool
+	now  func() time.Time // the store's clock (Options.Now)
 }
 
 var errTxDone = errors.New("transaction already finished")

@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/pressly/goose/v3"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -45,6 +46,10 @@ type Options struct {
 	MaxReaders int
 	// Logger receives a line per schema migration applied (default: discarded).
 	Logger *slog.Logger
+	// Now is the store's clock, the lease clock of store.Tx.LeaseJob: lease deadlines, their
+	// expiry and the workers registry's times (default time.Now). The file is one process's,
+	// so its clock is that server's; tests inject theirs.
+	Now func() time.Time
 }
 
 func (o *Options) validate() error {
@@ -58,6 +63,9 @@ func (o *Options) validate() error {
 	o.MaxReaders = cmp.Or(o.MaxReaders, max(4, runtime.GOMAXPROCS(0)))
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
 	}
 	return nil
 }
@@ -77,6 +85,7 @@ type Store struct {
 
 	cache execCache
 	subs  store.Subscribers // Notify
+	now   func() time.Time  // Options.Now
 }
 
 var _ store.Store = (*Store)(nil)
@@ -155,6 +164,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		rdb:        rdb,
 		readers:    make(chan *readConn, opts.MaxReaders),
 		closing:    make(chan struct{}),
+		now:        opts.Now,
 	}
 	for range opts.MaxReaders {
 		s.readers <- new(readConn)
@@ -263,7 +273,7 @@ func (s *Store) view(ctx context.Context, rc *readConn, fn func(r store.Reader) 
 		rc.c = nil
 		return fmt.Errorf("view: begin: %w", err)
 	}
-	r := &reader{c: c, cache: &s.cache}
+	r := &reader{c: c, cache: &s.cache, now: s.now}
 	defer func() {
 		r.done.Store(true)
 		// A read transaction has nothing to commit; ROLLBACK ends it and releases its

@@ -314,11 +314,14 @@ func (t *tx) AddJob(ctx context.Context, j *store.Job) (bool, error) {
 	return true, nil
 }
 
-func (t *tx) LeaseJob(ctx context.Context, l store.Leaser, now time.Time, ttl time.Duration) (*store.Job, error) {
+// LeaseJob leases until the store's clock (Options.Now) plus ttl: one process's file, one
+// clock.
+func (t *tx) LeaseJob(ctx context.Context, l store.Leaser, ttl time.Duration) (*store.Job, error) {
 	qctx, err := t.ctx(ctx)
 	if err != nil {
 		return nil, err
 	}
+	now := t.now()
 	// A job with no runOn (the usual case) needs no label: run_on '[]' is checked first.
 	where, args := "state = 'queued'", []any{l.Worker, nanos(now.Add(ttl)), nanos(now)}
 	if len(l.Providers) > 0 {
@@ -353,15 +356,19 @@ func (t *tx) LeaseJob(ctx context.Context, l store.Leaser, now time.Time, ttl ti
 	return j, nil
 }
 
-func (t *tx) Heartbeat(ctx context.Context, id string, epoch int64, now time.Time, ttl time.Duration) (*store.Job, error) {
+func (t *tx) Heartbeat(ctx context.Context, id string, epoch int64, ttl time.Duration) (*store.Job, error) {
 	qctx, err := t.ctx(ctx)
 	if err != nil {
 		return nil, err
 	}
+	now := t.now()
 	j, err := t.queryJob(qctx, `UPDATE jobs SET lease_until = ?, updated_at = ?
 		WHERE id = ? AND state = 'leased' AND epoch = ? RETURNING `+jobColumns,
 		nanos(now.Add(ttl)), nanos(now), id, epoch)
 	if err == nil {
+		if err := t.TouchWorker(ctx, j.Worker); err != nil {
+			return nil, fmt.Errorf("heartbeat job %s: %w", id, err)
+		}
 		return j, nil
 	}
 	if !errors.Is(err, sql.ErrNoRows) {
@@ -448,13 +455,13 @@ func (t *tx) CancelJob(ctx context.Context, id string, now time.Time) error {
 	return nil
 }
 
-func (t *tx) ExpiredJobs(ctx context.Context, now time.Time) ([]*store.Job, error) {
+func (t *tx) ExpiredJobs(ctx context.Context) ([]*store.Job, error) {
 	qctx, err := t.ctx(ctx)
 	if err != nil {
 		return nil, err
 	}
 	jobs, err := t.queryJobs(qctx, `SELECT `+jobColumns+` FROM jobs
-		WHERE state = 'leased' AND lease_until < ? ORDER BY lease_until, id`, nanos(now))
+		WHERE state = 'leased' AND lease_until < ? ORDER BY lease_until, id`, nanos(t.now()))
 	if err != nil {
 		return nil, fmt.Errorf("list expired jobs: %w", err)
 	}

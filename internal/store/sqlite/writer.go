@@ -105,7 +105,7 @@ func (w *writer) runTx(batch []*request, res []result) (rest []*request) {
 				return abort(i, fmt.Errorf("savepoint: %w", err))
 			}
 		}
-		t := &tx{reader: reader{c: w.c, cache: &w.s.cache, write: true}}
+		t := &tx{reader: reader{c: w.c, cache: &w.s.cache, write: true, now: w.s.now}}
 		res[i] = call(r.fn, t)
 		t.done.Store(true)
 		failed := res[i].err != nil || res[i].panicked

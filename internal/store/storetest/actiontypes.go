@@ -97,7 +97,7 @@ func testJobAcknowledge(t *testing.T, s store.Store) {
 	addJobs(t, s, newJob("j1", "Deploy/Echo", 1), newJob("j2", "Deploy/Echo", 2))
 	wantErr(t, "acknowledge a queued job", ack("j1", 0, 1), store.ErrConflict)
 	wantErr(t, "acknowledge an unknown job", ack("nope", 1, 1), store.ErrNotFound)
-	first := lease(t, s, "w1", []string{"Deploy/Echo"}, at(10), 30*time.Second)
+	first := lease(t, s, "w1", []string{"Deploy/Echo"}, 30*time.Second)
 	if acked(first.ID, first.Epoch) {
 		t.Fatal("acknowledged before AcknowledgeJob")
 	}
@@ -113,7 +113,7 @@ func testJobAcknowledge(t *testing.T, s store.Store) {
 	}
 	// A requeued job leased again is not acknowledged under its new epoch.
 	update(t, s, func(tx store.Tx) error { return tx.RequeueJob(c, first.ID, first.Epoch) })
-	again := lease(t, s, "w2", []string{"Deploy/Echo"}, at(20), 30*time.Second)
+	again := lease(t, s, "w2", []string{"Deploy/Echo"}, 30*time.Second)
 	if again.ID != first.ID || acked(again.ID, again.Epoch) {
 		t.Fatalf("re-leased %s epoch %d: acknowledged %v", again.ID, again.Epoch, acked(again.ID, again.Epoch))
 	}
@@ -123,7 +123,7 @@ func testJobAcknowledge(t *testing.T, s store.Store) {
 	}
 	// A finished job's acknowledgement is dropped by the next acknowledgement.
 	update(t, s, func(tx store.Tx) error { return tx.FinishJob(c, again.ID, again.Epoch, at(22)) })
-	other := lease(t, s, "w1", []string{"Deploy/Echo"}, at(23), 30*time.Second)
+	other := lease(t, s, "w1", []string{"Deploy/Echo"}, 30*time.Second)
 	if err := ack(other.ID, other.Epoch, 24); err != nil {
 		t.Fatalf("acknowledge %s: %v", other.ID, err)
 	}

@@ -190,14 +190,28 @@ func getJob(t *testing.T, s store.Store, id string) *store.Job {
 }
 
 // lease leases one job in its own transaction; nil when none.
-func lease(t *testing.T, s store.Store, worker string, providers []string, now time.Time, ttl time.Duration) *store.Job {
+func lease(t *testing.T, s store.Store, worker string, providers []string, ttl time.Duration) *store.Job {
 	t.Helper()
 	var j *store.Job
 	update(t, s, func(tx store.Tx) (err error) {
-		j, err = tx.LeaseJob(t.Context(), store.Leaser{Worker: worker, Providers: providers}, now, ttl)
+		j, err = tx.LeaseJob(t.Context(), store.Leaser{Worker: worker, Providers: providers}, ttl)
 		return err
 	})
 	return j
+}
+
+// clockSlack is how far the store's clock (the lease clock: the database's for PostgreSQL)
+// may be from this process's in the suite: both read the same machine's clock, a database
+// to the microsecond.
+const clockSlack = time.Second
+
+// withinClock fails unless got lies between before+d and after+d, give or take clockSlack:
+// a time the store set from its clock, plus d, during a call made between before and after.
+func withinClock(t *testing.T, what string, got, before, after time.Time, d time.Duration) {
+	t.Helper()
+	if got.Before(before.Add(d-clockSlack)) || got.After(after.Add(d+clockSlack)) {
+		t.Fatalf("%s: %v, want between %v and %v (the store's now plus %v)", what, got, before.Add(d), after.Add(d), d)
+	}
 }
 
 func testJobAdd(t *testing.T, s store.Store) {
@@ -231,26 +245,28 @@ func testJobAdd(t *testing.T, s store.Store) {
 }
 
 func testJobLeaseOldestFirst(t *testing.T, s store.Store) {
-	if j := lease(t, s, "w", nil, at(0), time.Minute); j != nil {
+	if j := lease(t, s, "w", nil, time.Minute); j != nil {
 		t.Fatalf("lease from an empty queue: %s", j.ID)
 	}
 	// Ids in another order than creation times: the times decide.
 	addJobs(t, s, newJob("b", "Build/Commands", 2), newJob("c", "Build/Commands", 1), newJob("a", "Test/Commands", 3))
-	now, ttl := at(10), 30*time.Second
+	ttl := 30 * time.Second
 	for _, want := range []string{"c", "b", "a"} {
-		j := lease(t, s, "w1", nil, now, ttl)
+		before := time.Now()
+		j := lease(t, s, "w1", nil, ttl)
+		after := time.Now()
 		if j == nil {
 			t.Fatalf("lease: none, want %s", want)
 		}
 		if j.ID != want || j.State != store.JobLeased || j.Worker != "w1" || j.Epoch != 1 {
 			t.Fatalf("lease: %s %s worker %q epoch %d, want %s leased by w1, epoch 1", j.ID, j.State, j.Worker, j.Epoch, want)
 		}
-		sameTime(t, "LeaseUntil", j.LeaseUntil, now.Add(ttl))
+		withinClock(t, "LeaseUntil", j.LeaseUntil, before, after, ttl)
 		wantSpec := newJob(want, "", 0).Spec
 		equal(t, "leased job spec", j.Spec, wantSpec)
 		equal(t, "stored leased job", getJob(t, s, want), j)
 	}
-	if j := lease(t, s, "w1", nil, now, ttl); j != nil {
+	if j := lease(t, s, "w1", nil, ttl); j != nil {
 		t.Fatalf("lease with everything leased: %s", j.ID)
 	}
 }
@@ -262,7 +278,6 @@ func testJobLeaseByProvider(t *testing.T, s store.Store) {
 		newJob("build2", "Build/Commands", 3),
 		newJob("custom1", "Invoke/Acme", 4),
 	)
-	now := at(10)
 	steps := []struct {
 		providers []string
 		want      string // "" for none
@@ -276,7 +291,7 @@ func testJobLeaseByProvider(t *testing.T, s store.Store) {
 		{nil, ""},
 	}
 	for i, st := range steps {
-		j := lease(t, s, "w", st.providers, now, time.Minute)
+		j := lease(t, s, "w", st.providers, time.Minute)
 		got := ""
 		if j != nil {
 			got = j.ID
@@ -290,34 +305,37 @@ func testJobLeaseByProvider(t *testing.T, s store.Store) {
 func testJobHeartbeat(t *testing.T, s store.Store) {
 	c := t.Context()
 	addJobs(t, s, newJob("j1", "Build/Commands", 1))
-	j := lease(t, s, "w1", nil, at(10), 30*time.Second)
+	j := lease(t, s, "w1", nil, 30*time.Second)
+	before := time.Now()
+	var until time.Time
 	update(t, s, func(tx store.Tx) error {
-		got, err := tx.Heartbeat(c, "j1", j.Epoch, at(20), time.Minute)
+		got, err := tx.Heartbeat(c, "j1", j.Epoch, time.Hour)
 		if err != nil {
 			return err
 		}
 		if got.State != store.JobLeased || got.Epoch != j.Epoch || got.Worker != "w1" {
 			t.Errorf("heartbeat: %s epoch %d worker %q", got.State, got.Epoch, got.Worker)
 		}
-		sameTime(t, "LeaseUntil after heartbeat", got.LeaseUntil, at(80))
+		until = got.LeaseUntil
 		return nil
 	})
-	sameTime(t, "stored LeaseUntil", getJob(t, s, "j1").LeaseUntil, at(80))
+	withinClock(t, "LeaseUntil after heartbeat", until, before, time.Now(), time.Hour)
+	sameTime(t, "stored LeaseUntil", getJob(t, s, "j1").LeaseUntil, until)
 
 	err := s.Update(c, func(tx store.Tx) error {
-		_, err := tx.Heartbeat(c, "j1", j.Epoch+1, at(21), time.Minute)
+		_, err := tx.Heartbeat(c, "j1", j.Epoch+1, time.Minute)
 		return err
 	})
 	wantErr(t, "heartbeat with a wrong epoch", err, store.ErrConflict)
 	err = s.Update(c, func(tx store.Tx) error {
-		_, err := tx.Heartbeat(c, "nope", 1, at(21), time.Minute)
+		_, err := tx.Heartbeat(c, "nope", 1, time.Minute)
 		return err
 	})
 	wantErr(t, "heartbeat of an unknown job", err, store.ErrNotFound)
 
 	update(t, s, func(tx store.Tx) error { return tx.FinishJob(c, "j1", j.Epoch, at(30)) })
 	update(t, s, func(tx store.Tx) error {
-		got, err := tx.Heartbeat(c, "j1", j.Epoch, at(31), time.Minute)
+		got, err := tx.Heartbeat(c, "j1", j.Epoch, time.Minute)
 		wantErr(t, "heartbeat of a finished job", err, store.ErrConflict)
 		if got == nil || got.State != store.JobDone {
 			t.Errorf("heartbeat of a finished job returned %+v, want the done job", got)
@@ -329,10 +347,10 @@ func testJobHeartbeat(t *testing.T, s store.Store) {
 func testJobHeartbeatCancelled(t *testing.T, s store.Store) {
 	c := t.Context()
 	addJobs(t, s, newJob("j1", "Build/Commands", 1))
-	j := lease(t, s, "w1", nil, at(10), 30*time.Second)
+	j := lease(t, s, "w1", nil, 30*time.Second)
 	update(t, s, func(tx store.Tx) error { return tx.CancelJob(c, "j1", at(15)) })
 	update(t, s, func(tx store.Tx) error {
-		got, err := tx.Heartbeat(c, "j1", j.Epoch, at(20), time.Minute)
+		got, err := tx.Heartbeat(c, "j1", j.Epoch, time.Minute)
 		wantErr(t, "heartbeat of a cancelled job", err, store.ErrConflict)
 		if got == nil || got.State != store.JobCancelled {
 			t.Fatalf("heartbeat of a cancelled job returned %+v, want the cancelled job", got)
@@ -347,7 +365,7 @@ func testJobHeartbeatCancelled(t *testing.T, s store.Store) {
 func testJobEpochs(t *testing.T, s store.Store) {
 	c := t.Context()
 	addJobs(t, s, newJob("j1", "Build/Commands", 1))
-	first := lease(t, s, "w1", nil, at(10), 30*time.Second)
+	first := lease(t, s, "w1", nil, 30*time.Second)
 	if first.Epoch != 1 {
 		t.Fatalf("first lease epoch %d, want 1", first.Epoch)
 	}
@@ -361,13 +379,13 @@ func testJobEpochs(t *testing.T, s store.Store) {
 	err = s.Update(c, func(tx store.Tx) error { return tx.RequeueJob(c, "j1", first.Epoch) })
 	wantErr(t, "requeue a queued job", err, store.ErrConflict)
 
-	second := lease(t, s, "w2", nil, at(50), 30*time.Second)
+	second := lease(t, s, "w2", nil, 30*time.Second)
 	if second == nil || second.ID != "j1" || second.Epoch != 2 || second.Worker != "w2" {
 		t.Fatalf("second lease: %+v, want j1 epoch 2 for w2", second)
 	}
 	// The first worker's lease is stale: every guarded call refuses it.
 	update(t, s, func(tx store.Tx) error {
-		got, err := tx.Heartbeat(c, "j1", first.Epoch, at(51), time.Minute)
+		got, err := tx.Heartbeat(c, "j1", first.Epoch, time.Minute)
 		wantErr(t, "heartbeat with a stale epoch", err, store.ErrConflict)
 		if got == nil || got.Epoch != 2 || got.State != store.JobLeased {
 			t.Errorf("heartbeat with a stale epoch returned %+v", got)
@@ -391,7 +409,7 @@ func testJobSetProcess(t *testing.T, s store.Store) {
 	err := s.Update(c, func(tx store.Tx) error { return tx.SetJobProcess(c, "j1", 0, 1234, 1) })
 	wantErr(t, "set process of a queued job", err, store.ErrConflict)
 
-	j := lease(t, s, "w1", nil, at(10), time.Minute)
+	j := lease(t, s, "w1", nil, time.Minute)
 	const start = uint64(1)<<63 | 987654321 // the whole uint64 range survives
 	update(t, s, func(tx store.Tx) error { return tx.SetJobProcess(c, "j1", j.Epoch, 4321, start) })
 	got := getJob(t, s, "j1")
@@ -410,7 +428,7 @@ func testJobFinish(t *testing.T, s store.Store) {
 	addJobs(t, s, newJob("j1", "Build/Commands", 1))
 	err := s.Update(c, func(tx store.Tx) error { return tx.FinishJob(c, "j1", 0, at(2)) })
 	wantErr(t, "finish a queued job", err, store.ErrConflict)
-	j := lease(t, s, "w1", nil, at(10), time.Minute)
+	j := lease(t, s, "w1", nil, time.Minute)
 	err = s.Update(c, func(tx store.Tx) error { return tx.FinishJob(c, "j1", j.Epoch+1, at(11)) })
 	wantErr(t, "finish with a wrong epoch", err, store.ErrConflict)
 	if got := getJob(t, s, "j1"); got.State != store.JobLeased {
@@ -427,7 +445,7 @@ func testJobFinish(t *testing.T, s store.Store) {
 	err = s.Update(c, func(tx store.Tx) error { return tx.FinishJob(c, "nope", 1, at(13)) })
 	wantErr(t, "finish an unknown job", err, store.ErrNotFound)
 	// A done job is never leased again.
-	if j := lease(t, s, "w2", nil, at(20), time.Minute); j != nil {
+	if j := lease(t, s, "w2", nil, time.Minute); j != nil {
 		t.Fatalf("leased a done job: %s", j.ID)
 	}
 }
@@ -436,8 +454,8 @@ func testJobCancel(t *testing.T, s store.Store) {
 	c := t.Context()
 	// Leased oldest first: "done" is leased and finished, "leased" leased, "queued" left.
 	addJobs(t, s, newJob("done", "Build/Commands", 1), newJob("leased", "Build/Commands", 2), newJob("queued", "Build/Commands", 3))
-	done := lease(t, s, "w1", nil, at(10), time.Minute)
-	leased := lease(t, s, "w1", nil, at(10), time.Minute)
+	done := lease(t, s, "w1", nil, time.Minute)
+	leased := lease(t, s, "w1", nil, time.Minute)
 	if done.ID != "done" || leased.ID != "leased" {
 		t.Fatalf("leased %s and %s", done.ID, leased.ID)
 	}
@@ -460,7 +478,7 @@ func testJobCancel(t *testing.T, s store.Store) {
 			t.Errorf("%s after cancel: %s, want %s", id, got, want)
 		}
 	}
-	if j := lease(t, s, "w2", nil, at(30), time.Minute); j != nil {
+	if j := lease(t, s, "w2", nil, time.Minute); j != nil {
 		t.Fatalf("leased a cancelled job: %s", j.ID)
 	}
 	err := s.Update(c, func(tx store.Tx) error { return tx.FinishJob(c, "leased", leased.Epoch, at(31)) })
@@ -469,15 +487,18 @@ func testJobCancel(t *testing.T, s store.Store) {
 	wantErr(t, "requeue a cancelled job", err, store.ErrConflict)
 }
 
+// testJobsExpired: leases expire by the store's clock (the lease clock), which the suite
+// does not control: a lease meant to expire is given a millisecond and waited for (polled),
+// one meant to stay an hour.
 func testJobsExpired(t *testing.T, s store.Store) {
 	c := t.Context()
 	addJobs(t, s, newJob("short", "Build/Commands", 1), newJob("long", "Build/Commands", 2), newJob("queued", "Build/Commands", 3))
-	short := lease(t, s, "w1", nil, at(10), 10*time.Second) // until at(20)
-	long := lease(t, s, "w2", nil, at(10), time.Minute)     // until at(70)
-	expired := func(now time.Time) []string {
+	short := lease(t, s, "w1", nil, time.Millisecond)
+	long := lease(t, s, "w2", nil, time.Hour)
+	expired := func() []string {
 		var out []string
 		update(t, s, func(tx store.Tx) error {
-			jobs, err := tx.ExpiredJobs(c, now)
+			jobs, err := tx.ExpiredJobs(c)
 			for _, j := range jobs {
 				out = append(out, j.ID)
 			}
@@ -485,30 +506,45 @@ func testJobsExpired(t *testing.T, s store.Store) {
 		})
 		return out
 	}
-	equal(t, "expired at 15s", expired(at(15)), []string(nil))
-	equal(t, "expired at 20s (the lease's last instant)", expired(at(20)), []string(nil))
-	equal(t, "expired at 21s", expired(at(21)), []string{"short"})
-	equal(t, "expired at 71s", expired(at(71)), []string{"short", "long"})
+	// waitExpired polls until some lease expired and checks which.
+	waitExpired := func(what string, want []string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			got := expired()
+			if len(got) > 0 || time.Now().After(deadline) {
+				equal(t, what, got, want)
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitExpired("expired: the millisecond lease, not the hour's", []string{"short"})
 
 	// A heartbeat moves the end; finishing, cancelling and requeueing take a job out.
 	update(t, s, func(tx store.Tx) error {
-		if _, err := tx.Heartbeat(c, "long", long.Epoch, at(60), time.Minute); err != nil { // until at(120)
+		if _, err := tx.Heartbeat(c, "long", long.Epoch, time.Millisecond); err != nil {
 			return err
 		}
 		return tx.RequeueJob(c, "short", short.Epoch)
 	})
-	equal(t, "expired at 71s after heartbeat and requeue", expired(at(71)), []string(nil))
-	equal(t, "expired at 121s", expired(at(121)), []string{"long"})
+	waitExpired("expired after a short heartbeat and a requeue", []string{"long"})
 	var jobs []*store.Job
 	update(t, s, func(tx store.Tx) (err error) {
-		jobs, err = tx.ExpiredJobs(c, at(121))
+		jobs, err = tx.ExpiredJobs(c)
 		return err
 	})
 	if len(jobs) != 1 || jobs[0].Worker != "w2" || jobs[0].Epoch != long.Epoch || jobs[0].State != store.JobLeased {
 		t.Fatalf("expired job: %+v", jobs)
 	}
 	update(t, s, func(tx store.Tx) error { return tx.FinishJob(c, "long", long.Epoch, at(122)) })
-	equal(t, "expired after finish", expired(at(1000)), []string(nil))
+	equal(t, "expired after finish", expired(), []string(nil))
+	// A lease heartbeaten for an hour is not expired.
+	again := lease(t, s, "w3", nil, time.Hour)
+	if again == nil || again.ID != "short" {
+		t.Fatalf("lease again: %+v, want short", again)
+	}
+	equal(t, "expired with an hour's lease", expired(), []string(nil))
 }
 
 func testJobsList(t *testing.T, s store.Store) {
@@ -524,8 +560,8 @@ func testJobsList(t *testing.T, s store.Store) {
 		return nil
 	})
 	addJobs(t, s, newJob("c", "Build/Commands", 3), newJob("a", "Build/Commands", 1), newJob("b", "Build/Commands", 2), newJob("d", "Build/Commands", 4))
-	ja := lease(t, s, "w", nil, at(10), time.Minute) // a
-	lease(t, s, "w", nil, at(10), time.Minute)       // b
+	ja := lease(t, s, "w", nil, time.Minute) // a
+	lease(t, s, "w", nil, time.Minute)       // b
 	update(t, s, func(tx store.Tx) error {
 		if err := tx.FinishJob(c, ja.ID, ja.Epoch, at(11)); err != nil {
 			return err
@@ -806,7 +842,7 @@ func testJobLeaseByLabels(t *testing.T, s store.Store) {
 	for i, st := range steps {
 		var j *store.Job
 		update(t, s, func(tx store.Tx) (err error) {
-			j, err = tx.LeaseJob(t.Context(), store.Leaser{Worker: "w", Labels: st.labels}, at(10), time.Minute)
+			j, err = tx.LeaseJob(t.Context(), store.Leaser{Worker: "w", Labels: st.labels}, time.Minute)
 			return err
 		})
 		got := ""

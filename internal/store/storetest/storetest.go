@@ -72,6 +72,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Secrets", testSecrets},
 		{"TriggerLeases", testTriggerLeases},
 		{"ActionTypes", testActionTypes}, {"JobAcknowledge", testJobAcknowledge},
+		{"Workers", testWorkers},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -167,7 +167,7 @@ func testUpdateReadsOwnWrites(t *testing.T, s store.Store) {
 		if _, err := tx.AddJob(c, newJob("j1", "Build/Commands", 1)); err != nil {
 			return err
 		}
-		j, err := tx.LeaseJob(c, store.Leaser{Worker: "w"}, at(2), time.Minute)
+		j, err := tx.LeaseJob(c, store.Leaser{Worker: "w"}, time.Minute)
 		if err != nil {
 			return err
 		}

@@ -90,9 +90,13 @@ type config struct {
 	depth           int
 	depthSet        bool
 	keepGitMetadata bool
+	creds           Credentials
+	submodules      bool
+	lfs             bool
 }
 
-var knownKeys = []string{"repository", "branch", "revision", "depth", "keepGitMetadata", "pollInterval", "webhookSecret"}
+var knownKeys = []string{"repository", "branch", "revision", "depth", "keepGitMetadata", "username", "token", "sshKey", "knownHosts",
+	"submodules", "lfs", "pollInterval", "webhookSecret"}
 
 func parseConfig(m map[string]any) (config, error) {
 	var c config
@@ -110,6 +114,18 @@ func parseConfig(m map[string]any) (config, error) {
 			c.depthSet = true
 		case "keepGitMetadata":
 			c.keepGitMetadata, err = boolean(k, v)
+		case "username":
+			c.creds.Username, err = str(k, v)
+		case "token":
+			c.creds.Token, err = secretValue(k, v)
+		case "sshKey":
+			c.creds.SSHKey, err = secretValue(k, v)
+		case "knownHosts":
+			c.creds.KnownHosts, err = str(k, v)
+		case "submodules":
+			c.submodules, err = boolean(k, v)
+		case "lfs":
+			c.lfs, err = boolean(k, v)
 		case "webhookSecret":
 			// The server checks webhook deliveries with it (package webhook); fetching ignores it.
 		case "pollInterval":
@@ -129,7 +145,16 @@ func parseConfig(m map[string]any) (config, error) {
 			return c, fmt.Errorf("configuration %s %q is not a valid Git ref", ref.key, ref.v)
 		}
 	}
-	return c, nil
+	return c, c.creds.validate()
+}
+
+// secretValue is the value of a property that references a secret: the worker puts the
+// secret's value in place of the reference ({ secret: NAME }) before the action runs.
+func secretValue(key string, v any) (string, error) {
+	if s, ok := v.(string); ok {
+		return s, nil
+	}
+	return "", fmt.Errorf("configuration %s must be a secret's value; the reference %v was not resolved (run the action through a worker, which puts secrets in place)", key, v)
 }
 
 func str(key string, v any) (string, error) {
@@ -186,6 +211,20 @@ func fetch(g *gitRunner, cfg config, job *action.Job, dir string) (*action.Resul
 	if err != nil {
 		return nil, err
 	}
+	if g.auth, err = cfg.creds.prepare(repo.url); err != nil {
+		return nil, &action.Error{Kind: action.Failed, Message: err.Error()}
+	}
+	defer g.auth.close()
+	g.lfs = cfg.lfs
+	if cfg.lfs {
+		if err := g.run("", io.Discard, "lfs", "version"); err != nil {
+			if _, ok := errors.AsType[*gitError](err); ok {
+				return nil, &action.Error{Kind: action.Failed, Message: "configuration lfs is true, but git-lfs is not installed where the action runs: " +
+					"install it (apt-get install git-lfs), or set lfs: false to get the LFS pointer files", Err: err}
+			}
+			return nil, err
+		}
+	}
 	revision := cmp.Or(job.SourceRevision, cfg.revision)
 	depth := cfg.depth
 	if !cfg.depthSet && !cfg.keepGitMetadata {
@@ -230,6 +269,23 @@ func fetch(g *gitRunner, cfg config, job *action.Job, dir string) (*action.Resul
 		}
 	}
 
+	if cfg.submodules {
+		args := append([]string{"submodule", "update", "--init", "--recursive"}, depthArgs...)
+		if err := g.run(dir, nil, args...); err != nil {
+			return nil, remoteError(err, repo, "fetch the submodules of repository "+repo.display)
+		}
+	}
+	if cfg.lfs {
+		if err := g.run(dir, nil, "lfs", "pull"); err != nil {
+			return nil, remoteError(err, repo, "fetch the Git LFS files of repository "+repo.display)
+		}
+		if cfg.submodules {
+			if err := g.run(dir, nil, "submodule", "foreach", "--quiet", "--recursive", "git lfs pull"); err != nil {
+				return nil, remoteError(err, repo, "fetch the Git LFS files of the submodules of repository "+repo.display)
+			}
+		}
+	}
+
 	c, err := g.commitInfo(dir)
 	if err != nil {
 		return nil, err
@@ -241,7 +297,16 @@ func fetch(g *gitRunner, cfg config, job *action.Job, dir string) (*action.Resul
 	if what == "" {
 		what = "branch " + branch
 	}
+	if cfg.submodules {
+		what += " with submodules"
+	}
 	if !cfg.keepGitMetadata {
+		if cfg.submodules {
+			// A submodule's .git is a file pointing into the top .git/modules: gone with it.
+			if err := removeSubmoduleLinks(g, dir); err != nil {
+				return nil, err
+			}
+		}
 		if err := os.RemoveAll(filepath.Join(dir, ".git")); err != nil {
 			return nil, &action.Error{Kind: action.Errored, Message: "remove .git", Err: err}
 		}
@@ -291,12 +356,7 @@ type repository struct {
 
 func resolveRepository(s, pipelineDir string) (repository, error) {
 	if isRemote(s) {
-		display := s
-		if u, err := url.Parse(s); err == nil && u.User != nil {
-			u.User = url.User("***")
-			display = u.String()
-		}
-		return repository{url: s, display: display, name: repoName(s)}, nil
+		return repository{url: s, display: redactURL(s), name: repoName(s)}, nil
 	}
 	path := s
 	if !filepath.IsAbs(path) {
@@ -383,6 +443,24 @@ func addOrigin(dir, u string) error {
 	return nil
 }
 
+// removeSubmoduleLinks removes the .git files of the submodules checked out in dir, which
+// point into dir/.git/modules.
+func removeSubmoduleLinks(g *gitRunner, dir string) error {
+	var out bytes.Buffer
+	if err := g.run(dir, &out, "submodule", "foreach", "--quiet", "--recursive", `printf '%s\0' "$displaypath"`); err != nil {
+		return err
+	}
+	for _, p := range strings.Split(strings.TrimSuffix(out.String(), "\x00"), "\x00") {
+		if p == "" {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, filepath.FromSlash(p), ".git")); err != nil && !os.IsNotExist(err) {
+			return &action.Error{Kind: action.Errored, Message: "remove .git", Err: err}
+		}
+	}
+	return nil
+}
+
 // headBranch is the branch HEAD names in the repository in dir, "" when it is detached.
 func headBranch(dir string) string {
 	b, err := os.ReadFile(filepath.Join(dir, ".git", "HEAD"))
@@ -407,6 +485,9 @@ func fetchError(err error, repo repository, kind, ref string) error {
 		return slices.ContainsFunc(s, func(s string) bool { return strings.Contains(ge.output, s) })
 	}
 	cause := errors.New(ge.fatal())
+	if msg := accessProblem(ge, repo); msg != "" {
+		return &action.Error{Kind: action.Failed, Message: msg, Err: cause}
+	}
 	var msg string
 	switch {
 	case has("not found in upstream", "couldn't find remote ref") && kind == "branch":
@@ -422,6 +503,58 @@ func fetchError(err error, repo repository, kind, ref string) error {
 		msg = "fetch repository " + repo.display
 	}
 	return &action.Error{Kind: action.Failed, Message: msg, Err: cause}
+}
+
+// remoteError turns a failed exchange with the remote after the clone (submodules, LFS)
+// into an action failure: what went wrong with the host key or the credentials, else what
+// failed and git's reason.
+func remoteError(err error, repo repository, what string) error {
+	ge, ok := errors.AsType[*gitError](err)
+	if !ok {
+		return err
+	}
+	msg := accessProblem(ge, repo)
+	if msg == "" {
+		msg = what
+	}
+	return &action.Error{Kind: action.Failed, Message: msg, Err: errors.New(ge.fatal())}
+}
+
+// accessProblem says what to do when git's output tells of an SSH host key that knownHosts
+// lacks or contradicts, a key ssh cannot read, or credentials the server refused; "" when it
+// tells of none of these.
+func accessProblem(ge *gitError, repo repository) string {
+	has := func(s ...string) bool {
+		return slices.ContainsFunc(s, func(s string) bool { return strings.Contains(ge.output, s) })
+	}
+	switch {
+	case has("Host key verification failed", "REMOTE HOST IDENTIFICATION HAS CHANGED", "host key is known for"):
+		return fmt.Sprintf("the SSH host key of %s is not in knownHosts, or does not match the one there: "+
+			"check the server's key, then update knownHosts with the line `%s` prints", repo.display, keyscan(repo.url))
+	case has("Load key", "invalid format", "bad permissions"):
+		return "configuration sshKey: ssh cannot read the key: give an OpenSSH or PEM private key without a passphrase"
+	case !ge.authed:
+		return ""
+	case has("Permission denied (publickey", "Permission denied, please try again"):
+		return fmt.Sprintf("repository %s refused the SSH key: check that sshKey is a deploy key of the repository (or of a user with access to it)", repo.display)
+	case has("Authentication failed", "returned error: 403", "could not read Username", "could not read Password"):
+		return fmt.Sprintf("repository %s refused the credentials: check token (and username) and that they give access to the repository", repo.display)
+	}
+	return ""
+}
+
+// keyscan is the command printing the host keys of the SSH server of u.
+func keyscan(u string) string {
+	host, port := "", ""
+	if p, err := url.Parse(u); err == nil && p.Scheme != "" && p.Host != "" {
+		host, port = p.Hostname(), p.Port()
+	} else if h, _, ok := strings.Cut(u, ":"); ok {
+		host = h[strings.LastIndexByte(h, '@')+1:]
+	}
+	if port != "" && port != "22" {
+		return "ssh-keyscan -p " + port + " " + host
+	}
+	return "ssh-keyscan " + cmp.Or(host, "HOST")
 }
 
 // commit is what the output variables tell of a commit.
@@ -488,6 +621,10 @@ type gitRunner struct {
 	grace   time.Duration
 	// userConfig lets git read the user's global configuration (working tree mode).
 	userConfig bool
+	// auth, when set, authenticates the git processes that talk to the remote.
+	auth *auth
+	// lfs configures the Git LFS filter, so that checkouts leave pointers for git lfs pull.
+	lfs bool
 }
 
 // run runs git with args in dir. stdout, if set, receives git's standard output; everything
@@ -495,27 +632,30 @@ type gitRunner struct {
 func (g *gitRunner) run(dir string, stdout io.Writer, args ...string) error {
 	tail := &tailBuffer{max: 8 << 10}
 	code, err := run.Or(g.exec).Run(g.ctx, run.Cmd{
-		Args:    append([]string{g.git}, args...),
-		Dir:     dir,
-		Env:     g.env(),
-		Output:  io.MultiWriter(g.log, tail),
-		Stdout:  stdout,
-		Started: g.started,
-		Grace:   g.grace,
+		Args:     append([]string{g.git}, args...),
+		Dir:      dir,
+		Env:      g.env(),
+		Output:   io.MultiWriter(g.log, tail),
+		Stdout:   stdout,
+		Started:  g.started,
+		Grace:    g.grace,
+		Writable: g.writable(),
 	})
 	if err != nil {
 		return err
 	}
 	if code != 0 {
-		return &gitError{args: args, code: code, output: string(tail.buf)}
+		return &gitError{args: args, code: code, output: g.auth.redact(string(tail.buf)), authed: g.auth != nil}
 	}
 	return nil
 }
 
-// env is git's environment: the allowlist, and what makes git neither prompt nor depend on
-// the machine's or the user's configuration.
+// env is git's environment: the allowlist, the proxy and CA variables, and what makes git
+// neither prompt nor depend on the machine's or the user's configuration; the job's
+// credentials, if any.
 func (g *gitRunner) env() []string {
-	env := append(run.BaseEnv(),
+	env := append(run.BaseEnv(), passEnv()...)
+	env = append(env,
 		"GIT_CONFIG_NOSYSTEM=1",
 		"GIT_TERMINAL_PROMPT=0",
 		"GIT_ASKPASS=", // empty: no askpass program at all, not even core.askPass
@@ -523,22 +663,69 @@ func (g *gitRunner) env() []string {
 		"GIT_SSH_COMMAND=ssh -o BatchMode=yes",
 		"GIT_OPTIONAL_LOCKS=0", // status must not rewrite the index of a working tree it reads
 		"LC_ALL=C",             // messages are matched to tell what is missing
-		"GIT_CONFIG_COUNT=3",
-		"GIT_CONFIG_KEY_0=core.hooksPath", "GIT_CONFIG_VALUE_0=/dev/null",
-		"GIT_CONFIG_KEY_1=advice.detachedHead", "GIT_CONFIG_VALUE_1=false",
-		"GIT_CONFIG_KEY_2=core.fsync", "GIT_CONFIG_VALUE_2=none",
 	)
+	config := [][2]string{
+		{"core.hooksPath", "/dev/null"},
+		{"advice.detachedHead", "false"},
+		{"core.fsync", "none"},
+	}
+	if g.lfs {
+		// As git lfs install --skip-smudge would: checkouts leave the pointers, git lfs pull
+		// then fetches the files in one batch.
+		config = append(config,
+			[2]string{"filter.lfs.clean", "git-lfs clean -- %f"},
+			[2]string{"filter.lfs.smudge", "git-lfs smudge --skip -- %f"},
+			[2]string{"filter.lfs.process", "git-lfs filter-process --skip"},
+			[2]string{"filter.lfs.required", "true"})
+	}
+	if g.auth != nil {
+		env = append(env, g.auth.env...) // GIT_SSH_COMMAND: the last one wins
+		config = append(config, g.auth.config...)
+	}
+	env = append(env, "GIT_CONFIG_COUNT="+strconv.Itoa(len(config)))
+	for i, kv := range config {
+		env = append(env, fmt.Sprintf("GIT_CONFIG_KEY_%d=%s", i, kv[0]), fmt.Sprintf("GIT_CONFIG_VALUE_%d=%s", i, kv[1]))
+	}
 	if !g.userConfig {
 		env = append(env, "GIT_CONFIG_GLOBAL=/dev/null")
 	}
 	return env
 }
 
+// passed are the variables of the runner's environment git gets besides run.BaseEnv's: how
+// to reach the network (a proxy) and which certificate authorities to trust, as git (curl),
+// ssh and git-lfs read them. curl reads http_proxy in lower case only.
+var passed = [...]string{
+	"HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy",
+	"GIT_SSL_CAINFO", "SSL_CERT_FILE", "SSL_CERT_DIR",
+}
+
+// passEnv returns the variables of passed that are set in the runner's environment.
+func passEnv() []string {
+	var env []string
+	for _, name := range passed {
+		if v, ok := os.LookupEnv(name); ok {
+			env = append(env, name+"="+v)
+		}
+	}
+	return env
+}
+
+// writable is what an executor that confines git (run.Sandbox, whose /tmp is private) must
+// let it see: the directory of the credentials, which ssh reads.
+func (g *gitRunner) writable() []string {
+	if g.auth != nil && g.auth.dir != "" {
+		return []string{g.auth.dir}
+	}
+	return nil
+}
+
 // gitError is a git command that exited with a non-zero status.
 type gitError struct {
 	args   []string
 	code   int
-	output string // the end of what git wrote
+	output string // the end of what git wrote, credentials left out
+	authed bool   // git had credentials
 }
 
 func (e *gitError) Error() string {

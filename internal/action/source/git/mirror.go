@@ -32,7 +32,8 @@ type Mirror struct {
 // the ref no longer reaches it (a force push), which works on servers that allow it (GitHub,
 // GitLab, Gitea); elsewhere the error says the old commit is unknown. With mergeBase, the
 // files are those changed since the merge base of from and to (a pull request's files).
-func (m *Mirror) ChangedFiles(ctx context.Context, repository, pipelineDir, ref, from, to string, mergeBase bool) ([]string, error) {
+// Fetches authenticate with creds.
+func (m *Mirror) ChangedFiles(ctx context.Context, repository, pipelineDir, ref, from, to string, mergeBase bool, creds Credentials) ([]string, error) {
 	if !isHex(from) || !isHex(to) {
 		return nil, fmt.Errorf("changed files: %q..%q are not commit ids", from, to)
 	}
@@ -52,10 +53,19 @@ func (m *Mirror) ChangedFiles(ctx context.Context, repository, pipelineDir, ref,
 	}
 	defer unlock()
 	g := m.Remote.runner(ctx)
+	if g.auth, err = creds.prepare(repo.url); err != nil {
+		return nil, fmt.Errorf("changed files of %s: %w", repo.display, err)
+	}
+	defer g.auth.close()
 	if !g.has(dir, to) {
 		// The ref is fetched into a name of its own: the clone keeps what it fetched before, so
 		// the old commit of a force push is often still there.
 		if err := g.run(dir, nil, "fetch", "--no-tags", "--quiet", "--", repo.url, "+"+ref+":refs/conveyor/"+strings.TrimPrefix(ref, "refs/")); err != nil {
+			if ge, ok := errors.AsType[*gitError](err); ok {
+				if msg := accessProblem(ge, repo); msg != "" {
+					return nil, fmt.Errorf("fetch %s of %s: %s", ref, repo.display, msg)
+				}
+			}
 			return nil, fmt.Errorf("fetch %s of %s: %w", ref, repo.display, err)
 		}
 	}

@@ -89,6 +89,13 @@ export async function executionPage(view, ctx) {
       ]),
       op && !TERMINAL.includes(e.status) && e.status !== 'Stopping'
         ? h('button', {type: 'button', class: 'danger', id: 'stop', onclick: stop}, 'Stop execution') : null),
+      e.hold ? h('div', {class: 'section', id: 'hold', role: 'status'},
+        h('p', null, e.hold.decision ? '' : '⏸ ', e.hold.reason),
+        e.hold.decision ? h('p', null, e.hold.decision.approved ? 'Allowed' : 'Refused', ' by ', e.hold.decision.by, ' ', time(e.hold.decision.at),
+          e.hold.decision.comment ? ': “' + e.hold.decision.comment + '”' : '')
+          : me.can('approver', e.pipeline) && !TERMINAL.includes(e.status) ? h('p', null,
+            h('button', {type: 'button', id: 'allow', onclick: () => allow(true)}, 'Allow it to run'), ' ',
+            h('button', {type: 'button', class: 'danger', id: 'refuse', onclick: () => allow(false)}, 'Refuse')) : null) : null,
       h('h2', null, 'Variables'),
       Object.keys(e.variables || {}).length ? h('div', {class: 'section'}, kv(Object.entries(e.variables).map(([k, v]) => [k, h('code', null, v)]))) : h('p', {class: 'muted'}, 'No pipeline variables.'),
       e.outputs && Object.keys(e.outputs).length ? [h('h2', null, 'Output variables'), h('div', {class: 'section'},
@@ -132,6 +139,14 @@ export async function executionPage(view, ctx) {
         ...field('reason', 'Reason (optional)', 'text')],
       act: (form) => post('/executions/' + enc(e.id) + '/stop', {abandon: form.elements.mode.value === 'abandon', reason: form.elements.reason.value}),
     }).then((r) => { if (r) { ctx.announce('Stopping'); refresh(); } });
+  }
+
+  function allow(ok) {
+    return confirm({
+      title: (ok ? 'Allow ' : 'Refuse ') + 'execution ' + short(e.id), submit: ok ? 'Allow' : 'Refuse', danger: !ok,
+      body: field('comment', 'Comment (optional)', 'text'),
+      act: (form) => post('/executions/' + enc(e.id) + '/allow', {allowed: ok, comment: form.elements.comment.value}),
+    }).then((r) => { if (r) { ctx.announce(ok ? 'Allowed' : 'Refused'); refresh(); } });
   }
 
   function retry(stage) {

@@ -162,6 +162,7 @@ export async function pipelinePage(view, ctx) {
       sa && sa.summary && sa.approved === undefined ? h('div', {class: 'action-summary'}, sa.summary) : null,
       tests ? h('div', {class: 'action-summary'}, `tests: ${tests.passed ?? 0} passed, ${tests.failed ?? 0} failed`) : null,
       sa && sa.message && status !== 'Succeeded' ? h('div', {class: 'action-message'}, sa.message) : null,
+      sa && sa.waiting ? h('div', {class: 'action-waiting', 'data-waiting-worker': key}, 'Waiting for a worker: ', sa.waiting) : null,
       sa && sa.approved !== undefined ? h('div', {class: 'action-summary'}, sa.approved ? 'Approved' : 'Rejected', ' by ', sa.decidedBy, sa.comment ? ': “' + sa.comment + '”' : '') : null,
       sa && sa.externalUrl ? h('div', {class: 'action-summary'}, h('a', {href: sa.externalUrl, rel: 'noopener noreferrer', target: '_blank'}, 'Details')) : null,
       e && pa.category === 'Approval' && status === 'InProgress' && !TERMINAL.includes(e.status)
@@ -229,5 +230,10 @@ export async function pipelinePage(view, ctx) {
   const reread = () => { stale = true; refresh(); };
   const close = events(name, (e) => { execs.set(e.id, e); refresh(); }, reread, reread);
   const tick = setInterval(() => { if (state) draw(); }, 15000); // durations and "ago" move on
-  return () => { close(); clearInterval(tick); };
+  // A queued job changes no execution when a worker comes or goes, or once it has waited long
+  // enough for the reason to show: while one is queued, the state is read again now and then.
+  const queuedTick = setInterval(() => {
+    if (state && state.stages.some((st) => st.actions.some((a) => a.queued))) refresh();
+  }, 5000);
+  return () => { close(); clearInterval(tick); clearInterval(queuedTick); };
 }
