@@ -4,6 +4,7 @@ package main
 // through pkg/client. Custom workers (pkg/client's JobWorker) take their jobs.
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -95,26 +96,22 @@ value. Creating it again replaces it.`,
 				}
 				t.Properties = append(t.Properties, p)
 			}
-			cl, err := r.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := callCtx()
-			defer cancel()
-			got, created, err := cl.PutActionType(ctx, t)
-			if err != nil {
-				return explain("register action type "+args[0], err, nil)
-			}
-			if r.output == "json" {
-				return r.json(c, map[string]any{"actionType": got, "created": created})
-			}
-			verb := "replaced"
-			if created {
-				verb = "registered"
-			}
-			fmt.Fprintf(c.OutOrStdout(), "action type %s/%s (version %s) %s; pipelines may use it as category: %s, provider: %s, and a custom worker takes its jobs\n",
-				got.Category, got.Provider, got.Version, verb, got.Category, got.Provider)
-			return nil
+			return r.call(func(ctx context.Context, cl *client.Client) error {
+				got, created, err := cl.PutActionType(ctx, t)
+				if err != nil {
+					return explain("register action type "+args[0], err, nil)
+				}
+				if r.output == "json" {
+					return r.json(c, map[string]any{"actionType": got, "created": created})
+				}
+				verb := "replaced"
+				if created {
+					verb = "registered"
+				}
+				fmt.Fprintf(c.OutOrStdout(), "action type %s/%s (version %s) %s; pipelines may use it as category: %s, provider: %s, and a custom worker takes its jobs\n",
+					got.Category, got.Provider, got.Version, verb, got.Category, got.Provider)
+				return nil
+			})
 		},
 	}
 	f := cmd.Flags()
@@ -131,36 +128,32 @@ func (r *remote) actionTypeListCmd() *cobra.Command {
 		Example: `  conveyor action-type list -o json`,
 		Args:    cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			cl, err := r.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := callCtx()
-			defer cancel()
-			types, err := cl.ActionTypes(ctx)
-			if err != nil {
-				return explain("list action types", err, nil)
-			}
-			if r.output == "json" {
-				return r.json(c, map[string]any{"actionTypes": types})
-			}
-			tw := tabwriter.NewWriter(c.OutOrStdout(), 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "TYPE\tVERSION\tPROPERTIES\tUPDATED\tBY")
-			for _, t := range types {
-				var props []string
-				for _, p := range t.Properties {
-					s := p.Name
-					if p.Required {
-						s += ":required"
-					}
-					if p.Secret {
-						s += ":secret"
-					}
-					props = append(props, s)
+			return r.call(func(ctx context.Context, cl *client.Client) error {
+				types, err := cl.ActionTypes(ctx)
+				if err != nil {
+					return explain("list action types", err, nil)
 				}
-				fmt.Fprintf(tw, "%s/%s\t%s\t%s\t%s\t%s\n", t.Category, t.Provider, t.Version, strings.Join(props, ","), when(t.UpdatedAt), t.UpdatedBy)
-			}
-			return tw.Flush()
+				if r.output == "json" {
+					return r.json(c, map[string]any{"actionTypes": types})
+				}
+				tw := tabwriter.NewWriter(c.OutOrStdout(), 0, 0, 2, ' ', 0)
+				fmt.Fprintln(tw, "TYPE\tVERSION\tPROPERTIES\tUPDATED\tBY")
+				for _, t := range types {
+					var props []string
+					for _, p := range t.Properties {
+						s := p.Name
+						if p.Required {
+							s += ":required"
+						}
+						if p.Secret {
+							s += ":secret"
+						}
+						props = append(props, s)
+					}
+					fmt.Fprintf(tw, "%s/%s\t%s\t%s\t%s\t%s\n", t.Category, t.Provider, t.Version, strings.Join(props, ","), when(t.UpdatedAt), t.UpdatedBy)
+				}
+				return tw.Flush()
+			})
 		},
 	}
 }
@@ -178,20 +171,16 @@ change that pipeline first.`,
 			if err != nil {
 				return err
 			}
-			cl, err := r.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := callCtx()
-			defer cancel()
-			if err := cl.DeleteActionType(ctx, category, provider); err != nil {
-				return explain("delete action type "+args[0], err, func(msg string) string { return msg })
-			}
-			if r.output == "json" {
-				return r.json(c, map[string]any{"deleted": map[string]string{"category": category, "provider": provider}})
-			}
-			fmt.Fprintf(c.OutOrStdout(), "action type %s/%s deleted\n", category, provider)
-			return nil
+			return r.call(func(ctx context.Context, cl *client.Client) error {
+				if err := cl.DeleteActionType(ctx, category, provider); err != nil {
+					return explain("delete action type "+args[0], err, func(msg string) string { return msg })
+				}
+				if r.output == "json" {
+					return r.json(c, map[string]any{"deleted": map[string]string{"category": category, "provider": provider}})
+				}
+				fmt.Fprintf(c.OutOrStdout(), "action type %s/%s deleted\n", category, provider)
+				return nil
+			})
 		},
 	}
 }

@@ -5,6 +5,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -118,25 +119,21 @@ has no role: grant one with conveyor role grant.`,
 		Example: `  conveyor user list -o json`,
 		Args:    cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			cl, err := r.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := callCtx()
-			defer cancel()
-			users, err := cl.Users(ctx)
-			if err != nil {
-				return explain("list users", err, nil)
-			}
-			if r.output == "json" {
-				return r.json(c, map[string]any{"users": users})
-			}
-			tw := tabwriter.NewWriter(c.OutOrStdout(), 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tGROUPS\tPASSWORD\tCREATED")
-			for _, u := range users {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", u.Name, dash(strings.Join(u.Groups, ",")), yesNo(u.HasPassword), when(u.CreatedAt))
-			}
-			return tw.Flush()
+			return r.call(func(ctx context.Context, cl *client.Client) error {
+				users, err := cl.Users(ctx)
+				if err != nil {
+					return explain("list users", err, nil)
+				}
+				if r.output == "json" {
+					return r.json(c, map[string]any{"users": users})
+				}
+				tw := tabwriter.NewWriter(c.OutOrStdout(), 0, 0, 2, ' ', 0)
+				fmt.Fprintln(tw, "NAME\tGROUPS\tPASSWORD\tCREATED")
+				for _, u := range users {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", u.Name, dash(strings.Join(u.Groups, ",")), yesNo(u.HasPassword), when(u.CreatedAt))
+				}
+				return tw.Flush()
+			})
 		},
 	}
 	cmd.AddCommand(create, list)
@@ -265,27 +262,23 @@ may only lease and report jobs.`,
 				}
 				in.ExpiresIn = d
 			}
-			cl, err := r.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := callCtx()
-			defer cancel()
-			t, err := cl.CreateToken(ctx, in)
-			if err != nil {
-				return explain("create a token for "+user, err, noUser(user))
-			}
-			if r.output == "json" {
-				return r.json(c, t)
-			}
-			fmt.Fprintln(c.OutOrStdout(), t.Secret)
-			expiry := "does not expire"
-			if !t.ExpiresAt.IsZero() {
-				expiry = "expires " + t.ExpiresAt.Local().Format(time.RFC3339)
-			}
-			fmt.Fprintf(c.ErrOrStderr(), "token %s of user %s (%s), %s: shown once, keep it now; revoke it with `conveyor token revoke %s`\n",
-				t.ID, t.User, t.Scope, expiry, t.ID)
-			return nil
+			return r.call(func(ctx context.Context, cl *client.Client) error {
+				t, err := cl.CreateToken(ctx, in)
+				if err != nil {
+					return explain("create a token for "+user, err, noUser(user))
+				}
+				if r.output == "json" {
+					return r.json(c, t)
+				}
+				fmt.Fprintln(c.OutOrStdout(), t.Secret)
+				expiry := "does not expire"
+				if !t.ExpiresAt.IsZero() {
+					expiry = "expires " + t.ExpiresAt.Local().Format(time.RFC3339)
+				}
+				fmt.Fprintf(c.ErrOrStderr(), "token %s of user %s (%s), %s: shown once, keep it now; revoke it with `conveyor token revoke %s`\n",
+					t.ID, t.User, t.Scope, expiry, t.ID)
+				return nil
+			})
 		},
 	}
 	f := create.Flags()
@@ -302,33 +295,29 @@ may only lease and report jobs.`,
   conveyor token list --user alice`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			cl, err := r.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := callCtx()
-			defer cancel()
-			tokens, err := cl.Tokens(ctx, listUser)
-			if err != nil {
-				return explain("list tokens", err, nil)
-			}
-			if r.output == "json" {
-				return r.json(c, map[string]any{"tokens": tokens})
-			}
-			tw := tabwriter.NewWriter(c.OutOrStdout(), 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tUSER\tSCOPE\tSTATE\tCREATED\tEXPIRES\tLAST USED\tDESCRIPTION")
-			for _, t := range tokens {
-				state := "valid"
-				switch {
-				case !t.RevokedAt.IsZero():
-					state = "revoked"
-				case !t.ExpiresAt.IsZero() && !time.Now().Before(t.ExpiresAt):
-					state = "expired"
+			return r.call(func(ctx context.Context, cl *client.Client) error {
+				tokens, err := cl.Tokens(ctx, listUser)
+				if err != nil {
+					return explain("list tokens", err, nil)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.User, t.Scope, state, when(t.CreatedAt),
-					when(t.ExpiresAt), when(t.LastUsedAt), dash(t.Description))
-			}
-			return tw.Flush()
+				if r.output == "json" {
+					return r.json(c, map[string]any{"tokens": tokens})
+				}
+				tw := tabwriter.NewWriter(c.OutOrStdout(), 0, 0, 2, ' ', 0)
+				fmt.Fprintln(tw, "ID\tUSER\tSCOPE\tSTATE\tCREATED\tEXPIRES\tLAST USED\tDESCRIPTION")
+				for _, t := range tokens {
+					state := "valid"
+					switch {
+					case !t.RevokedAt.IsZero():
+						state = "revoked"
+					case !t.ExpiresAt.IsZero() && !time.Now().Before(t.ExpiresAt):
+						state = "expired"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.User, t.Scope, state, when(t.CreatedAt),
+						when(t.ExpiresAt), when(t.LastUsedAt), dash(t.Description))
+				}
+				return tw.Flush()
+			})
 		},
 	}
 	list.Flags().StringVar(&listUser, "user", "", "only this user's tokens (a global admin's choice)")
@@ -339,21 +328,17 @@ may only lease and report jobs.`,
 		Example: `  conveyor token revoke 3f9a1c2b7d4e`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := r.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := callCtx()
-			defer cancel()
-			t, err := cl.RevokeToken(ctx, args[0])
-			if err != nil {
-				return explain("revoke token "+args[0], err, func(msg string) string { return msg })
-			}
-			if r.output == "json" {
-				return r.json(c, t)
-			}
-			fmt.Fprintf(c.OutOrStdout(), "token %s of user %s revoked\n", t.ID, t.User)
-			return nil
+			return r.call(func(ctx context.Context, cl *client.Client) error {
+				t, err := cl.RevokeToken(ctx, args[0])
+				if err != nil {
+					return explain("revoke token "+args[0], err, func(msg string) string { return msg })
+				}
+				if r.output == "json" {
+					return r.json(c, t)
+				}
+				fmt.Fprintf(c.OutOrStdout(), "token %s of user %s revoked\n", t.ID, t.User)
+				return nil
+			})
 		},
 	}
 	cmd.AddCommand(create, list, revoke)
@@ -472,21 +457,17 @@ func (r *remote) roleCmd() *cobra.Command {
 		Example: `  conveyor role list -o json`,
 		Args:    cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			cl, err := r.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := callCtx()
-			defer cancel()
-			grants, err := cl.Grants(ctx)
-			if err != nil {
-				return explain("list roles", err, nil)
-			}
-			if r.output == "json" {
-				return r.json(c, map[string]any{"grants": grants})
-			}
-			printGrants(c.OutOrStdout(), grants)
-			return nil
+			return r.call(func(ctx context.Context, cl *client.Client) error {
+				grants, err := cl.Grants(ctx)
+				if err != nil {
+					return explain("list roles", err, nil)
+				}
+				if r.output == "json" {
+					return r.json(c, map[string]any{"grants": grants})
+				}
+				printGrants(c.OutOrStdout(), grants)
+				return nil
+			})
 		},
 	}
 	cmd.AddCommand(list)
@@ -517,35 +498,31 @@ func (r *remote) whoamiCmd() *cobra.Command {
 		Example: `  conveyor whoami --token "$TOKEN"`,
 		Args:    cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			cl, err := r.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := callCtx()
-			defer cancel()
-			id, err := cl.WhoAmI(ctx)
-			if err != nil {
-				return explain("whoami", err, nil)
-			}
-			if r.output == "json" {
-				return r.json(c, id)
-			}
-			out := c.OutOrStdout()
-			fmt.Fprintf(out, "user %s", id.User)
-			if len(id.Groups) > 0 {
-				fmt.Fprintf(out, " (groups: %s)", strings.Join(id.Groups, ", "))
-			}
-			expiry := "does not expire"
-			if !id.Token.ExpiresAt.IsZero() {
-				expiry = "expires " + when(id.Token.ExpiresAt)
-			}
-			fmt.Fprintf(out, ", token %s (%s, %s)\n", id.Token.ID, id.Token.Scope, expiry)
-			if len(id.Grants) == 0 {
-				fmt.Fprintln(out, "no roles: an admin grants them with `conveyor role grant`")
+			return r.call(func(ctx context.Context, cl *client.Client) error {
+				id, err := cl.WhoAmI(ctx)
+				if err != nil {
+					return explain("whoami", err, nil)
+				}
+				if r.output == "json" {
+					return r.json(c, id)
+				}
+				out := c.OutOrStdout()
+				fmt.Fprintf(out, "user %s", id.User)
+				if len(id.Groups) > 0 {
+					fmt.Fprintf(out, " (groups: %s)", strings.Join(id.Groups, ", "))
+				}
+				expiry := "does not expire"
+				if !id.Token.ExpiresAt.IsZero() {
+					expiry = "expires " + when(id.Token.ExpiresAt)
+				}
+				fmt.Fprintf(out, ", token %s (%s, %s)\n", id.Token.ID, id.Token.Scope, expiry)
+				if len(id.Grants) == 0 {
+					fmt.Fprintln(out, "no roles: an admin grants them with `conveyor role grant`")
+					return nil
+				}
+				printGrants(out, id.Grants)
 				return nil
-			}
-			printGrants(out, id.Grants)
-			return nil
+			})
 		},
 	}
 }
@@ -571,26 +548,22 @@ in a minute the server refuses further attempts for a while.`,
 			if err != nil {
 				return err
 			}
-			cl, err := r.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := callCtx()
-			defer cancel()
-			t, err := cl.SignIn(ctx, user, pw)
-			var ae *client.Error
-			if errors.As(err, &ae) && ae.Status == 401 {
-				return &exitError{code: 1, err: errors.New("sign in: wrong user name or password")}
-			}
-			if err != nil {
-				return explain("sign in", err, nil)
-			}
-			if r.output == "json" {
-				return r.json(c, t)
-			}
-			fmt.Fprintln(c.OutOrStdout(), t.Secret)
-			fmt.Fprintf(c.ErrOrStderr(), "token %s of user %s, expires %s\n", t.ID, t.User, t.ExpiresAt.Local().Format(time.RFC3339))
-			return nil
+			return r.call(func(ctx context.Context, cl *client.Client) error {
+				t, err := cl.SignIn(ctx, user, pw)
+				var ae *client.Error
+				if errors.As(err, &ae) && ae.Status == 401 {
+					return &exitError{code: 1, err: errors.New("sign in: wrong user name or password")}
+				}
+				if err != nil {
+					return explain("sign in", err, nil)
+				}
+				if r.output == "json" {
+					return r.json(c, t)
+				}
+				fmt.Fprintln(c.OutOrStdout(), t.Secret)
+				fmt.Fprintf(c.ErrOrStderr(), "token %s of user %s, expires %s\n", t.ID, t.User, t.ExpiresAt.Local().Format(time.RFC3339))
+				return nil
+			})
 		},
 	}
 	cmd.Flags().StringVar(&user, "user", "", "your user name")

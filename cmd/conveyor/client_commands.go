@@ -70,6 +70,17 @@ func (r *remote) client() (*client.Client, error) {
 	return c, nil
 }
 
+// call runs fn with a client of the server and a context that bounds one API call (callCtx).
+func (r *remote) call(fn func(ctx context.Context, cl *client.Client) error) error {
+	cl, err := r.client()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := callCtx()
+	defer cancel()
+	return fn(ctx, cl)
+}
+
 // ctx bounds one API call; Ctrl-C cancels it.
 func callCtx() (context.Context, context.CancelFunc) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -174,26 +185,22 @@ from a file (conveyor pipeline unlink NAME first).`,
 			if link.Repository == "" {
 				return usageErr("--repository is required: the URL of the repository holding the pipeline file")
 			}
-			cl, err := r.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := callCtx()
-			defer cancel()
-			res, err := cl.LinkPipeline(ctx, args[0], link)
-			if err != nil {
-				return explain("link pipeline "+args[0], err, noPipeline(args[0]))
-			}
-			if r.output == "json" {
-				return r.json(c, res)
-			}
-			what := "unchanged"
-			if res.Changed {
-				what = "new version"
-			}
-			fmt.Fprintf(c.OutOrStdout(), "pipeline %s follows %s on branch %s of %s: version %d (%s), from commit %s\n",
-				res.Name, res.Path, res.Branch, link.Repository, res.Version, what, res.Commit)
-			return nil
+			return r.call(func(ctx context.Context, cl *client.Client) error {
+				res, err := cl.LinkPipeline(ctx, args[0], link)
+				if err != nil {
+					return explain("link pipeline "+args[0], err, noPipeline(args[0]))
+				}
+				if r.output == "json" {
+					return r.json(c, res)
+				}
+				what := "unchanged"
+				if res.Changed {
+					what = "new version"
+				}
+				fmt.Fprintf(c.OutOrStdout(), "pipeline %s follows %s on branch %s of %s: version %d (%s), from commit %s\n",
+					res.Name, res.Path, res.Branch, link.Repository, res.Version, what, res.Commit)
+				return nil
+			})
 		},
 	}
 	cmd.Flags().StringVar(&link.Repository, "repository", "", "URL (or path) of the repository holding the pipeline file")
@@ -210,21 +217,17 @@ func (r *remote) unlinkCmd() *cobra.Command {
 		Example: `  conveyor pipeline unlink webapp`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := r.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := callCtx()
-			defer cancel()
-			v, err := cl.UnlinkPipeline(ctx, args[0])
-			if err != nil {
-				return explain("unlink pipeline "+args[0], err, noPipeline(args[0]))
-			}
-			if r.output == "json" {
-				return r.json(c, map[string]any{"name": args[0], "version": v})
-			}
-			fmt.Fprintf(c.OutOrStdout(), "pipeline %s no longer follows a file: version %d\n", args[0], v)
-			return nil
+			return r.call(func(ctx context.Context, cl *client.Client) error {
+				v, err := cl.UnlinkPipeline(ctx, args[0])
+				if err != nil {
+					return explain("unlink pipeline "+args[0], err, noPipeline(args[0]))
+				}
+				if r.output == "json" {
+					return r.json(c, map[string]any{"name": args[0], "version": v})
+				}
+				fmt.Fprintf(c.OutOrStdout(), "pipeline %s no longer follows a file: version %d\n", args[0], v)
+				return nil
+			})
 		},
 	}
 }
@@ -334,29 +337,25 @@ func (r *remote) listCmd() *cobra.Command {
 		Example: `  conveyor pipeline list --server https://ci.example.com`,
 		Args:    cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			cl, err := r.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := callCtx()
-			defer cancel()
-			list, err := cl.Pipelines(ctx)
-			if err != nil {
-				return explain("list pipelines", err, nil)
-			}
-			if r.output == "json" {
-				return r.json(c, map[string]any{"pipelines": list})
-			}
-			if len(list) == 0 {
-				fmt.Fprintln(c.OutOrStdout(), "no pipelines yet: add one with `conveyor pipeline apply -f pipeline.yaml`")
-				return nil
-			}
-			tw := tabwriter.NewWriter(c.OutOrStdout(), 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tVERSION\tUPDATED")
-			for _, p := range list {
-				fmt.Fprintf(tw, "%s\t%d\t%s\n", p.Name, p.Version, when(p.CreatedAt))
-			}
-			return tw.Flush()
+			return r.call(func(ctx context.Context, cl *client.Client) error {
+				list, err := cl.Pipelines(ctx)
+				if err != nil {
+					return explain("list pipelines", err, nil)
+				}
+				if r.output == "json" {
+					return r.json(c, map[string]any{"pipelines": list})
+				}
+				if len(list) == 0 {
+					fmt.Fprintln(c.OutOrStdout(), "no pipelines yet: add one with `conveyor pipeline apply -f pipeline.yaml`")
+					return nil
+				}
+				tw := tabwriter.NewWriter(c.OutOrStdout(), 0, 0, 2, ' ', 0)
+				fmt.Fprintln(tw, "NAME\tVERSION\tUPDATED")
+				for _, p := range list {
+					fmt.Fprintf(tw, "%s\t%d\t%s\n", p.Name, p.Version, when(p.CreatedAt))
+				}
+				return tw.Flush()
+			})
 		},
 	}
 }
@@ -370,32 +369,28 @@ func (r *remote) getCmd() *cobra.Command {
   conveyor pipeline get webapp --version 2 -o json`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := r.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := callCtx()
-			defer cancel()
-			p, err := cl.Pipeline(ctx, args[0], version)
-			if err != nil {
-				nf := noPipeline(args[0])
-				if version > 0 {
-					nf = func(string) string {
-						return fmt.Sprintf("pipeline %s has no version %d: see `conveyor pipeline list`", args[0], version)
+			return r.call(func(ctx context.Context, cl *client.Client) error {
+				p, err := cl.Pipeline(ctx, args[0], version)
+				if err != nil {
+					nf := noPipeline(args[0])
+					if version > 0 {
+						nf = func(string) string {
+							return fmt.Sprintf("pipeline %s has no version %d: see `conveyor pipeline list`", args[0], version)
+						}
 					}
+					return explain("get pipeline "+args[0], err, nf)
 				}
-				return explain("get pipeline "+args[0], err, nf)
-			}
-			if r.output == "json" {
-				return r.json(c, p)
-			}
-			y, err := yaml.JSONToYAML(p.Declaration)
-			if err != nil {
-				return fmt.Errorf("render pipeline %s as YAML: %w", args[0], err)
-			}
-			fmt.Fprintf(c.OutOrStdout(), "# pipeline %s, version %d, applied %s\n", p.Name, p.Version, when(p.CreatedAt))
-			_, err = c.OutOrStdout().Write(y)
-			return err
+				if r.output == "json" {
+					return r.json(c, p)
+				}
+				y, err := yaml.JSONToYAML(p.Declaration)
+				if err != nil {
+					return fmt.Errorf("render pipeline %s as YAML: %w", args[0], err)
+				}
+				fmt.Fprintf(c.OutOrStdout(), "# pipeline %s, version %d, applied %s\n", p.Name, p.Version, when(p.CreatedAt))
+				_, err = c.OutOrStdout().Write(y)
+				return err
+			})
 		},
 	}
 	cmd.Flags().IntVar(&version, "version", 0, "the version to print (default: the latest)")
@@ -409,24 +404,20 @@ func (r *remote) deleteCmd() *cobra.Command {
 		Example: `  conveyor pipeline delete webapp`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := r.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := callCtx()
-			defer cancel()
-			if err := cl.DeletePipeline(ctx, args[0]); err != nil {
-				var ae *client.Error
-				if errors.As(err, &ae) && ae.Status == 409 {
-					return fmt.Errorf("delete pipeline %s: refused: %s (stop its executions first: `conveyor executions %s --status InProgress`, then `conveyor stop ID`)", args[0], ae.Message, args[0])
+			return r.call(func(ctx context.Context, cl *client.Client) error {
+				if err := cl.DeletePipeline(ctx, args[0]); err != nil {
+					var ae *client.Error
+					if errors.As(err, &ae) && ae.Status == 409 {
+						return fmt.Errorf("delete pipeline %s: refused: %s (stop its executions first: `conveyor executions %s --status InProgress`, then `conveyor stop ID`)", args[0], ae.Message, args[0])
+					}
+					return explain("delete pipeline "+args[0], err, noPipeline(args[0]))
 				}
-				return explain("delete pipeline "+args[0], err, noPipeline(args[0]))
-			}
-			if r.output == "json" {
-				return r.json(c, map[string]any{"deleted": args[0]})
-			}
-			fmt.Fprintf(c.OutOrStdout(), "pipeline %s deleted\n", args[0])
-			return nil
+				if r.output == "json" {
+					return r.json(c, map[string]any{"deleted": args[0]})
+				}
+				fmt.Fprintf(c.OutOrStdout(), "pipeline %s deleted\n", args[0])
+				return nil
+			})
 		},
 	}
 }
@@ -725,21 +716,17 @@ to enter a stage.`,
   conveyor status webapp -o json`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := r.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := callCtx()
-			defer cancel()
-			st, err := cl.PipelineState(ctx, args[0])
-			if err != nil {
-				return explain("status of "+args[0], err, noPipeline(args[0]))
-			}
-			if r.output == "json" {
-				return r.json(c, st)
-			}
-			drawState(c.OutOrStdout(), st)
-			return nil
+			return r.call(func(ctx context.Context, cl *client.Client) error {
+				st, err := cl.PipelineState(ctx, args[0])
+				if err != nil {
+					return explain("status of "+args[0], err, noPipeline(args[0]))
+				}
+				if r.output == "json" {
+					return r.json(c, st)
+				}
+				drawState(c.OutOrStdout(), st)
+				return nil
+			})
 		},
 	}
 }
@@ -973,17 +960,13 @@ func (r *remote) stopCmd() *cobra.Command {
   conveyor stop 0193a0b2-… --abandon     # kill the running actions`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := r.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := callCtx()
-			defer cancel()
-			e, err := cl.StopExecution(ctx, args[0], abandon, reason)
-			if err != nil {
-				return explain("stop "+args[0], err, noExecution(args[0]))
-			}
-			return r.printExecution(c, e, "execution %s: %s", e.ID, e.Status)
+			return r.call(func(ctx context.Context, cl *client.Client) error {
+				e, err := cl.StopExecution(ctx, args[0], abandon, reason)
+				if err != nil {
+					return explain("stop "+args[0], err, noExecution(args[0]))
+				}
+				return r.printExecution(c, e, "execution %s: %s", e.ID, e.Status)
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&abandon, "abandon", false, "kill the running actions instead of letting them finish")
@@ -1073,20 +1056,16 @@ change), or refuses it, which stops it. conveyor status shows the executions tha
   conveyor allow 0193a0b2-… --refuse --comment "touches the deploy scripts"`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := r.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := callCtx()
-			defer cancel()
-			e, err := cl.AllowExecution(ctx, args[0], !refuse, comment)
-			if err != nil {
-				return explain("allow "+args[0], err, noExecution(args[0]))
-			}
-			if refuse {
-				return r.printExecution(c, e, "execution %s refused: %s", e.ID, e.Status)
-			}
-			return r.printExecution(c, e, "execution %s allowed to run: %s", e.ID, e.Status)
+			return r.call(func(ctx context.Context, cl *client.Client) error {
+				e, err := cl.AllowExecution(ctx, args[0], !refuse, comment)
+				if err != nil {
+					return explain("allow "+args[0], err, noExecution(args[0]))
+				}
+				if refuse {
+					return r.printExecution(c, e, "execution %s refused: %s", e.ID, e.Status)
+				}
+				return r.printExecution(c, e, "execution %s allowed to run: %s", e.ID, e.Status)
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&refuse, "refuse", false, "stop the execution instead of letting it run")

@@ -4,6 +4,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -135,32 +136,28 @@ replaces is marked overridden); without it, every secret of the server (global a
   conveyor secret list --pipeline webapp -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			cl, err := r.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := callCtx()
-			defer cancel()
-			secrets, err := cl.Secrets(ctx, *pipeline)
-			if err != nil {
-				return explain("list secrets", err, nil)
-			}
-			if r.output == "json" {
-				return r.json(c, map[string]any{"secrets": secrets})
-			}
-			tw := tabwriter.NewWriter(c.OutOrStdout(), 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tSCOPE\tUPDATED\tBY\tCREATED\tBY")
-			for _, s := range secrets {
-				scope := "global"
-				if s.Scope == client.SecretPipeline {
-					scope = "pipeline " + s.Pipeline
+			return r.call(func(ctx context.Context, cl *client.Client) error {
+				secrets, err := cl.Secrets(ctx, *pipeline)
+				if err != nil {
+					return explain("list secrets", err, nil)
 				}
-				if s.Overridden {
-					scope += " (overridden)"
+				if r.output == "json" {
+					return r.json(c, map[string]any{"secrets": secrets})
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, scope, when(s.UpdatedAt), s.UpdatedBy, when(s.CreatedAt), s.CreatedBy)
-			}
-			return tw.Flush()
+				tw := tabwriter.NewWriter(c.OutOrStdout(), 0, 0, 2, ' ', 0)
+				fmt.Fprintln(tw, "NAME\tSCOPE\tUPDATED\tBY\tCREATED\tBY")
+				for _, s := range secrets {
+					scope := "global"
+					if s.Scope == client.SecretPipeline {
+						scope = "pipeline " + s.Pipeline
+					}
+					if s.Overridden {
+						scope += " (overridden)"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, scope, when(s.UpdatedAt), s.UpdatedBy, when(s.CreatedAt), s.CreatedBy)
+				}
+				return tw.Flush()
+			})
 		},
 	}
 }
@@ -175,21 +172,17 @@ func (r *remote) secretDeleteCmd(pipeline *string) *cobra.Command {
   conveyor secret delete ci-token`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := r.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := callCtx()
-			defer cancel()
-			what := describeSecret(*pipeline, args[0])
-			if err := cl.DeleteSecret(ctx, *pipeline, args[0]); err != nil {
-				return explain("delete "+what, err, func(msg string) string { return msg })
-			}
-			if r.output == "json" {
-				return r.json(c, map[string]any{"deleted": map[string]string{"name": args[0], "pipeline": *pipeline}})
-			}
-			fmt.Fprintf(c.OutOrStdout(), "%s deleted\n", what)
-			return nil
+			return r.call(func(ctx context.Context, cl *client.Client) error {
+				what := describeSecret(*pipeline, args[0])
+				if err := cl.DeleteSecret(ctx, *pipeline, args[0]); err != nil {
+					return explain("delete "+what, err, func(msg string) string { return msg })
+				}
+				if r.output == "json" {
+					return r.json(c, map[string]any{"deleted": map[string]string{"name": args[0], "pipeline": *pipeline}})
+				}
+				fmt.Fprintf(c.OutOrStdout(), "%s deleted\n", what)
+				return nil
+			})
 		},
 	}
 }

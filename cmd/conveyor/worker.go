@@ -21,6 +21,7 @@ import (
 	"github.com/conveyorci/conveyor/internal/job"
 	jobremote "github.com/conveyorci/conveyor/internal/job/remote"
 	"github.com/conveyorci/conveyor/internal/local"
+	"github.com/conveyorci/conveyor/pkg/client"
 )
 
 // workerConfig is what `conveyor worker` is given.
@@ -95,35 +96,31 @@ is gone; gone workers are forgotten after a day. Any viewer may list them.`,
   conveyor worker list -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			cl, err := r.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := callCtx()
-			defer cancel()
-			workers, err := cl.Workers(ctx)
-			if err != nil {
-				return explain("list workers", err, nil)
-			}
-			if r.output == "json" {
-				return r.json(c, map[string]any{"workers": workers})
-			}
-			tw := tabwriter.NewWriter(c.OutOrStdout(), 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tSTATE\tLABELS\tPROVIDERS\tRUNNING\tLAST SEEN\tVERSION")
-			for _, w := range workers {
-				state := "gone"
-				if w.Live {
-					state = "live"
+			return r.call(func(ctx context.Context, cl *client.Client) error {
+				workers, err := cl.Workers(ctx)
+				if err != nil {
+					return explain("list workers", err, nil)
 				}
-				running := strconv.Itoa(w.Running)
-				if w.Slots > 0 {
-					running += "/" + strconv.Itoa(w.Slots)
+				if r.output == "json" {
+					return r.json(c, map[string]any{"workers": workers})
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s ago\t%s\n", w.Name, state, orDash(strings.Join(w.Labels, ",")),
-					orDash(strings.Join(w.Providers, ",")), running,
-					(time.Duration(w.UnseenSeconds) * time.Second).Round(time.Second), orDash(w.Version))
-			}
-			return tw.Flush()
+				tw := tabwriter.NewWriter(c.OutOrStdout(), 0, 0, 2, ' ', 0)
+				fmt.Fprintln(tw, "NAME\tSTATE\tLABELS\tPROVIDERS\tRUNNING\tLAST SEEN\tVERSION")
+				for _, w := range workers {
+					state := "gone"
+					if w.Live {
+						state = "live"
+					}
+					running := strconv.Itoa(w.Running)
+					if w.Slots > 0 {
+						running += "/" + strconv.Itoa(w.Slots)
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s ago\t%s\n", w.Name, state, orDash(strings.Join(w.Labels, ",")),
+						orDash(strings.Join(w.Providers, ",")), running,
+						(time.Duration(w.UnseenSeconds) * time.Second).Round(time.Second), orDash(w.Version))
+				}
+				return tw.Flush()
+			})
 		},
 	}
 	f := cmd.Flags()
