@@ -52,6 +52,7 @@ fuzz: ## run each fuzz target for FUZZTIME (default 10s)
 		./internal/pipeline:FuzzParse \
 		./internal/jsonpath:FuzzJSONPath \
 		./internal/artifact:FuzzUnpack \
+		./internal/artifact:FuzzUnpackZip \
 		./internal/secret:FuzzMasker \
 		./internal/artifact:FuzzGlob \
 		./internal/keyring:FuzzDecryptReader \

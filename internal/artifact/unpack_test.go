@@ -2,6 +2,7 @@ package artifact
 
 import (
 	"archive/tar"
+	"archive/zip"
 	"bytes"
 	"context"
 	"errors"
@@ -296,18 +297,55 @@ func FuzzUnpack(f *testing.F) {
 		parent := t.TempDir()
 		dest := filepath.Join(parent, "dest")
 		Unpack(context.Background(), bytes.NewReader(enc.EncodeAll(tarData, nil)), dest, Limits{MaxSize: 1 << 20, MaxFiles: 100})
-		if names, _ := os.ReadDir(parent); len(names) > 1 {
-			t.Fatalf("wrote beside dest: %v", names)
-		}
-		filepath.Walk(dest, func(p string, fi os.FileInfo, err error) error {
-			if err == nil && fi.Mode()&os.ModeSymlink != 0 {
-				target, _ := os.Readlink(p)
-				rel, _ := filepath.Rel(dest, p)
-				if !symlinkInside(filepath.ToSlash(rel), target) {
-					t.Fatalf("symlink %s -> %s leaves dest", rel, target)
-				}
+		contained(t, parent, dest)
+	})
+}
+
+// FuzzUnpackZip fuzzes the unpacking of zip archives (Source/S3's objects): whatever the
+// bytes, nothing is written beside dest and no symlink in dest leads out of it.
+func FuzzUnpackZip(f *testing.F) {
+	for _, entries := range [][][2]string{
+		{{"a.txt", "x"}, {"d/b.txt", "y"}},
+		{{"../escape", "x"}},
+		{{"/abs", "x"}},
+	} {
+		var b bytes.Buffer
+		zw := zip.NewWriter(&b)
+		for _, e := range entries {
+			w, err := zw.Create(e[0])
+			if err != nil {
+				f.Fatal(err)
 			}
-			return nil
-		})
+			w.Write([]byte(e[1]))
+		}
+		if err := zw.Close(); err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b.Bytes())
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		parent := t.TempDir()
+		dest := filepath.Join(parent, "dest")
+		UnpackZip(context.Background(), bytes.NewReader(data), int64(len(data)), dest, Limits{MaxSize: 1 << 20, MaxFiles: 100})
+		contained(t, parent, dest)
+	})
+}
+
+// contained fails t when an unpacking into dest (alone in parent) wrote beside it or left a
+// symlink that leads out of it.
+func contained(t *testing.T, parent, dest string) {
+	t.Helper()
+	if names, _ := os.ReadDir(parent); len(names) > 1 {
+		t.Fatalf("wrote beside dest: %v", names)
+	}
+	filepath.Walk(dest, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode()&os.ModeSymlink != 0 {
+			target, _ := os.Readlink(p)
+			rel, _ := filepath.Rel(dest, p)
+			if !symlinkInside(filepath.ToSlash(rel), target) {
+				t.Fatalf("symlink %s -> %s leaves dest", rel, target)
+			}
+		}
+		return nil
 	})
 }
