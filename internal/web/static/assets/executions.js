@@ -115,6 +115,7 @@ export async function executionPage(view, ctx) {
           a.startedAt ? h('span', {class: 'muted small'}, ' ', duration(a.startedAt, a.finishedAt)) : null),
         kv([
           ['Logs', a.attempt > 0 && !a.decision && !a.approvals ? h('a', {href: paths.log(e.id, s.name, a.name)}, 'Read the log') : null],
+          ['Waiting', a.waiting ? 'for a worker: ' + a.waiting : a.waitingFor ? 'for ' + a.waitingFor : null],
           ['Summary', a.summary], ['Message', a.message], ['Failure', a.failure],
           ['Decision', a.decision ? [a.decision.approved ? 'Approved' : 'Rejected', ' by ', a.decision.by, a.decision.comment ? ': “' + a.decision.comment + '”' : ''] : null],
           ['Input artifacts', artifacts(a.inputArtifacts)],
