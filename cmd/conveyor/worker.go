@@ -34,6 +34,8 @@ type workerConfig struct {
 	WorkDir     string
 	LogFormat   string
 	Lease       time.Duration
+	// NoDirectInputs reads every input through the server, never straight from the bucket.
+	NoDirectInputs bool
 	sandboxFlags
 }
 
@@ -77,6 +79,7 @@ action before the lease runs out.`,
 	f.IntVar(&cfg.Concurrency, "concurrency", 2, "how many actions run at once")
 	f.StringVar(&cfg.WorkDir, "work-dir", filepath.Join(os.TempDir(), "conveyor-worker"), "directory of the workspaces (emptied at start: give each worker its own)")
 	f.StringVar(&cfg.LogFormat, "log-format", "text", "log format on stderr: text or json")
+	f.BoolVar(&cfg.NoDirectInputs, "no-direct-inputs", false, "read input artifacts through the server even when it offers them straight from an S3 bucket (for a worker that cannot reach the bucket)")
 	cfg.sandboxFlags.register(f, "the work directory")
 	cmd.AddCommand(workerListCmd())
 	return cmd
@@ -193,7 +196,8 @@ func runWorker(ctx context.Context, cfg workerConfig, stderr io.Writer, cancel f
 	if err != nil {
 		return err
 	}
-	backend, err := jobremote.New(cfg.Server, cfg.Token, jobremote.Options{TempDir: filepath.Join(workDir, "tmp"), Logger: log})
+	backend, err := jobremote.New(cfg.Server, cfg.Token, jobremote.Options{TempDir: filepath.Join(workDir, "tmp"), Logger: log,
+		NoDirect: cfg.NoDirectInputs})
 	if err != nil {
 		return usageErr("%v", err)
 	}
