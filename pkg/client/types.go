@@ -157,6 +157,19 @@ type Execution struct {
 	// Hold is set on an execution that waits (or waited) to be allowed to run: a pull
 	// request from a fork (see AllowExecution).
 	Hold *Hold `json:"hold,omitempty"`
+	// Invoker is set on an execution an Invoke/Pipeline action of another execution started.
+	Invoker *Invoker `json:"invoker,omitempty"`
+}
+
+// Invoker is the Invoke/Pipeline action attempt that started an execution.
+type Invoker struct {
+	Pipeline    string `json:"pipeline"`
+	ExecutionID string `json:"executionId"`
+	Stage       string `json:"stage"`
+	Action      string `json:"action"`
+	Attempt     int    `json:"attempt"`
+	// Wait: the action takes the invoked execution's result.
+	Wait bool `json:"wait,omitempty"`
 }
 
 // Hold keeps an execution from running until someone allows it.
