@@ -31,10 +31,7 @@ admin role.`,
   conveyor action-type delete Deploy/Echo`,
 		Args: cobra.NoArgs,
 	}
-	f := cmd.PersistentFlags()
-	f.StringVar(&r.server, "server", "", "URL of the conveyor server (default $CONVEYOR_SERVER, else "+defaultServer+")")
-	f.StringVar(&r.token, "token", "", "API token (default $CONVEYOR_TOKEN)")
-	f.StringVarP(&r.output, "output", "o", "table", "output format: table or json")
+	r.flags(cmd.PersistentFlags())
 	cmd.AddCommand(r.actionTypeCreateCmd(), r.actionTypeListCmd(), r.actionTypeDeleteCmd())
 	return cmd
 }

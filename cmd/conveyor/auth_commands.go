@@ -24,11 +24,7 @@ func authCommands() []*cobra.Command {
 	r := &remote{}
 	cmds := []*cobra.Command{r.userCmd(), r.groupCmd(), r.tokenCmd(), r.roleCmd(), r.whoamiCmd(), r.signinCmd()}
 	for _, c := range cmds {
-		f := c.PersistentFlags()
-		f.StringVar(&r.server, "server", "", "URL of the conveyor server (default $CONVEYOR_SERVER, else "+defaultServer+")")
-		// The token's default is read when the command runs, so that --help never prints it.
-		f.StringVar(&r.token, "token", "", "API token (default $CONVEYOR_TOKEN)")
-		f.StringVarP(&r.output, "output", "o", "table", "output format: table or json")
+		r.flags(c.PersistentFlags())
 	}
 	return cmds
 }

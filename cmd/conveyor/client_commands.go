@@ -19,6 +19,7 @@ import (
 
 	"github.com/goccy/go-yaml"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/conveyorci/conveyor/pkg/client"
 )
@@ -47,13 +48,18 @@ func clientCommands() []*cobra.Command {
 		r.rollbackCmd(),
 	}
 	for _, c := range cmds {
-		f := c.PersistentFlags()
-		f.StringVar(&r.server, "server", "", "URL of the conveyor server (default $CONVEYOR_SERVER, else "+defaultServer+")")
-		// The token's default is read when the command runs, so that --help never prints it.
-		f.StringVar(&r.token, "token", "", "API token (default $CONVEYOR_TOKEN)")
-		f.StringVarP(&r.output, "output", "o", "table", "output format: table or json")
+		r.flags(c.PersistentFlags())
 	}
 	return append(cmds, artifactCmd()) // its own flags: -o is the file it writes
+}
+
+// flags registers the flags every command talking to a server shares: --server, --token
+// and --output.
+func (r *remote) flags(f *pflag.FlagSet) {
+	f.StringVar(&r.server, "server", "", "URL of the conveyor server (default $CONVEYOR_SERVER, else "+defaultServer+")")
+	// The token's default is read when the command runs, so that --help never prints it.
+	f.StringVar(&r.token, "token", "", "API token (default $CONVEYOR_TOKEN)")
+	f.StringVarP(&r.output, "output", "o", "table", "output format: table or json")
 }
 
 // client checks the shared flags and returns a client of the server.

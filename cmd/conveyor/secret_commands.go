@@ -38,9 +38,7 @@ answer ever shows one again.`,
 		Args: cobra.NoArgs,
 	}
 	f := cmd.PersistentFlags()
-	f.StringVar(&r.server, "server", "", "URL of the conveyor server (default $CONVEYOR_SERVER, else "+defaultServer+")")
-	f.StringVar(&r.token, "token", "", "API token (default $CONVEYOR_TOKEN)")
-	f.StringVarP(&r.output, "output", "o", "table", "output format: table or json")
+	r.flags(f)
 	f.StringVar(&pipeline, "pipeline", "", "the pipeline whose own secret it is (default: a global secret, for every pipeline)")
 	cmd.AddCommand(r.secretSetCmd(&pipeline), r.secretListCmd(&pipeline), r.secretDeleteCmd(&pipeline))
 	return cmd

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -173,7 +174,7 @@ for every action). Without bubblewrap the server warns and runs them on the host
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			cfg.AdminToken = os.Getenv("CONVEYOR_ADMIN_TOKEN")
-			cfg.Store = firstNonEmpty(cfg.Store, os.Getenv("CONVEYOR_STORE"))
+			cfg.Store = cmp.Or(cfg.Store, os.Getenv("CONVEYOR_STORE"))
 			cfg.MasterKey = os.Getenv(keyring.EnvVar)
 			cfg.AuditKey = os.Getenv(audit.KeyEnv)
 			if err := cfg.validate(); err != nil {

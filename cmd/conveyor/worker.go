@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -33,7 +34,6 @@ type workerConfig struct {
 	Concurrency int
 	WorkDir     string
 	LogFormat   string
-	Lease       time.Duration
 	// NoDirectInputs reads every input through the server, never straight from the bucket.
 	NoDirectInputs bool
 	sandboxFlags
@@ -61,8 +61,8 @@ action before the lease runs out.`,
   CONVEYOR_TOKEN=... conveyor worker --server https://ci.example.com --concurrency 8 --labels linux,large`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			cfg.Server = firstNonEmpty(cfg.Server, os.Getenv("CONVEYOR_SERVER"), defaultServer)
-			cfg.Token = firstNonEmpty(cfg.Token, os.Getenv("CONVEYOR_TOKEN"))
+			cfg.Server = cmp.Or(cfg.Server, os.Getenv("CONVEYOR_SERVER"), defaultServer)
+			cfg.Token = cmp.Or(cfg.Token, os.Getenv("CONVEYOR_TOKEN"))
 			if err := cfg.validate(); err != nil {
 				return err
 			}
@@ -126,10 +126,7 @@ is gone; gone workers are forgotten after a day. Any viewer may list them.`,
 			})
 		},
 	}
-	f := cmd.Flags()
-	f.StringVar(&r.server, "server", "", "URL of the conveyor server (default $CONVEYOR_SERVER, else "+defaultServer+")")
-	f.StringVar(&r.token, "token", "", "API token (default $CONVEYOR_TOKEN)")
-	f.StringVarP(&r.output, "output", "o", "table", "output format: table or json")
+	r.flags(cmd.Flags())
 	return cmd
 }
 
@@ -139,15 +136,6 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
-}
-
-func firstNonEmpty(s ...string) string {
-	for _, v := range s {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }
 
 func (c *workerConfig) validate() error {

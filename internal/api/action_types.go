@@ -245,17 +245,17 @@ func typeUser(ctx context.Context, rd store.Reader, category, provider string) (
 	return "", nil
 }
 
-// providerSpecs returns the providers a pipeline may use: the built-in ones and the
-// registered custom action types. A custom action's properties are strings, or, for a
-// secret property, a { secret: NAME } reference to one of the pipeline's secrets; it takes
-// any number of input artifacts (its worker may download them) and produces none, and its
-// worker may publish any output variable.
 // ProviderSpecs returns what a pipeline file on st may use: the built-in providers and the
 // custom action types registered (as a put of a pipeline parses it).
 func ProviderSpecs(st store.Store) func(ctx context.Context) ([]pipeline.ProviderSpec, error) {
 	return func(ctx context.Context) ([]pipeline.ProviderSpec, error) { return providerSpecs(ctx, st) }
 }
 
+// providerSpecs returns the providers a pipeline may use: the built-in ones and the
+// registered custom action types. A custom action's properties are strings, or, for a
+// secret property, a { secret: NAME } reference to one of the pipeline's secrets; it takes
+// any number of input artifacts (its worker may download them) and produces none, and its
+// worker may publish any output variable.
 func providerSpecs(ctx context.Context, st store.Store) ([]pipeline.ProviderSpec, error) {
 	var types []*store.ActionType
 	err := st.View(ctx, func(rd store.Reader) error {

@@ -48,6 +48,13 @@ type live struct {
 	// locks wakes the streams of one pipeline when any server changes stage locks, so that
 	// a transition toggled through another server reaches the pipeline's page.
 	locks *wakeHub
+
+	// seen is what transitions of each pipeline were read since the last stage-lock change
+	// (locks' generation gen): the streams of one pipeline, woken by the same change, share
+	// one read of its stage locks (sharedTransitions).
+	seenMu  sync.Mutex
+	seenGen uint64
+	seen    map[string]string
 }
 
 // otherServersMargin is how far back an execution stream reads changes other servers made,
@@ -204,7 +211,7 @@ func (lv *live) handleEvents(w http.ResponseWriter, r *http.Request) {
 			}
 			keep.Reset(keepaliveEvery)
 		case <-lockChanges:
-			now, err := lv.transitions(r.Context(), pipeline)
+			now, err := lv.sharedTransitions(r.Context(), pipeline)
 			if err != nil {
 				return
 			}
@@ -251,6 +258,30 @@ func (lv *live) handleEvents(w http.ResponseWriter, r *http.Request) {
 			keep.Reset(keepaliveEvery)
 		}
 	}
+}
+
+// sharedTransitions is transitions for a stream woken by a change of stage locks: every
+// stream of the pipeline is woken by it, and the first to ask reads for all of them.
+func (lv *live) sharedTransitions(ctx context.Context, pipeline string) (string, error) {
+	gen := lv.locks.generation() // before the read: a change after it makes the next ask read again
+	lv.seenMu.Lock()
+	t, ok := lv.seen[pipeline]
+	ok = ok && lv.seenGen == gen
+	lv.seenMu.Unlock()
+	if ok {
+		return t, nil
+	}
+	t, err := lv.transitions(ctx, pipeline)
+	if err != nil {
+		return "", err
+	}
+	lv.seenMu.Lock()
+	defer lv.seenMu.Unlock()
+	if lv.seenGen != gen || lv.seen == nil { // what was read before this change: forget it
+		lv.seenGen, lv.seen = gen, map[string]string{}
+	}
+	lv.seen[pipeline] = t
+	return t, nil
 }
 
 // transitions returns what a pipeline's transitions are (each disabled one, with who and
@@ -464,6 +495,14 @@ type wakeHub struct {
 	src     <-chan struct{}
 	waiters map[chan struct{}]struct{}
 	quit    chan struct{} // closed when the last waiter leaves; nil while nobody waits
+	gen     uint64        // how many signals were passed on, counted before the waiters get each
+}
+
+// generation counts the signals passed on so far: a waiter woken by one sees it counted.
+func (h *wakeHub) generation() uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.gen
 }
 
 // subscribe returns a channel (buffer 1) that receives after every commit that changed the
@@ -502,6 +541,7 @@ func (h *wakeHub) forward(quit chan struct{}) {
 		case <-h.src:
 		}
 		h.mu.Lock()
+		h.gen++
 		for ch := range h.waiters {
 			select {
 			case ch <- struct{}{}:

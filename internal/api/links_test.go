@@ -81,6 +81,9 @@ stages:
 		t.Errorf("invalid file: %+v", e)
 	}
 	b.wantError(b.do("PUT", "/api/v1/pipelines/web/link", "application/json", []byte(`{}`)), 400, "bad_request")
+	// A repository or file that cannot be read is the caller's to fix: 400, and nothing changes.
+	b.wantError(b.do("PUT", "/api/v1/pipelines/web/link", "application/json", []byte(`{"repository": "`+repo+`", "path": "no/such.yaml"}`)), 400, "invalid_pipeline")
+	b.wantError(b.do("PUT", "/api/v1/pipelines/web/link", "application/json", []byte(`{"repository": "`+filepath.Join(repo, "missing")+`"}`)), 400, "bad_request")
 
 	var un struct{ Version int }
 	b.call("DELETE", "/api/v1/pipelines/web/link", nil, 200).decode(t, &un)

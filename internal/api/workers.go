@@ -353,25 +353,40 @@ func (ws *workers) handleLog(w http.ResponseWriter, r *http.Request) {
 // handleInput streams one of the job's input artifacts, as the artifact store holds it
 // (decrypted); the worker verifies its digest as it unpacks it.
 func (ws *workers) handleInput(w http.ResponseWriter, r *http.Request) {
-	j, err := ws.view(r)
+	j, name, ref, err := ws.input(r)
 	if err != nil {
 		fail(w, err)
-		return
-	}
-	name := r.PathValue("name")
-	i := slices.IndexFunc(j.Spec.Inputs, func(in engine.NamedArtifact) bool { return in.Name == name })
-	if i < 0 {
-		fail(w, errNotFound("job %s has no input artifact %q", j.ID, name))
 		return
 	}
 	if ws.arts == nil {
 		fail(w, errors.New("the server has no artifact store"))
 		return
 	}
-	ref := j.Spec.Inputs[i].Ref
+	ws.stream(w, r, ref, nil, errNotFound("input artifact %q of job %s (%s) is no longer stored", name, j.ID, ref.Digest))
+}
+
+// input returns the request's job, still leased, and the input artifact of the path's
+// {name}: 404 when the job has no such input.
+func (ws *workers) input(r *http.Request) (*store.Job, string, artifact.Ref, error) {
+	j, err := ws.view(r)
+	if err != nil {
+		return nil, "", artifact.Ref{}, err
+	}
+	name := r.PathValue("name")
+	i := slices.IndexFunc(j.Spec.Inputs, func(in engine.NamedArtifact) bool { return in.Name == name })
+	if i < 0 {
+		return nil, "", artifact.Ref{}, errNotFound("job %s has no input artifact %q", j.ID, name)
+	}
+	return j, name, j.Spec.Inputs[i].Ref, nil
+}
+
+// stream answers the stored blob of ref as the artifact store holds it (decrypted), with its
+// digest in remote.HeaderDigest and the headers of extra; gone (a 404) when it is no longer
+// stored.
+func (ws *workers) stream(w http.ResponseWriter, r *http.Request, ref artifact.Ref, extra http.Header, gone error) {
 	rc, err := ws.arts.Open(r.Context(), ref)
 	if errors.Is(err, artifact.ErrNotFound) {
-		fail(w, errNotFound("input artifact %q of job %s (%s) is no longer stored", name, j.ID, ref.Digest))
+		fail(w, gone)
 		return
 	}
 	if err != nil {
@@ -379,6 +394,9 @@ func (ws *workers) handleInput(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer rc.Close()
+	for k := range extra {
+		w.Header().Set(k, extra.Get(k))
+	}
 	w.Header().Set("Content-Type", "application/zstd")
 	w.Header().Set(remote.HeaderDigest, ref.Digest)
 	if _, err := io.Copy(w, rc); err != nil {
@@ -400,22 +418,15 @@ const (
 // (remote.CodeDirectUnavailable), a stored copy whose header or key blob is damaged 409: the
 // worker then reads through handleInput.
 func (ws *workers) handleInputDirect(w http.ResponseWriter, r *http.Request) {
-	j, err := ws.view(r)
+	j, name, ref, err := ws.input(r)
 	if err != nil {
 		fail(w, err)
-		return
-	}
-	name := r.PathValue("name")
-	i := slices.IndexFunc(j.Spec.Inputs, func(in engine.NamedArtifact) bool { return in.Name == name })
-	if i < 0 {
-		fail(w, errNotFound("job %s has no input artifact %q", j.ID, name))
 		return
 	}
 	if ws.arts == nil {
 		fail(w, &badRequest{http.StatusNotFound, remote.CodeDirectUnavailable, "the server has no artifact store"})
 		return
 	}
-	ref := j.Spec.Inputs[i].Ref
 	now := ws.now()
 	ttl := min(directTTL, max(j.LeaseUntil.Sub(now), 0)+directSlack)
 	d, err := ws.arts.DirectRead(r.Context(), ref, ttl)
@@ -525,23 +536,9 @@ func (ws *workers) handleGetCache(w http.ResponseWriter, r *http.Request) {
 		fail(w, errNotFound("pipeline %s keeps no cache %q for this job's branch", j.Pipeline, key))
 		return
 	}
-	rc, err := ws.arts.Open(r.Context(), ref)
-	if errors.Is(err, artifact.ErrNotFound) {
-		fail(w, errNotFound("the cache %q of pipeline %s is no longer stored", key, j.Pipeline))
-		return
-	}
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	defer rc.Close()
 	refJSON, _ := json.Marshal(ref)
-	w.Header().Set("Content-Type", "application/zstd")
-	w.Header().Set(remote.HeaderDigest, ref.Digest)
-	w.Header().Set(remote.HeaderRef, string(refJSON))
-	if _, err := io.Copy(w, rc); err != nil {
-		panic(http.ErrAbortHandler) // the worker must see a truncated download, not a whole one
-	}
+	ws.stream(w, r, ref, http.Header{remote.HeaderRef: {string(refJSON)}},
+		errNotFound("the cache %q of pipeline %s is no longer stored", key, j.Pipeline))
 }
 
 // handlePutCache stores the job's cache for ?key= from its archive, as handleOutput stores
@@ -679,17 +676,20 @@ func withWorkerWait(ctx context.Context, st store.Store, now time.Time, e *engin
 	if e.Status.Terminal() {
 		return e, nil, nil
 	}
+	var ids []string
+	for _, stage := range e.Stages {
+		for _, a := range stage.Actions {
+			if a.Status == engine.ActionInProgress && a.JobID != "" && a.WaitingFor == "" {
+				ids = append(ids, a.JobID)
+			}
+		}
+	}
+	if len(ids) == 0 { // no job that could wait: no read
+		return e, nil, nil
+	}
 	var out *engine.Execution
 	var reasons map[string]string
 	err := st.View(ctx, func(rd store.Reader) error {
-		var ids []string
-		for _, stage := range e.Stages {
-			for _, a := range stage.Actions {
-				if a.Status == engine.ActionInProgress && a.JobID != "" && a.WaitingFor == "" {
-					ids = append(ids, a.JobID)
-				}
-			}
-		}
 		queued, why, err := workerWaits(ctx, rd, now, ids)
 		if err != nil || len(queued) == 0 {
 			return err

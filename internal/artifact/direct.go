@@ -77,45 +77,15 @@ func (s *Store) DirectRead(ctx context.Context, ref Ref, ttl time.Duration) (d *
 }
 
 // dataKeyOf returns the unwrapped data key of the blob stored at key, nil if it is stored
-// unencrypted. It follows the same rules as plainReader: a store with master keys accepts an
-// unencrypted blob only if it is an archive.
+// unencrypted (readDataKey).
 func (s *Store) dataKeyOf(ctx context.Context, ref Ref, key string) ([]byte, error) {
 	rc, err := s.blobs.Get(ctx, key)
 	if err != nil {
 		return nil, err
 	}
-	encrypted, id, head, err := readHeader(rc)
-	rc.Close() // the rest is the worker's to download
-	switch {
-	case err != nil && errors.Is(err, keyring.ErrIntegrity):
-		return nil, &integrityError{digest: ref.Digest, err: err}
-	case err != nil:
-		return nil, err
-	case !encrypted && s.keys != nil && string(head) != zstdMagic:
-		return nil, &integrityError{digest: ref.Digest, err: fmt.Errorf("%w: neither encrypted nor an archive", keyring.ErrIntegrity)}
-	case !encrypted:
-		return nil, nil
-	case s.keys == nil:
-		return nil, fmt.Errorf("artifact %s is encrypted, and this store has no master keys to decrypt it", ref.Digest)
-	}
-	// The key blob's name derives from the data blob's key: whatever the header says, it can
-	// only name one of this blob's key blobs.
-	kb := keyBlobKey(key, id)
-	wrapped, err := s.readKeyBlob(ctx, kb)
-	if errors.Is(err, ErrNotFound) {
-		return nil, &integrityError{digest: ref.Digest, err: fmt.Errorf("%w: its data key is missing: %w", keyring.ErrIntegrity, err)}
-	}
-	if err != nil {
-		return nil, err
-	}
-	plain, err := s.keys.Unwrap(wrapped)
-	if errors.Is(err, keyring.ErrIntegrity) {
-		return nil, &integrityError{digest: ref.Digest, err: fmt.Errorf("data key %s: %w", kb, err)}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("data key %s: %w", kb, err)
-	}
-	return plain, nil
+	defer rc.Close() // only its header is read: the rest is the worker's to download
+	dataKey, _, err := s.readDataKey(ctx, ref, key, rc)
+	return dataKey, err
 }
 
 // OpenBlob returns the compressed archive held by blob, a stored blob of the artifact ref read

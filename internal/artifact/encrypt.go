@@ -98,41 +98,20 @@ func readHeader(blob io.Reader) (encrypted bool, id, head []byte, err error) {
 // without them (the digest check holds for it all the same), but nothing else that is not
 // encrypted.
 func (s *Store) plainReader(ctx context.Context, ref Ref, key string, blob io.Reader) (io.Reader, error) {
-	encrypted, id, head, err := readHeader(blob)
-	switch {
-	case err != nil && errors.Is(err, keyring.ErrIntegrity):
-		return nil, &integrityError{digest: ref.Digest, err: err}
-	case err != nil:
+	dataKey, head, err := s.readDataKey(ctx, ref, key, blob)
+	if err != nil {
 		return nil, err
-	case !encrypted && s.keys != nil && string(head) != zstdMagic:
-		return nil, &integrityError{digest: ref.Digest, err: fmt.Errorf("%w: neither encrypted nor an archive", keyring.ErrIntegrity)}
-	case !encrypted:
+	}
+	if dataKey == nil {
 		if sk, ok := blob.(io.Seeker); ok { // keep an *os.File bare: a download is then a sendfile
 			if _, err := sk.Seek(0, io.SeekStart); err == nil {
 				return blob, nil
 			}
 		}
 		return io.MultiReader(bytes.NewReader(head), blob), nil
-	case s.keys == nil:
-		return nil, fmt.Errorf("artifact %s is encrypted, and this store has no master keys to decrypt it", ref.Digest)
 	}
-	kb := keyBlobKey(key, id)
-	wrapped, err := s.readKeyBlob(ctx, kb)
-	if errors.Is(err, ErrNotFound) {
-		return nil, &integrityError{digest: ref.Digest, err: fmt.Errorf("%w: its data key is missing: %w", keyring.ErrIntegrity, err)}
-	}
-	if err != nil {
-		return nil, err
-	}
-	plain, err := s.keys.Unwrap(wrapped)
-	if errors.Is(err, keyring.ErrIntegrity) {
-		return nil, &integrityError{digest: ref.Digest, err: fmt.Errorf("data key %s: %w", kb, err)}
-	}
-	if err != nil { // a master key missing from the ring, say: not the blob's fault
-		return nil, fmt.Errorf("data key %s: %w", kb, err)
-	}
-	defer clear(plain)
-	dr, err := keyring.DecryptReader(blob, plain)
+	defer clear(dataKey)
+	dr, err := keyring.DecryptReader(blob, dataKey)
 	if errors.Is(err, keyring.ErrIntegrity) {
 		return nil, &integrityError{digest: ref.Digest, err: err}
 	}
@@ -140,6 +119,44 @@ func (s *Store) plainReader(ctx context.Context, ref Ref, key string, blob io.Re
 		return nil, err
 	}
 	return &integrityReader{r: dr, digest: ref.Digest}, nil
+}
+
+// readDataKey reads the header of the blob stored at key from blob, and returns the blob's
+// unwrapped data key; for a blob stored unencrypted, nil and the bytes it read (the start of
+// the archive). A store with Keys accepts an unencrypted blob only if it is an archive.
+// plainReader (the server's reads) and dataKeyOf (a worker's direct reads) judge a blob by it.
+func (s *Store) readDataKey(ctx context.Context, ref Ref, key string, blob io.Reader) (dataKey, head []byte, err error) {
+	encrypted, id, head, err := readHeader(blob)
+	switch {
+	case err != nil && errors.Is(err, keyring.ErrIntegrity):
+		return nil, nil, &integrityError{digest: ref.Digest, err: err}
+	case err != nil:
+		return nil, nil, err
+	case !encrypted && s.keys != nil && string(head) != zstdMagic:
+		return nil, nil, &integrityError{digest: ref.Digest, err: fmt.Errorf("%w: neither encrypted nor an archive", keyring.ErrIntegrity)}
+	case !encrypted:
+		return nil, head, nil
+	case s.keys == nil:
+		return nil, nil, fmt.Errorf("artifact %s is encrypted, and this store has no master keys to decrypt it", ref.Digest)
+	}
+	// The key blob's name derives from the data blob's key: whatever the header says, it can
+	// only name one of this blob's key blobs.
+	kb := keyBlobKey(key, id)
+	wrapped, err := s.readKeyBlob(ctx, kb)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil, &integrityError{digest: ref.Digest, err: fmt.Errorf("%w: its data key is missing: %w", keyring.ErrIntegrity, err)}
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	plain, err := s.keys.Unwrap(wrapped)
+	if errors.Is(err, keyring.ErrIntegrity) {
+		return nil, nil, &integrityError{digest: ref.Digest, err: fmt.Errorf("data key %s: %w", kb, err)}
+	}
+	if err != nil { // a master key missing from the ring, say: not the blob's fault
+		return nil, nil, fmt.Errorf("data key %s: %w", kb, err)
+	}
+	return plain, nil, nil
 }
 
 func (s *Store) readKeyBlob(ctx context.Context, key string) ([]byte, error) {

@@ -4,12 +4,13 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"github.com/google/uuid"
 	"maps"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/conveyorci/conveyor/internal/artifact"
 	"github.com/conveyorci/conveyor/internal/pipeline"
@@ -1421,6 +1422,14 @@ func (e *Execution) Clone() *Execution {
 	if e.PullRequest != nil {
 		pr := *e.PullRequest
 		c.PullRequest = &pr
+	}
+	if e.Hold != nil {
+		h := *e.Hold // allow sets its Decision: a fresh one, never changed in place
+		c.Hold = &h
+	}
+	if e.Invoker != nil {
+		inv := *e.Invoker
+		c.Invoker = &inv
 	}
 	c.Artifacts = maps.Clone(e.Artifacts)
 	if e.Outputs != nil {

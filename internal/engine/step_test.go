@@ -1785,6 +1785,19 @@ func deepCopyExecution(e *Execution) *Execution {
 		return nil
 	}
 	c := e.Clone()
+	// Copied here too, not trusted to Clone: the check is of Clone as much as of Step.
+	if e.Hold != nil {
+		h := *e.Hold
+		if h.Decision != nil {
+			d := *h.Decision
+			h.Decision = &d
+		}
+		c.Hold = &h
+	}
+	if e.Invoker != nil {
+		inv := *e.Invoker
+		c.Invoker = &inv
+	}
 	for i := range c.Stages {
 		for j := range c.Stages[i].Actions {
 			a := &c.Stages[i].Actions[j]

@@ -309,8 +309,10 @@ func (c *CacheEvictor) Pass(ctx context.Context, interval time.Duration) error {
 		return nil
 	}
 	defer func() {
-		if err := c.Store.Update(context.WithoutCancel(ctx), func(tx store.Tx) error {
-			return tx.ReleaseTriggerLease(ctx, evictionLease, c.Owner)
+		// Released even when ctx is done (a server stopping): another can take the duty at once.
+		rctx := context.WithoutCancel(ctx)
+		if err := c.Store.Update(rctx, func(tx store.Tx) error {
+			return tx.ReleaseTriggerLease(rctx, evictionLease, c.Owner)
 		}); err != nil {
 			log.Warn("release the cache eviction lease", "err", err)
 		}

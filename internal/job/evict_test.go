@@ -468,6 +468,27 @@ func TestCacheEvictor(t *testing.T) {
 	if len(reported) != 2 {
 		t.Errorf("the pass after the interval evicted %d caches, want 1", len(reported)-1)
 	}
+
+	// A pass stopped midway (its server shutting down) still releases the duty.
+	saveCache(t, arts, "web", "old", "old content")
+	now = now.Add(8 * 24 * time.Hour)
+	stopping, stop := context.WithCancel(ctx)
+	defer stop()
+	stopped := ev("server-3")
+	stopped.Evicted = func(job.Eviction) { stop() }
+	if err := stopped.Pass(stopping, time.Hour); err == nil {
+		t.Errorf("a pass whose context ended: no error")
+	}
+	var l *store.TriggerLease
+	if err := st.View(ctx, func(r store.Reader) (err error) {
+		l, err = r.TriggerLease(ctx, "cache-eviction")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if l.Owner != "" {
+		t.Errorf("after a pass stopped midway, the duty is held by %q, want released", l.Owner)
+	}
 }
 
 // TestEvictKeepsReusedArtifact: a job saving, as its output, content a cache holds already

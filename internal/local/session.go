@@ -67,7 +67,6 @@ func (s Secrets) Secrets(_ context.Context, _ string, names []string) (map[strin
 	return out, nil
 }
 
-// Run runs the pipeline to the end and returns the execution's final status.
 // runOnLabels returns every label the pipeline's actions ask workers for (runOn).
 func runOnLabels(p *pipeline.Pipeline) []string {
 	var labels []string
@@ -80,6 +79,7 @@ func runOnLabels(p *pipeline.Pipeline) []string {
 	return slices.Compact(labels)
 }
 
+// Run runs the pipeline to the end and returns the execution's final status.
 func Run(ctx context.Context, o RunOptions) (*engine.Execution, error) {
 	dataDir := o.DataDir
 	if dataDir == "" {

@@ -150,14 +150,14 @@ func (n *Notifier) executionURL(e *engine.Execution) string {
 func (n *Notifier) send(ctx context.Context, method, target string, hdr http.Header, body []byte) error {
 	req, err := http.NewRequestWithContext(ctx, method, target, bytes.NewReader(body))
 	if err != nil {
-		return permanent{err}
+		return permanent{redactURLError(err)}
 	}
 	req.Header = hdr
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "Conveyor")
 	resp, err := n.opts.Client.Do(req)
 	if err != nil {
-		return err
+		return redactURLError(err)
 	}
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
@@ -168,6 +168,15 @@ func (n *Notifier) send(ctx context.Context, method, target string, hdr http.Hea
 		return permanent{fmt.Errorf("%s %s: %s: %s", method, redact(target), resp.Status, bytes.TrimSpace(msg))}
 	}
 	return fmt.Errorf("%s %s: %s", method, redact(target), resp.Status)
+}
+
+// redactURLError redacts the URL net/http and net/url put in their errors: the target may be
+// a secret (a chat webhook's URL), and these errors are logged.
+func redactURLError(err error) error {
+	if ue, ok := errors.AsType[*url.Error](err); ok {
+		ue.URL = redact(ue.URL)
+	}
+	return err
 }
 
 // redact hides a URL's query and credentials (a webhook URL's token) in messages.

@@ -138,11 +138,14 @@ func builtinSpec(c Category, provider string) *ProviderSpec {
 // reference when the job starts (engine.JobSpec.ConfigSecrets); nil when there are none.
 func (a *Action) JobSecrets() map[string]string {
 	var m map[string]string
-	spec := builtinSpec(a.Category, a.Provider)
+	var spec *ProviderSpec // looked up at the first reference: Step asks at every job it queues
 	for k, v := range a.Configuration {
 		name := SecretName(v)
 		if name == "" {
 			continue
+		}
+		if spec == nil {
+			spec = builtinSpec(a.Category, a.Provider)
 		}
 		if spec != nil {
 			if p := spec.Property(k); p != nil && p.ServerSide {

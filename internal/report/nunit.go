@@ -14,15 +14,7 @@ import (
 // Skipped, Inconclusive, Warning, with a label: Error, Invalid, Ignored...). The counts in the
 // attributes are ignored, as for JUnit; so are output, properties and attachments.
 func parseNUnit(r io.Reader) (*Result, error) {
-	d := xmlDecoder(r)
-	res := &Result{}
-	if err := walkNUnit(d, res); err != nil {
-		if errors.Is(err, errNoNUnitRoot) {
-			return nil, err
-		}
-		return nil, xmlError(d, err)
-	}
-	return res, nil
+	return parseXMLTree(r, walkNUnit, errNoNUnitRoot)
 }
 
 var errNoNUnitRoot = errors.New("not an NUnit report: no <test-results> (NUnit 2) or <test-run> (NUnit 3) element")

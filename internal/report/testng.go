@@ -14,15 +14,7 @@ import (
 // Configuration methods (is-config="true": @BeforeMethod and the like) are not cases: when
 // one fails, TestNG reports the tests it held back as skipped.
 func parseTestNG(r io.Reader) (*Result, error) {
-	d := xmlDecoder(r)
-	res := &Result{}
-	if err := walkTestNG(d, res); err != nil {
-		if errors.Is(err, errNoTestNGRoot) {
-			return nil, err
-		}
-		return nil, xmlError(d, err)
-	}
-	return res, nil
+	return parseXMLTree(r, walkTestNG, errNoTestNGRoot)
 }
 
 var errNoTestNGRoot = errors.New("not a TestNG report: no <testng-results> element")

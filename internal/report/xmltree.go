@@ -49,6 +49,21 @@ func (n *node) textOf(name string) string {
 	return ""
 }
 
+// parseXMLTree reads an XML report with walk, which counts its cases into the result. Its
+// errors are worded with the line they happened on, but for noRoot (a file of another format),
+// returned as is.
+func parseXMLTree(r io.Reader, walk func(*xml.Decoder, *Result) error, noRoot error) (*Result, error) {
+	d := xmlDecoder(r)
+	res := &Result{}
+	if err := walk(d, res); err != nil {
+		if errors.Is(err, noRoot) {
+			return nil, err
+		}
+		return nil, xmlError(d, err)
+	}
+	return res, nil
+}
+
 // xmlDecoder is the decoder of an XML report: control characters cleaned, HTML entities and
 // Latin-1 accepted, as for JUnit.
 func xmlDecoder(r io.Reader) *xml.Decoder {

@@ -7,8 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
 	"strings"
 	"time"
 
@@ -90,6 +88,7 @@ func (k *Linker) Sync(ctx context.Context, name string, link pipeline.Link) (Lin
 	dir := o.PipelineDir(name)
 	commit, branch, err := o.Head(ctx, link.Repository, dir, link.Branch, creds)
 	if err != nil {
+		k.forgetToken(name, link)
 		return LinkResult{}, fmt.Errorf("%w: %v", ErrLinkUnreadable, err)
 	}
 	res := LinkResult{Commit: commit, Branch: branch}
@@ -99,6 +98,7 @@ func (k *Linker) Sync(ctx context.Context, name string, link pipeline.Link) (Lin
 		return res, nil
 	}
 	if err != nil {
+		k.forgetToken(name, link)
 		return LinkResult{}, fmt.Errorf("%w: %v", ErrLinkUnreadable, err)
 	}
 	var specs []pipeline.ProviderSpec
@@ -159,60 +159,55 @@ func (k *Linker) credentials(ctx context.Context, name string, link pipeline.Lin
 	return git.Credentials{Token: vals[link.Token]}, nil
 }
 
+// forgetToken drops the kept value of the link's token, refused perhaps: the next check, or
+// a conveyor pipeline link run again after the token was rotated, reads it again.
+func (k *Linker) forgetToken(name string, link pipeline.Link) {
+	if link.Token != "" {
+		k.opts.secrets.forget(name, []string{link.Token})
+	}
+}
+
 // linked is a link this server checks.
 type linked struct {
+	slot
 	name string
 	link pipeline.Link // as the latest version has it, Commit cleared
-	next time.Time
+	last string        // the commit last checked
 }
 
 func (l *linked) same(o *linked) bool { return l.link == o.link }
+
+// linkConcurrency caps the links checked at once.
+const linkConcurrency = 4
+
+// linkChecked is what a check of a link found: the commit now checked.
+type linkChecked struct {
+	key    string
+	l      *linked
+	commit string
+}
 
 // Run checks the links this server holds every Every until ctx is done, then releases them.
 func (k *Linker) Run(ctx context.Context) error {
 	o := &k.opts
 	owned := map[string]*linked{}
-	last := map[string]string{} // the commit last checked, by lease key
-	defer func() { o.release(context.WithoutCancel(ctx), slices.Collect(maps.Keys(owned))) }()
-	var nextReload time.Time
-	for {
-		now := o.Now()
-		if !now.Before(nextReload) {
-			if err := k.reload(ctx, owned, last); err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				o.Logger.Warn("reload links", "err", err)
+	return runDuties(ctx, &o.Options, "links", linkConcurrency, owned,
+		func(ctx context.Context) error { return k.reload(ctx, owned) },
+		func(key string, l *linked) func(context.Context) linkChecked {
+			last := l.last
+			return func(ctx context.Context) linkChecked { return linkChecked{key, l, k.check(ctx, key, l, last)} }
+		},
+		func(r linkChecked) {
+			if owned[r.key] != r.l {
+				return // dropped or changed meanwhile
 			}
-			nextReload = now.Add(o.Reload)
-		}
-		wake := nextReload
-		for key, l := range owned {
-			if now.Before(l.next) {
-				wake = minTime(wake, l.next)
-				continue
-			}
-			last[key] = k.check(ctx, key, l, last[key])
-			l.next = o.Now().Add(jitter(o.Every))
-			wake = minTime(wake, l.next)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-o.Until(wake):
-		}
-	}
-}
-
-func minTime(a, b time.Time) time.Time {
-	if b.Before(a) {
-		return b
-	}
-	return a
+			r.l.running, r.l.last = false, r.commit
+			r.l.next = o.Now().Add(jitter(o.Every))
+		})
 }
 
 // reload reads the linked pipelines again and takes or renews their leases.
-func (k *Linker) reload(ctx context.Context, owned map[string]*linked, last map[string]string) error {
+func (k *Linker) reload(ctx context.Context, owned map[string]*linked) error {
 	o := &k.opts
 	pipes, err := o.pipelines(ctx)
 	if err != nil {
@@ -234,13 +229,7 @@ func (k *Linker) reload(ctx context.Context, owned map[string]*linked, last map[
 	now := o.Now()
 	for key, state := range held {
 		if owned[key] == nil {
-			owned[key] = &linked{name: want[key].name, link: want[key].link, next: now}
-			last[key] = state
-		}
-	}
-	for key := range last {
-		if owned[key] == nil {
-			delete(last, key)
+			owned[key] = &linked{slot: slot{next: now}, name: want[key].name, link: want[key].link, last: state}
 		}
 	}
 	return nil
@@ -259,6 +248,7 @@ func (k *Linker) check(ctx context.Context, key string, l *linked, last string) 
 	}
 	head, _, err := o.Head(ctx, l.link.Repository, o.PipelineDir(l.name), l.link.Branch, creds)
 	if err != nil {
+		k.forgetToken(l.name, l.link)
 		o.Logger.Warn("link: cannot check the linked branch", "pipeline", l.name, "repository", l.link.Repository, "err", err)
 		return last
 	}

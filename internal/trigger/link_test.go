@@ -1,10 +1,12 @@
 package trigger
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -170,5 +172,81 @@ func TestLinkerRun(t *testing.T) {
 	}
 	if reports != 1 {
 		t.Errorf("%d definition reports in the outbox; want 1", reports)
+	}
+}
+
+// TestLinkerSlowLink: a link whose repository does not answer holds neither the checks of the
+// other links nor the renewal of the leases: the links are checked as the poller's sources
+// are, each on its own (runDuties).
+func TestLinkerSlowLink(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	slow, _ := newRepo(t)
+	fast, _ := newRepo(t)
+	commit(t, slow, "ci/p.yaml", strings.Replace(strings.Replace(linkedFile, "%s", "one", 1), "name: linked", "name: slow", 1))
+	commit(t, fast, "ci/p.yaml", strings.Replace(linkedFile, "%s", "one", 1))
+	k := b.linker(20*time.Millisecond, nil)
+	for name, repo := range map[string]string{"slow": slow, "linked": fast} {
+		if res, err := k.Sync(t.Context(), name, pipeline.Link{Repository: repo, Path: "ci/p.yaml"}); err != nil || res.Version != 1 {
+			t.Fatalf("link %s: %+v, %v", name, res, err)
+		}
+	}
+	remote := &git.Remote{}
+	hanging := make(chan struct{})
+	var once sync.Once
+	opts := k.opts
+	opts.Head = func(ctx context.Context, repository, dir, branch string, creds git.Credentials) (string, string, error) {
+		if repository == slow {
+			once.Do(func() { close(hanging) })
+			<-ctx.Done() // a server that never answers
+			return "", "", ctx.Err()
+		}
+		return remote.Head(ctx, repository, dir, branch, creds)
+	}
+	run(t, NewLinker(opts).Run)
+	<-hanging
+
+	c2 := commit(t, fast, "ci/p.yaml", strings.Replace(linkedFile, "%s", "two", 1))
+	eventually(t, "version 2 of the fast link while the slow one hangs", func() bool {
+		p, v := b.latest("linked")
+		return v == 2 && p.Link.Commit == c2
+	})
+}
+
+// TestLinkTokenRotated: a link whose token is refused reads it again at the next try, so a
+// token rotated after the refusal is taken at once, not when the kept value expires.
+func TestLinkTokenRotated(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	repo, _ := newRepo(t)
+	commit(t, repo, "ci/p.yaml", strings.Replace(linkedFile, "%s", "one", 1)+"secrets: [TOKEN]\n")
+	var mu sync.Mutex
+	stored, valid := "old", "new" // the secret store's value, and what the forge takes
+	remote := &git.Remote{}
+	k := NewLinker(LinkOptions{Options: Options{Loop: b.eng.Loop, Store: b.eng.Store, Owner: "test",
+		Secrets: func(_ context.Context, _ string, names []string) (map[string]string, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			return map[string]string{"TOKEN": stored}, nil
+		}},
+		Mirror: &git.Mirror{Dir: filepath.Join(t.TempDir(), "clones")},
+		Head: func(ctx context.Context, repository, dir, branch string, creds git.Credentials) (string, string, error) {
+			mu.Lock()
+			ok := creds.Token == valid
+			mu.Unlock()
+			if !ok {
+				return "", "", errors.New("authentication failed")
+			}
+			return remote.Head(ctx, repository, dir, branch, git.Credentials{}) // a local repository takes none
+		}})
+	link := pipeline.Link{Repository: repo, Path: "ci/p.yaml", Token: "TOKEN"}
+	if _, err := k.Sync(t.Context(), "linked", link); !errors.Is(err, ErrLinkUnreadable) {
+		t.Fatalf("with the old token: %v; want ErrLinkUnreadable", err)
+	}
+	mu.Lock()
+	stored = "new"
+	mu.Unlock()
+	if res, err := k.Sync(t.Context(), "linked", link); err != nil || res.Version != 1 {
+		t.Fatalf("after the rotation: %+v, %v", res, err)
 	}
 }

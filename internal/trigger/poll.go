@@ -92,9 +92,8 @@ func (s *source) same(o *source) bool {
 // polled is a source this poller owns.
 type polled struct {
 	*source
-	last      string    // the last head seen ("": none yet)
-	next      time.Time // when to poll next
-	running   bool
+	slot
+	last      string // the last head seen ("": none yet)
 	failures  int
 	polledAt  time.Time // the last successful poll (zero: none yet)
 	spread    float64   // its jitter: the wait after it is multiplied by spread
@@ -165,62 +164,14 @@ func (p *Poller) sources(pipes []*pipeline.Pipeline, versions map[string]int) ma
 
 // Run polls until ctx is done, then releases its leases.
 func (p *Poller) Run(ctx context.Context) error {
-	o := &p.opts
 	owned := map[string]*polled{}
-	results := make(chan pollResult)
-	sem := make(chan struct{}, o.Concurrency)
-	inflight := 0
-	defer func() {
-		keys := make([]string, 0, len(owned))
-		for k := range owned {
-			keys = append(keys, k)
-		}
-		for ; inflight > 0; inflight-- {
-			<-results
-		}
-		o.release(context.WithoutCancel(ctx), keys)
-	}()
-	var nextReload time.Time
-	for {
-		now := o.Now()
-		if !now.Before(nextReload) {
-			if err := p.reload(ctx, owned); err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				o.Logger.Warn("reload pollers", "err", err)
-			}
-			nextReload = now.Add(o.Reload)
-		}
-		wake := nextReload
-		for _, s := range owned {
-			if s.running {
-				continue
-			}
-			if !now.Before(s.next) {
-				s.running = true
-				inflight++
-				go func(s *source, last string) {
-					sem <- struct{}{}
-					r := p.poll(ctx, s, last)
-					<-sem
-					results <- r
-				}(s.source, s.last)
-				continue
-			}
-			if s.next.Before(wake) {
-				wake = s.next
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case r := <-results:
-			inflight--
-			p.done(owned, r)
-		case <-o.Until(wake):
-		}
-	}
+	return runDuties(ctx, &p.opts.Options, "pollers", p.opts.Concurrency, owned,
+		func(ctx context.Context) error { return p.reload(ctx, owned) },
+		func(_ string, s *polled) func(context.Context) pollResult {
+			src, last := s.source, s.last
+			return func(ctx context.Context) pollResult { return p.poll(ctx, src, last) }
+		},
+		func(r pollResult) { p.done(owned, r) })
 }
 
 // reload reads the sources again and takes or renews their leases; sources gone, changed or
@@ -240,7 +191,7 @@ func (p *Poller) reload(ctx context.Context, owned map[string]*polled) error {
 	for k, last := range held {
 		if owned[k] == nil {
 			// Polled at once: the first poll of a new source is its baseline.
-			owned[k] = &polled{source: want[k], last: last, next: now}
+			owned[k] = &polled{source: want[k], last: last, slot: slot{next: now}}
 		}
 	}
 	return p.slowForHooks(ctx, owned)
@@ -289,14 +240,14 @@ func (p *Poller) done(owned map[string]*polled, r pollResult) {
 	now := p.opts.Now()
 	if r.err != nil {
 		if s.failures == 0 {
-			p.opts.Logger.Warn("polling a Git source fails; backing off", "pipeline", s.pipeline, "action", s.action, "err", r.err)
+			p.opts.Logger.Warn("polling a source fails; backing off", "kind", s.kind, "pipeline", s.pipeline, "action", s.action, "err", r.err)
 		}
 		s.failures++
 		s.next = now.Add(backoff(s.interval, s.failures, p.opts.MaxBackoff))
 		return
 	}
 	if s.failures > 0 {
-		p.opts.Logger.Info("polling a Git source works again", "pipeline", s.pipeline, "action", s.action, "failures", s.failures)
+		p.opts.Logger.Info("polling a source works again", "kind", s.kind, "pipeline", s.pipeline, "action", s.action, "failures", s.failures)
 	}
 	s.failures = 0
 	s.last = r.commit
@@ -337,8 +288,7 @@ func (p *Poller) poll(ctx context.Context, s *source, last string) pollResult {
 	}
 	commit, branch, err := o.Head(ctx, s.repository, dir, s.branch, creds)
 	if err != nil {
-		_, names := gitSecrets(s.config)
-		o.secrets.forget(s.pipeline, names) // refused, perhaps: read them again next time
+		o.secrets.forgetRefs(s.pipeline, s.config, gitCredentialKeys) // refused, perhaps
 		res.err = err
 		return res
 	}

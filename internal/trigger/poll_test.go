@@ -193,13 +193,13 @@ func TestPollerBackoff(t *testing.T) {
 	if min := 16 * every * 9 / 10; last < min {
 		t.Errorf("no backoff: %v between the 4th and 5th failed polls, want at least %v", last, min)
 	}
-	if n := logs.count("polling a Git source fails; backing off"); n != 1 {
+	if n := logs.count("polling a source fails; backing off"); n != 1 {
 		t.Errorf("failure logged %d times, want once", n)
 	}
 	if err := os.Rename(hidden, repo); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "recovery logged", func() bool { return logs.count("polling a Git source works again") == 1 })
+	eventually(t, "recovery logged", func() bool { return logs.count("polling a source works again") == 1 })
 	if n := len(b.executions("app")); n != 0 {
 		t.Errorf("%d executions; the head did not change", n)
 	}

@@ -165,7 +165,7 @@ func (s *Pushes) credentials(ctx context.Context, p Push) (git.Credentials, []st
 			return git.Credentials{}, nil, err
 		}
 		cfg := pl.Stages[si].Actions[ai].Configuration
-		_, names := gitSecrets(cfg)
+		_, names := secretRefs(cfg, gitCredentialKeys)
 		creds, err := sourceCredentials(ctx, o.secrets, pl.Name, version, cfg)
 		return creds, names, err
 	}

@@ -2,8 +2,6 @@ package trigger
 
 import (
 	"context"
-	"fmt"
-	"maps"
 	"time"
 
 	"github.com/conveyorci/conveyor/internal/action/s3"
@@ -44,7 +42,7 @@ func (p *Poller) s3Source(pl *pipeline.Pipeline, ref string, a *pipeline.Action)
 // pollS3 reads the revision of a Source/S3 action's object and advances the source to it.
 func (p *Poller) pollS3(ctx context.Context, s *source, last string) pollResult {
 	res := pollResult{key: s.key, src: s}
-	cfg, err := s3Config(ctx, p.opts.secrets, s.pipeline, s.version, s.config)
+	cfg, err := p.opts.secrets.resolve(ctx, s.pipeline, s.version, s.config, s3CredentialKeys)
 	if err != nil {
 		res.err = err
 		return res
@@ -53,8 +51,7 @@ func (p *Poller) pollS3(ctx context.Context, s *source, last string) pollResult 
 	defer cancel()
 	etag, version, err := s3.Head(ctx, cfg)
 	if err != nil {
-		_, names := s3Secrets(s.config)
-		p.opts.secrets.forget(s.pipeline, names) // refused, perhaps: read them again next time
+		p.opts.secrets.forgetRefs(s.pipeline, s.config, s3CredentialKeys)
 		res.err = err
 		return res
 	}
@@ -66,39 +63,4 @@ func (p *Poller) pollS3(ctx context.Context, s *source, last string) pollResult 
 	bucket, _ := cfg["bucket"].(string)
 	key, _ := cfg["objectKey"].(string)
 	return p.advance(ctx, res, s, rev, last != "", "new version of s3://"+bucket+"/"+key)
-}
-
-// s3Secrets returns the secret names of a Source/S3 action's credentials, by property.
-func s3Secrets(cfg map[string]any) (refs map[string]string, names []string) {
-	refs = map[string]string{}
-	for _, k := range []string{"accessKeyId", "secretAccessKey"} {
-		if n := pipeline.SecretName(cfg[k]); n != "" {
-			refs[k] = n
-			names = append(names, n)
-		}
-	}
-	return refs, names
-}
-
-// s3Config returns a Source/S3 action's configuration (of version of pipelineName) with its
-// credentials' values in place of their secrets' references, as a job gets it.
-func s3Config(ctx context.Context, secrets *secretCache, pipelineName string, version int, cfg map[string]any) (map[string]any, error) {
-	refs, names := s3Secrets(cfg)
-	if len(names) == 0 {
-		return cfg, nil
-	}
-	values, err := secrets.secrets(ctx, pipelineName, version, names)
-	if err != nil {
-		return nil, err
-	}
-	out := maps.Clone(cfg)
-	for k, n := range refs {
-		v, ok := values[n]
-		if !ok {
-			secrets.forget(pipelineName, names)
-			return nil, fmt.Errorf("get secrets: secret %s has no value", n)
-		}
-		out[k] = v
-	}
-	return out, nil
 }

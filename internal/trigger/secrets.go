@@ -3,6 +3,7 @@ package trigger
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -82,11 +83,16 @@ func (c *secretCache) forget(pipeline string, names []string) {
 	delete(c.entries, secretKey(pipeline, names))
 }
 
-// gitSecrets returns the secret names a Git source's configuration gives its credentials
-// (token, sshKey), by property.
-func gitSecrets(cfg map[string]any) (refs map[string]string, names []string) {
+// The properties of a source action's configuration that hold its credentials.
+var (
+	gitCredentialKeys = []string{"token", "sshKey"}
+	s3CredentialKeys  = []string{"accessKeyId", "secretAccessKey"}
+)
+
+// secretRefs returns the secret names the properties keys of cfg reference, by property.
+func secretRefs(cfg map[string]any, keys []string) (refs map[string]string, names []string) {
 	refs = map[string]string{}
-	for _, k := range []string{"token", "sshKey"} {
+	for _, k := range keys {
 		if n := pipeline.SecretName(cfg[k]); n != "" {
 			refs[k] = n
 			names = append(names, n)
@@ -95,24 +101,43 @@ func gitSecrets(cfg map[string]any) (refs map[string]string, names []string) {
 	return refs, names
 }
 
+// resolve returns cfg (of version of pipelineName) with the values of the secrets its
+// properties keys reference in place of the references, as a job gets it; cfg itself when
+// they reference none.
+func (c *secretCache) resolve(ctx context.Context, pipelineName string, version int, cfg map[string]any, keys []string) (map[string]any, error) {
+	refs, names := secretRefs(cfg, keys)
+	if len(names) == 0 {
+		return cfg, nil
+	}
+	values, err := c.secrets(ctx, pipelineName, version, names)
+	if err != nil {
+		return nil, err
+	}
+	out := maps.Clone(cfg)
+	for k, n := range refs {
+		v, ok := values[n]
+		if !ok {
+			c.forget(pipelineName, names)
+			return nil, fmt.Errorf("get secrets: secret %s has no value", n)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// forgetRefs drops the values of the secrets the properties keys of cfg reference, after
+// they were refused perhaps: the next look reads them again.
+func (c *secretCache) forgetRefs(pipelineName string, cfg map[string]any, keys []string) {
+	_, names := secretRefs(cfg, keys)
+	c.forget(pipelineName, names)
+}
+
 // sourceCredentials are the credentials a Git source's configuration (of version of
 // pipelineName) names, their secrets read through secrets.
 func sourceCredentials(ctx context.Context, secrets *secretCache, pipelineName string, version int, cfg map[string]any) (git.Credentials, error) {
-	refs, names := gitSecrets(cfg)
-	resolved := map[string]any{"username": cfg["username"], "knownHosts": cfg["knownHosts"]}
-	if len(names) > 0 {
-		values, err := secrets.secrets(ctx, pipelineName, version, names)
-		if err != nil {
-			return git.Credentials{}, err
-		}
-		for k, n := range refs {
-			v, ok := values[n]
-			if !ok {
-				secrets.forget(pipelineName, names)
-				return git.Credentials{}, fmt.Errorf("get secrets: secret %s has no value", n)
-			}
-			resolved[k] = v
-		}
+	resolved, err := secrets.resolve(ctx, pipelineName, version, cfg, gitCredentialKeys)
+	if err != nil {
+		return git.Credentials{}, err
 	}
 	return git.CredentialsFrom(resolved), nil
 }

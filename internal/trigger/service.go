@@ -159,3 +159,81 @@ func renew[W any, S interface{ same(W) bool }](ctx context.Context, o *Options, 
 	o.release(ctx, gone)
 	return held, nil
 }
+
+// slot is the scheduling state of one duty a service holds the lease of (runDuties).
+type slot struct {
+	next    time.Time // when to run it next
+	running bool
+}
+
+func (s *slot) schedule() *slot { return s }
+
+// runDuties is the loop of the services whose leased duties each run on their own clock
+// (Poller, Linker), until ctx is done. Every o.Reload it calls reload, which takes or renews
+// the leases and fills owned (dropping what is gone, changed or held elsewhere). A duty whose
+// next time has come is run: start, on the loop's goroutine, captures what the run needs, and
+// the function it returns runs on a goroutine of its own, at most concurrency at once, so a
+// slow duty holds neither the others nor the renewal of the leases. Each result is handed to
+// done, on the loop's goroutine, which schedules the duty's next run (a result for a duty
+// dropped meanwhile is done's to ignore). At the end it waits for the runs in flight and
+// releases the leases of owned.
+func runDuties[S interface{ schedule() *slot }, R any](ctx context.Context, o *Options, what string, concurrency int,
+	owned map[string]S, reload func(context.Context) error, start func(key string, s S) func(context.Context) R, done func(R)) error {
+	results := make(chan R)
+	sem := make(chan struct{}, concurrency)
+	inflight := 0
+	defer func() {
+		for ; inflight > 0; inflight-- {
+			<-results
+		}
+		o.release(context.WithoutCancel(ctx), slices.Collect(maps.Keys(owned)))
+	}()
+	var nextReload time.Time
+	for {
+		now := o.Now()
+		if !now.Before(nextReload) {
+			if err := reload(ctx); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				o.Logger.Warn("reload "+what, "err", err)
+			}
+			nextReload = now.Add(o.Reload)
+		}
+		wake := nextReload
+		for key, s := range owned {
+			sl := s.schedule()
+			if sl.running {
+				continue
+			}
+			if now.Before(sl.next) {
+				wake = minTime(wake, sl.next)
+				continue
+			}
+			sl.running = true
+			inflight++
+			run := start(key, s)
+			go func() {
+				sem <- struct{}{}
+				r := run(ctx)
+				<-sem
+				results <- r
+			}()
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case r := <-results:
+			inflight--
+			done(r)
+		case <-o.Until(wake):
+		}
+	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}

@@ -6,10 +6,12 @@
 //
 // The services conveyor server runs: Poller (Git and S3 sources, slowed down while their
 // repository's webhooks deliver, which Deliveries records), Pushes (the changed files of
-// pushes whose payload does not list them), Scheduler (schedule triggers) and Upstream
-// (pipelineSucceeded triggers, fed by the engine loop's outbox). Poller and Scheduler hold a lease in the store per duty, so that one server
-// runs each however many share the store, and keep their state there (last seen commit, last
-// fire) across restarts.
+// pushes whose payload does not list them), Linker (pipelines that follow a file in a
+// repository), Scheduler (schedule triggers) and Upstream (pipelineSucceeded triggers, fed by
+// the engine loop's outbox). Poller, Linker and Scheduler hold a lease in the store per duty,
+// so that one server runs each however many share the store, and keep their state there
+// (last seen commit, last fire) across restarts; Poller and Linker share one scheduling loop
+// (runDuties).
 package trigger
 
 import (

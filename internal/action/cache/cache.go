@@ -60,7 +60,7 @@ func Parse(v any, what string) ([]Spec, error) {
 			return nil, fmt.Errorf("%s[%d].paths must list at least one directory", what, i)
 		}
 		for _, p := range paths {
-			if err := checkPath(p); err != nil {
+			if err := CheckPath(p); err != nil {
 				return nil, fmt.Errorf("%s[%d].paths: %w", what, i, err)
 			}
 		}
@@ -69,8 +69,9 @@ func Parse(v any, what string) ([]Spec, error) {
 	return out, nil
 }
 
-// checkPath accepts a path relative to the workspace (inside it), absolute, or under ~/.
-func checkPath(p string) error {
+// CheckPath accepts a directory to cache: relative to the workspace (inside it), absolute,
+// or under ~/ (the action's home), without "..".
+func CheckPath(p string) error {
 	rel, home := strings.CutPrefix(p, "~/")
 	switch {
 	case p == "" || p == "~" || p == "/" || strings.ContainsRune(p, 0):

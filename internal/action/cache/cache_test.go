@@ -1,7 +1,6 @@
 package cache_test
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"os"
@@ -11,35 +10,11 @@ import (
 
 	"github.com/conveyorci/conveyor/internal/action"
 	"github.com/conveyorci/conveyor/internal/action/cache"
-	"github.com/conveyorci/conveyor/internal/artifact"
-	"github.com/conveyorci/conveyor/internal/artifact/fs"
+	"github.com/conveyorci/conveyor/internal/action/cache/cachetest"
 	"github.com/conveyorci/conveyor/internal/engine"
 	"github.com/conveyorci/conveyor/internal/job"
 	"github.com/conveyorci/conveyor/internal/store"
 )
-
-// storeCache is the action.Cache a worker gives a job: caches in a real artifact store.
-type storeCache struct {
-	arts *artifact.Store
-	j    *store.Job
-}
-
-func (c storeCache) Restore(ctx context.Context, key, dir string) (bool, error) {
-	return job.RestoreCache(ctx, c.arts, c.j, key, dir)
-}
-
-func (c storeCache) Save(ctx context.Context, key, dir string) error {
-	return job.SaveCache(ctx, c.arts, c.j, key, dir)
-}
-
-func newStore(t *testing.T) *artifact.Store {
-	t.Helper()
-	blobs, err := fs.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return artifact.New(blobs, artifact.Options{TempDir: t.TempDir()})
-}
 
 type run struct {
 	ws   *action.Workspace
@@ -74,8 +49,8 @@ func read(path string) string {
 func TestRestoreAndSave(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	arts := newStore(t)
-	main := storeCache{arts, &store.Job{Pipeline: "p", Spec: engine.JobSpec{Branch: "main", DefaultBranch: "main"}}}
+	arts := cachetest.NewStore(t)
+	main := cachetest.Cache{Arts: arts, Job: &store.Job{Pipeline: "p", Spec: engine.JobSpec{Branch: "main", DefaultBranch: "main"}}}
 	specs := []cache.Spec{{Key: "go-#{hash:go.sum}", Paths: []string{"~/.cache/go-build", "vendor"}}}
 	sum := sha256.Sum256([]byte("v1"))
 	key := "go-" + hex.EncodeToString(sum[:])
@@ -94,7 +69,7 @@ func TestRestoreAndSave(t *testing.T) {
 
 	// Warm, on a feature branch: main's cache, merged into a home that holds files already;
 	// nothing changed, nothing saved.
-	feature := storeCache{arts, &store.Job{Pipeline: "p", Spec: engine.JobSpec{Branch: "feature", DefaultBranch: "main"}}}
+	feature := cachetest.Cache{Arts: arts, Job: &store.Job{Pipeline: "p", Spec: engine.JobSpec{Branch: "feature", DefaultBranch: "main"}}}
 	r = newRun(t, feature, "v1")
 	write(t, filepath.Join(r.home, ".cache/go-build/README"), "mine")
 	s = cache.Restore(ctx, r.ws, specs, r.home, r.log)
@@ -111,7 +86,7 @@ func TestRestoreAndSave(t *testing.T) {
 	if n := strings.Count(r.log.String(), "unchanged; not saved"); n != 2 {
 		t.Errorf("warm run: %d caches unchanged, want 2:\n%s", n, r.log)
 	}
-	if _, found, _ := job.FindCache(ctx, arts, feature.j, key+"\nvendor"); !found {
+	if _, found, _ := job.FindCache(ctx, arts, feature.Job, key+"\nvendor"); !found {
 		t.Error("the feature branch's job found no cache")
 	}
 
@@ -123,13 +98,13 @@ func TestRestoreAndSave(t *testing.T) {
 	if !strings.Contains(r.log.String(), "cache "+key+" (vendor): saved in") {
 		t.Errorf("changed run:\n%s", r.log)
 	}
-	ref, _, _ := job.FindCache(ctx, arts, main.j, key+"\nvendor")
+	ref, _, _ := job.FindCache(ctx, arts, main.Job, key+"\nvendor")
 	if ref.Files != 1 {
 		t.Errorf("main's cache holds %d files: the feature branch wrote it", ref.Files)
 	}
 
 	// Another pipeline sees none of it; another go.sum is another key.
-	r = newRun(t, storeCache{arts, &store.Job{Pipeline: "other"}}, "v1")
+	r = newRun(t, cachetest.Cache{Arts: arts, Job: &store.Job{Pipeline: "other"}}, "v1")
 	cache.Restore(ctx, r.ws, specs, r.home, r.log)
 	r2 := newRun(t, main, "v2")
 	cache.Restore(ctx, r2.ws, specs, r2.home, r2.log)
@@ -143,7 +118,7 @@ func TestRestoreAndSave(t *testing.T) {
 func TestProblemsAreWarnings(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	c := storeCache{newStore(t), &store.Job{Pipeline: "p"}}
+	c := cachetest.New(t)
 	r := newRun(t, c, "v1")
 	write(t, filepath.Join(r.ws.Dir, "file"), "not a directory")
 	s := cache.Restore(ctx, r.ws, []cache.Spec{

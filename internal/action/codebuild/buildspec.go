@@ -3,11 +3,11 @@ package codebuild
 import (
 	"errors"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/conveyorci/conveyor/internal/action/cache"
 	"github.com/conveyorci/conveyor/internal/artifact"
 	"github.com/conveyorci/conveyor/internal/report"
 	"github.com/goccy/go-yaml"
@@ -539,7 +539,7 @@ func (d *decoder) cache(n ast.Node, bs *Buildspec) {
 					d.add(d.resolve(e.v), "cache.paths: %q: Conveyor caches whole directories: write DIR or DIR/**/*", p)
 					continue
 				}
-				if rel, ok := strings.CutPrefix(dir, "~/"); (ok && !filepath.IsLocal(rel)) || (!ok && !filepath.IsAbs(dir) && !filepath.IsLocal(dir)) || dir == "/" {
+				if cache.CheckPath(dir) != nil {
 					d.add(d.resolve(e.v), "cache.paths: %q must be a directory under the source directory, an absolute path or ~/PATH", p)
 					continue
 				}

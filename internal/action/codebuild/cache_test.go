@@ -1,52 +1,17 @@
 package codebuild
 
 import (
-	"context"
 	"strings"
-	"sync"
 	"testing"
 
-	"github.com/conveyorci/conveyor/internal/artifact"
-	"github.com/conveyorci/conveyor/internal/artifact/fs"
+	"github.com/conveyorci/conveyor/internal/action/cache/cachetest"
 )
-
-// storeCache keeps caches in a real artifact store, by key (the worker's adds scopes).
-type storeCache struct {
-	arts *artifact.Store
-	mu   sync.Mutex
-	refs map[string]artifact.Ref
-}
-
-func (c *storeCache) Restore(ctx context.Context, key, dir string) (bool, error) {
-	c.mu.Lock()
-	ref, ok := c.refs[key]
-	c.mu.Unlock()
-	if !ok {
-		return false, nil
-	}
-	return true, c.arts.Restore(ctx, ref, dir)
-}
-
-func (c *storeCache) Save(ctx context.Context, key, dir string) error {
-	ref, err := c.arts.Save(ctx, dir, nil)
-	if err != nil {
-		return err
-	}
-	c.mu.Lock()
-	c.refs[key] = ref
-	c.mu.Unlock()
-	return nil
-}
 
 // TestBuildspecCache: cache.paths (CodeBuild's DIR/**/*) is kept per action, with the
 // configuration's caches beside it.
 func TestBuildspecCache(t *testing.T) {
 	t.Parallel()
-	blobs, err := fs.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &storeCache{arts: artifact.New(blobs, artifact.Options{TempDir: t.TempDir()}), refs: map[string]artifact.Ref{}}
+	c := cachetest.New(t)
 	var logs []string
 	for range 2 {
 		b := setup(t, map[string]string{"package-lock.json": "{}"}, nil)
@@ -85,6 +50,9 @@ func TestBuildspecCacheErrors(t *testing.T) {
 	for _, tc := range []struct{ name, src, want string }{
 		{"glob", "cache:\n  paths: ['**/*.jar']\n", "b.yml:6:10: cache.paths: \"**/*.jar\": Conveyor caches whole directories: write DIR or DIR/**/*"},
 		{"escape", "cache:\n  paths: ['../x/**/*']\n", "b.yml:6:10: cache.paths: \"../x/**/*\" must be a directory under the source directory, an absolute path or ~/PATH"},
+		// As the configuration's cache setting has it (cache.CheckPath): no "..", not ~ itself.
+		{"dot-dot", "cache:\n  paths: ['/opt/../root/**/*']\n", "b.yml:6:10: cache.paths: \"/opt/../root/**/*\" must be a directory under the source directory, an absolute path or ~/PATH"},
+		{"home", "cache:\n  paths: ['~']\n", "b.yml:6:10: cache.paths: \"~\" must be a directory under the source directory, an absolute path or ~/PATH"},
 		{"key", "cache:\n  path: [x]\n", "b.yml:6:3: unknown key \"path\" in cache (known: paths, key, fallback-keys, action)"},
 	} {
 		_, err := Parse("b.yml", []byte("version: 0.2\nphases:\n  build:\n    commands: [x]\n"+tc.src))

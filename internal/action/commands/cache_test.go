@@ -1,57 +1,17 @@
 package commands
 
 import (
-	"context"
 	"strings"
-	"sync"
 	"testing"
 
-	"github.com/conveyorci/conveyor/internal/artifact"
-	"github.com/conveyorci/conveyor/internal/artifact/fs"
+	"github.com/conveyorci/conveyor/internal/action/cache/cachetest"
 )
-
-// storeCache keeps caches in a real artifact store, by key (the worker's adds scopes).
-type storeCache struct {
-	arts *artifact.Store
-	mu   sync.Mutex
-	refs map[string]artifact.Ref
-}
-
-func newStoreCache(t *testing.T) *storeCache {
-	t.Helper()
-	blobs, err := fs.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &storeCache{arts: artifact.New(blobs, artifact.Options{TempDir: t.TempDir()}), refs: map[string]artifact.Ref{}}
-}
-
-func (c *storeCache) Restore(ctx context.Context, key, dir string) (bool, error) {
-	c.mu.Lock()
-	ref, ok := c.refs[key]
-	c.mu.Unlock()
-	if !ok {
-		return false, nil
-	}
-	return true, c.arts.Restore(ctx, ref, dir)
-}
-
-func (c *storeCache) Save(ctx context.Context, key, dir string) error {
-	ref, err := c.arts.Save(ctx, dir, nil)
-	if err != nil {
-		return err
-	}
-	c.mu.Lock()
-	c.refs[key] = ref
-	c.mu.Unlock()
-	return nil
-}
 
 // TestCache: the second run finds what the first left in its cached directory, in a fresh
 // workspace; a failed run saves nothing.
 func TestCache(t *testing.T) {
 	t.Parallel()
-	c := newStoreCache(t)
+	c := cachetest.New(t)
 	const fill = `if [ -f deps/a ]; then echo "deps: $(cat deps/a)"; else mkdir -p deps && echo fetched > deps/a && echo "deps: none"; fi`
 	var logs []string
 	for i, cmds := range [][]string{{fill, "false"}, {fill}, {fill}} {

@@ -329,6 +329,11 @@ func runStore(t *testing.T, newBlobs func(t *testing.T) artifact.Blobs) {
 		if n := cb.puts.Load(); n != 1 {
 			t.Errorf("three saves of one content made %d Puts of data blobs, want 1", n)
 		}
+		// The second save records that it found the content stored; the third finds that
+		// record recent and only reads it (ReuseRefresh).
+		if n := cb.reused.Load(); n != 1 {
+			t.Errorf("two saves of stored content wrote its reuse record %d times, want 1", n)
+		}
 
 		// Any change of content, exec bit or link target changes the digest.
 		for name, change := range map[string]func(dir string) error{
@@ -696,12 +701,16 @@ func (errReader) Read([]byte) (int, error) { return 0, errors.New("reader failed
 // through any backend (a save of stored content may record that it found it: Store.Reused).
 type countingBlobs struct {
 	artifact.Blobs
-	puts atomic.Int64
+	puts   atomic.Int64
+	reused atomic.Int64 // Puts of reuse records ("reused/...")
 }
 
 func (c *countingBlobs) Put(ctx context.Context, key string, r io.Reader) error {
-	if strings.HasPrefix(key, "blobs/") {
+	switch {
+	case strings.HasPrefix(key, "blobs/"):
 		c.puts.Add(1)
+	case strings.HasPrefix(key, "reused/"):
+		c.reused.Add(1)
 	}
 	return c.Blobs.Put(ctx, key, r)
 }

@@ -1,12 +1,15 @@
 package loop_test
 
 import (
+	"errors"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/conveyorci/conveyor/internal/engine"
 	"github.com/conveyorci/conveyor/internal/engine/loop"
 	"github.com/conveyorci/conveyor/internal/pipeline"
+	"github.com/conveyorci/conveyor/internal/store"
 )
 
 // invokeAct is an Invoke/Pipeline action starting target.
@@ -105,7 +108,7 @@ func TestInvokePipelineFails(t *testing.T) {
 		inv  pipeline.Action
 		want string
 	}{
-		{"no pipeline", invokeAct("Deploy", "nowhere", false, nil), "could not start an execution of nowhere: no such pipeline"},
+		{"no pipeline", invokeAct("Deploy", "nowhere", false, nil), "could not start an execution of nowhere: no such pipeline: apply it"},
 		{"unknown variable", invokeAct("Deploy", "child", false, map[string]any{"variables": map[string]any{"Nope": "1"}}), `no variable "Nope"`},
 		{"not a source", invokeAct("Deploy", "child", false, map[string]any{"sourceRevisions": map[string]any{"Compile": "x"}}), "Compile is not a source action"},
 		{"cycle", invokeAct("Deploy", "parent", false, nil), "is there a cycle?"},
@@ -182,4 +185,48 @@ func toStrings(v any) []string {
 		return out
 	}
 	return nil
+}
+
+// TestInvokeThroughInbox: the start of the invoked execution is an inbox row, committed with
+// the invoking action's start, so a server that stops before applying it loses nothing: the
+// next run of the loop starts it, and tells the invoking action once, through its inbox too.
+func TestInvokeThroughInbox(t *testing.T) {
+	t.Parallel()
+	b := invokeSetup(t, invokeAct("Deploy", "child", false, nil))
+	b.start(t, "P1") // no loop running: as a server that stops right after the commit
+	childID := engine.InvokedExecutionID("P1", "Trigger", "Deploy", 1)
+	var pending []string
+	for _, ev := range b.pendingEvents(t) {
+		pending = append(pending, string(ev.Event.Type)+" "+ev.Event.ExecutionID)
+	}
+	if want := []string{string(engine.EvStart) + " " + childID}; !slices.Equal(pending, want) {
+		t.Fatalf("inbox %v; want only the invoked start %v", pending, want)
+	}
+	if e, err := b.loop.Execution(t.Context(), childID); err == nil {
+		t.Fatalf("invoked execution %s exists before the inbox is applied: %+v", childID, e)
+	}
+
+	b.run(t)
+	b.waitStarted(t, childID)
+	b.waitExec(t, "P1", "Deploy succeeded", func(e *engine.Execution) bool {
+		return action(t, e, "Trigger", "Deploy").Status == engine.ActionSucceeded
+	})
+	eventually(t, "the inbox applied", func() bool { return len(b.pendingEvents(t)) == 0 })
+	var told []string
+	if err := b.st.View(t.Context(), func(r store.Reader) error {
+		for _, typ := range []engine.EventType{engine.EvActionSucceeded, engine.EvActionFailed} {
+			key := "invoked:" + childID + ":" + string(typ)
+			if _, err := r.EventByKey(t.Context(), key); err == nil {
+				told = append(told, key)
+			} else if !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"invoked:" + childID + ":" + string(engine.EvActionSucceeded)}; !slices.Equal(told, want) {
+		t.Errorf("the invoking action was told %v; want %v", told, want)
+	}
 }

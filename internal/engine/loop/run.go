@@ -266,7 +266,7 @@ func invoker(row *store.Event) *engine.Invoker {
 // refusal words why a start was refused, for the invoking action's message.
 func refusal(err error) string {
 	if errors.Is(err, store.ErrNotFound) {
-		return "no such pipeline"
+		return "no such pipeline: apply it (conveyor pipeline apply), or name an existing one in the action's pipeline setting"
 	}
 	return strings.TrimPrefix(err.Error(), engine.ErrRefused.Error()+": ")
 }

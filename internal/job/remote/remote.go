@@ -69,6 +69,9 @@ type Backend struct {
 type held struct {
 	token string        // the latest job token
 	lease time.Duration // the lease's length, as the server gives it
+	// until is when the lease ends, by this machine's clock: the lease's length after the
+	// answer that last renewed it (the lease or a heartbeat).
+	until time.Time
 }
 
 var (
@@ -234,8 +237,9 @@ func (b *Backend) LeaseOf(j *store.Job) time.Duration {
 
 // leased records a job the server leased and returns it as the pool takes it.
 func (b *Backend) leased(rj *Job) *store.Job {
+	lease := time.Duration(rj.LeaseMS) * time.Millisecond
 	b.mu.Lock()
-	b.jobs[rj.ID] = &held{token: rj.Token, lease: time.Duration(rj.LeaseMS) * time.Millisecond}
+	b.jobs[rj.ID] = &held{token: rj.Token, lease: lease, until: time.Now().Add(lease)}
 	b.mu.Unlock()
 	return &store.Job{ID: rj.ID, ExecutionID: rj.ExecutionID, Pipeline: rj.Pipeline, Provider: rj.Provider,
 		Spec: rj.Spec, State: store.JobLeased, Epoch: rj.Epoch, LeaseUntil: rj.LeaseUntil}
@@ -279,7 +283,7 @@ func (b *Backend) Heartbeat(ctx context.Context, j *store.Job) error {
 	}
 	b.mu.Lock()
 	if h := b.jobs[j.ID]; h != nil {
-		h.token = hb.Token
+		h.token, h.until = hb.Token, time.Now().Add(h.lease)
 	}
 	b.mu.Unlock()
 	return nil
@@ -308,7 +312,8 @@ func (b *Backend) AppendLog(ctx context.Context, j *store.Job, chunk []byte) err
 }
 
 // Complete reports the result, retrying while the server cannot be reached (a result must
-// not be lost to a blip), for at most the lease's length: after that the lease is gone.
+// not be lost to a blip) until the lease, as last renewed, has run out (and DefaultRetry
+// more): after that the lease is gone.
 func (b *Backend) Complete(ctx context.Context, j *store.Job, ev engine.Event, log []byte, next *job.Worker) (*store.Job, error) {
 	if len(log) > maxLogRequest/2 { // the result's own request stays small
 		cut := len(log) - maxLogRequest/2
@@ -321,7 +326,7 @@ func (b *Backend) Complete(ctx context.Context, j *store.Job, ev engine.Event, l
 	if next != nil {
 		req.Next = leaseRequest(*next, 0)
 	}
-	deadline := time.Now().Add(time.Until(j.LeaseUntil) + DefaultRetry)
+	deadline := b.leaseEnd(j).Add(DefaultRetry)
 	for delay := 100 * time.Millisecond; ; delay = min(2*delay, 5*time.Second) {
 		var rj Job
 		status, err := b.doJSON(ctx, http.MethodPost, JobPath(j.ID, "complete"), b.jobToken(j), req, &rj)
@@ -344,8 +349,19 @@ func (b *Backend) Complete(ctx context.Context, j *store.Job, ev engine.Event, l
 	}
 }
 
-// DefaultRetry is how long past a lease's end a result is still retried: the server's
-// clock and ours differ a little.
+// leaseEnd returns when the job's lease ends, by this machine's clock, as last renewed
+// (held.until); for a job it does not hold, its LeaseUntil.
+func (b *Backend) leaseEnd(j *store.Job) time.Time {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if h := b.jobs[j.ID]; h != nil {
+		return h.until
+	}
+	return j.LeaseUntil
+}
+
+// DefaultRetry is how long past a lease's end a result is still retried: the end this worker
+// measures is only an estimate of the server's.
 const DefaultRetry = 5 * time.Second
 
 // Restore downloads the input artifact and unpacks it into dir, verifying its digest: straight
@@ -509,7 +525,7 @@ func (b *Backend) SaveCache(ctx context.Context, j *store.Job, key, dir string) 
 func (b *Backend) upload(ctx context.Context, j *store.Job, what, path, root string, globs []string) (artifact.Ref, error) {
 	tmp, err := os.CreateTemp(b.opts.TempDir, "conveyor-upload-*.tar.zst")
 	if err != nil {
-		return artifact.Ref{}, err
+		return artifact.Ref{}, fmt.Errorf("pack artifact: %w", err)
 	}
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
@@ -519,13 +535,13 @@ func (b *Backend) upload(ctx context.Context, j *store.Job, what, path, root str
 		err = bw.Flush()
 	}
 	if err != nil {
-		return artifact.Ref{}, err
+		return artifact.Ref{}, fmt.Errorf("pack artifact: %w", err)
 	}
 	if ref.Files == 0 && len(globs) > 0 {
 		return ref, nil // the pool fails the action: no upload of an artifact it refuses
 	}
 	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
-		return artifact.Ref{}, err
+		return artifact.Ref{}, fmt.Errorf("upload %s: %w", what, err)
 	}
 	resp, err := b.do(ctx, http.MethodPut, path, b.jobToken(j), tmp,
 		http.Header{"Content-Type": {"application/zstd"}, HeaderDigest: {ref.Digest}})

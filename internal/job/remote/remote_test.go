@@ -37,8 +37,10 @@ type server struct {
 	url    string
 	admin  string // an API token of the admin
 	worker string // a worker token
-	// down, when set, makes the server answer 503 to workers (a network partition).
-	down atomic.Bool
+	// down, when set, makes the server answer 503 to workers (a network partition); refused
+	// counts those answers.
+	down    atomic.Bool
+	refused atomic.Int64
 	// streams and grants count the requests for inputs through the server and for grants to
 	// read them straight from the artifact store (direct_test.go).
 	streams, grants atomic.Int64
@@ -89,6 +91,7 @@ func newServerWith(t *testing.T, lease time.Duration, opts local.Options) *serve
 		JobSecrets: eng.Secrets, WorkerLease: lease})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if s.down.Load() && strings.HasPrefix(r.URL.Path, "/api/v1/worker/") {
+			s.refused.Add(1)
 			http.Error(w, "partitioned", http.StatusServiceUnavailable)
 			return
 		}
@@ -343,24 +346,32 @@ func TestWorkerCredentials(t *testing.T) {
 	}
 }
 
-// TestFencing: once a lease is gone (here: the job cancelled), every call made under it is
-// refused with 409, which the worker reads as store.ErrConflict.
-func TestFencing(t *testing.T) {
-	t.Parallel()
+// leasedHeartbeat starts twoStages on a fresh server and returns it with a remote backend
+// holding the first job's lease, heartbeated once.
+func leasedHeartbeat(t *testing.T) (*server, *remote.Backend, *store.Job) {
+	t.Helper()
 	s := newServer(t, 3*time.Second)
 	s.start(twoStages)
 	b, err := remote.New(s.url, s.worker, remote.Options{TempDir: t.TempDir(), Wait: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := t.Context()
-	j, err := b.Lease(ctx, job.Worker{ID: "w"})
+	j, err := b.Lease(t.Context(), job.Worker{ID: "w"})
 	if err != nil || j == nil {
 		t.Fatalf("lease: %v %v", j, err)
 	}
-	if err := b.Heartbeat(ctx, j); err != nil {
+	if err := b.Heartbeat(t.Context(), j); err != nil {
 		t.Fatalf("heartbeat: %v", err)
 	}
+	return s, b, j
+}
+
+// TestFencing: once a lease is gone (here: the job cancelled), every call made under it is
+// refused with 409, which the worker reads as store.ErrConflict.
+func TestFencing(t *testing.T) {
+	t.Parallel()
+	s, b, j := leasedHeartbeat(t)
+	ctx := t.Context()
 	if err := b.AppendLog(ctx, j, []byte("before\n")); err != nil {
 		t.Fatalf("log: %v", err)
 	}
@@ -379,6 +390,44 @@ func TestFencing(t *testing.T) {
 	ev := engine.Event{Type: engine.EvActionSucceeded}
 	if _, err := b.Complete(ctx, j, ev, nil, nil); !errors.Is(err, store.ErrConflict) {
 		t.Errorf("result after the lease is gone: %v, want a conflict", err)
+	}
+}
+
+// TestCompleteRetriedUntilLeaseEnds: a result the server cannot take for a moment is sent
+// again while the lease, as the heartbeats renewed it, holds: also for a job that has run
+// for longer than the lease it was first given.
+func TestCompleteRetriedUntilLeaseEnds(t *testing.T) {
+	t.Parallel()
+	s, b, j := leasedHeartbeat(t)
+	ctx := t.Context()
+	// As a job leased long ago, its lease renewed since by heartbeats, has it.
+	j.LeaseUntil = time.Now().Add(-time.Hour)
+	s.down.Store(true)
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.Complete(ctx, j, engine.Event{Type: engine.EvActionFailed, Failure: "failed", Message: "exit 1"}, nil, nil)
+		done <- err
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for s.refused.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no result sent in 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	s.down.Store(false)
+	if err := <-done; err != nil {
+		t.Errorf("result refused once, then taken: %v, want it sent again and taken", err)
+	}
+	var got *store.Job
+	if err := s.eng.Store.View(ctx, func(r store.Reader) (err error) {
+		got, err = r.Job(ctx, j.ID)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got.State == store.JobLeased {
+		t.Errorf("job %s still leased after its result", j.ID)
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/conveyorci/conveyor/internal/action/shell"
 )
 
 // Credentials authenticate git to a remote repository: a token (or password) over HTTPS, or
@@ -125,8 +127,8 @@ func (c Credentials) prepare(repoURL string) (*auth, error) {
 		}
 		// -F /dev/null: only this key and these host keys count, not the runner's
 		// ~/.ssh/config or /etc/ssh/ssh_known_hosts.
-		a.env = append(a.env, "GIT_SSH_COMMAND=ssh -F /dev/null -i "+shellQuote(key)+
-			" -o IdentitiesOnly=yes -o IdentityAgent=none -o UserKnownHostsFile="+shellQuote(hosts)+
+		a.env = append(a.env, "GIT_SSH_COMMAND=ssh -F /dev/null -i "+shell.Quote(key)+
+			" -o IdentitiesOnly=yes -o IdentityAgent=none -o UserKnownHostsFile="+shell.Quote(hosts)+
 			" -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes -o BatchMode=yes",
 			"GIT_SSH_VARIANT=ssh")
 	}
@@ -155,11 +157,6 @@ func (a *auth) redact(s string) string {
 // OpenSSH refuses in a key) to what the programs read.
 func lines(s string) string {
 	return strings.TrimSpace(strings.ReplaceAll(s, "\r\n", "\n")) + "\n"
-}
-
-// shellQuote quotes s for sh, which runs GIT_SSH_COMMAND.
-func shellQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // redactURL is u for messages: its password, if any, left out (the user name is kept:
